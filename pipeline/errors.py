@@ -1,0 +1,61 @@
+"""Errors named by what the caller should do, and the fixed vocabulary of reject reasons.
+
+- ConfigError: stop at start-up, nothing has run (bad flag, missing input table, unknown recipe).
+- RecordError: this one record is rejected with a reason; the run continues.
+- RetryableError: back off and try again (endpoint overloaded, connection reset).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectReason(StrEnum):
+    """Every reject in every stage carries one of these. Add new members here, never ad-hoc strings."""
+
+    # parse
+    EMPTY_FILE = "empty_file"
+    TOO_LARGE = "too_large"
+    BAD_ENCODING = "bad_encoding"
+    MALFORMED_XML = "malformed_xml"
+    NOT_AN_ARTICLE = "not_an_article"
+    NO_PMCID = "no_pmcid"
+    DUPLICATE_ARTICLE = "duplicate_article"
+    CORRUPT_ARCHIVE = "corrupt_archive"
+    UNREADABLE = "unreadable"
+    # annotate (teacher)
+    ENDPOINT_ERROR = "endpoint_error"
+    REPLY_TRUNCATED = "reply_truncated"
+    REPLY_EMPTY = "reply_empty"
+    REPLY_NOT_JSON = "reply_not_json"
+    REPLY_SCHEMA = "reply_schema"
+    REFUSED = "refused"
+    # propagate (student)
+    EMPTY_TEXT = "empty_text"
+    INFERENCE_ERROR = "inference_error"
+
+
+class PmcCurateError(Exception):
+    """Base class of the project's own errors."""
+
+
+class ConfigError(PmcCurateError):
+    """Configuration or environment is wrong: stop before doing any work, tell the user what to fix."""
+
+
+class RecordError(PmcCurateError):
+    """One record cannot be processed: reject it with `reason` and continue with the others."""
+
+    def __init__(self, reason: RejectReason, detail: str = "", raw: str | None = None) -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+        self.raw = raw
+
+
+class RetryableError(PmcCurateError):
+    """A transient failure: back off and retry (bounded), then turn into a RecordError."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
