@@ -67,6 +67,25 @@ class Reject:
 
 
 @dataclass
+class SampledParagraph:
+    """One row of W/sample: a paragraph picked for the teacher, with the context its prompt needs."""
+
+    id: str
+    article_id: str
+    path: str
+    title: str | None  # article title, shown to the teacher
+    article_type: str | None
+    language: str | None
+    section_title: str | None
+    text: str
+    n_tokens: int
+    stratum: str  # which cheap-signal stratum it was drawn from (see docs/annotate.md)
+    sample_key: str  # hex hash of (seed, id): the order of selection, independent of files and runner
+    seed: int
+    strategy: str  # "stratified", "uniform", "uncertainty"
+
+
+@dataclass
 class Annotation:
     """One row of W/annotations: the teacher LLM's labels for one sampled paragraph."""
 
