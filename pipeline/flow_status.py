@@ -1,0 +1,132 @@
+"""`pmc-curate status --workdir W`: each stage of a work directory, finished or not, its counts and rejects.
+
+Reads the markers the flow writes (`W/_stages/<step>.json`) and, for rejects, the stage's own reject
+files (`W/rejects/<stage>-*.parquet`) through DuckDB. Tables written by a command typed by hand (no
+marker) are still shown, with their row counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.errors import ConfigError
+from pipeline.flow import STAGE_IO, _files, count_rows
+from pipeline.workdir import Workdir
+
+# The order the stages run in; markers of other steps (e.g. one per curate recipe) follow their command.
+STAGE_ORDER = ("parse", "sample", "annotate", "train", "evaluate", "propagate", "curate", "report")
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def rejects_by_reason(wd: Workdir, command: str) -> dict[str, int]:
+    """Reject counts per reason from W/rejects/<command>-*.parquet (empty when there are none)."""
+    files = sorted(wd.rejects.glob(f"{command}-*.parquet"))
+    if not files:
+        return {}
+    con = duckdb.connect()
+    try:
+        rows = con.sql(
+            "SELECT reason, count(*) AS n FROM read_parquet($files, union_by_name = true) GROUP BY reason ORDER BY n DESC, reason",
+            params={"files": [str(f) for f in files]},
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(r): int(n) for r, n in rows}
+
+
+def collect(wd: Workdir) -> list[dict[str, Any]]:
+    """One entry per stage: marker fields (state, times, outputs) plus rejects per reason."""
+    markers: list[dict[str, Any]] = []
+    if wd.stages.is_dir():
+        for p in wd.stages.glob("*.json"):
+            try:
+                markers.append(json.loads(p.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                markers.append({"step": p.stem, "command": p.stem, "status": "unreadable marker"})
+    seen_commands = {m.get("command") for m in markers}
+    entries: list[dict[str, Any]] = []
+    for m in markers:
+        state = m.get("status", "?")
+        if state == "running" and not _alive(m.get("pid")):
+            state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
+        entries.append({
+            "step": m.get("step"),
+            "command": m.get("command"),
+            "state": state,
+            "started_at": m.get("started_at"),
+            "ended_at": m.get("ended_at"),
+            "duration_s": m.get("duration_s"),
+            "rows": {k: v.get("rows") for k, v in (m.get("outputs") or {}).items() if v.get("rows") is not None},
+            "error": m.get("error"),
+            "rejects": rejects_by_reason(wd, str(m.get("command"))),
+        })
+    # Stages run by hand (no marker) or never run.
+    for command in STAGE_ORDER:
+        if command in seen_commands:
+            continue
+        rows: dict[str, int] = {}
+        for pattern in STAGE_IO.get(command, ((), ()))[1]:
+            if "{" in pattern:
+                continue
+            n = count_rows(_files(wd.root, pattern))
+            if n is not None:
+                rows[pattern] = n
+        entries.append({
+            "step": command, "command": command,
+            "state": "present (no marker)" if rows else "not run",
+            "started_at": None, "ended_at": None, "duration_s": None,
+            "rows": rows, "error": None, "rejects": rejects_by_reason(wd, command),
+        })
+
+    def order(e: dict[str, Any]) -> tuple[int, str, str]:
+        c = str(e["command"])
+        return (STAGE_ORDER.index(c) if c in STAGE_ORDER else len(STAGE_ORDER), e.get("started_at") or "", str(e["step"]))
+
+    return sorted(entries, key=order)
+
+
+def render(entries: list[dict[str, Any]]) -> str:
+    """A plain-text table, one block per stage."""
+    lines = []
+    for e in entries:
+        when = e["ended_at"] or e["started_at"] or ""
+        dur = f"{e['duration_s']:.1f} s" if isinstance(e["duration_s"], int | float) else ""
+        lines.append(f"{e['step']:<24} {e['state']:<20} {when:<26} {dur}".rstrip())
+        for table, n in e["rows"].items():
+            lines.append(f"    {n:>10,} rows  {table}")
+        if e["rejects"]:
+            total = sum(e["rejects"].values())
+            per = ", ".join(f"{r} {n:,}" for r, n in e["rejects"].items())
+            lines.append(f"    {total:>10,} rejects: {per}")
+        if e["error"]:
+            lines.append(f"    error: {e['error']}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pmc-curate status`."""
+    parser.add_argument("--workdir", required=True, help="work directory of a run")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+    """Entry point of `pmc-curate status`."""
+    wd = Workdir.of(Path(args.workdir))
+    if not wd.root.is_dir():
+        raise ConfigError(f"no work directory at {wd.root}")
+    entries = collect(wd)
+    print(json.dumps(entries, indent=2) if args.json else render(entries))
+    return 0

@@ -1,0 +1,281 @@
+"""The flow's resume logic: markers, fingerprints, skip/redo decisions, config -> flags mapping.
+
+Stages here are small stand-ins with the real stage interface (add_arguments / run) that write real
+Parquet tables, so the flow's decisions can be checked exactly and fast; tests/test_flow_stages.py
+runs the same flow over the real stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import flow, flow_status
+from pipeline.errors import ConfigError
+from pipeline.workdir import Workdir
+
+
+class Stages:
+    """Stand-in parse/sample/annotate stages that count their calls and can be told to fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail: set[str] = set()
+
+    def _module(self, name: str, add, body) -> types.ModuleType:
+        m = types.ModuleType(f"fake_{name}")
+
+        def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+            self.calls.append(name)
+            if name in self.fail:
+                raise RuntimeError(f"{name} broke")
+            return body(args, beam_argv)
+
+        m.add_arguments = add
+        m.run = run
+        return m
+
+    def importer(self, command: str) -> types.ModuleType | None:
+        def parse_add(p: argparse.ArgumentParser) -> None:
+            p.add_argument("inputs", nargs="+")
+            p.add_argument("--workdir", required=True)
+            p.add_argument("--min-tokens", type=int, default=64)
+
+        def parse_run(args, beam_argv):
+            wd = Workdir.of(args.workdir)
+            texts = []
+            for i in args.inputs:
+                texts += Path(i).read_text().split()
+            wd.reset_table("paragraphs")
+            pq.write_table(pa.table({"id": [f"p{i}" for i in range(len(texts))], "text": texts}),
+                           wd.paragraphs / "part-0.parquet")
+            wd.rejects.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table({"source": ["x", "y", "z"], "stage": ["parse"] * 3,
+                                     "reason": ["malformed_xml", "malformed_xml", "empty_file"],
+                                     "detail": ["", "", ""]}), wd.rejects / "parse-0.parquet")
+            return 0
+
+        def sample_add(p: argparse.ArgumentParser) -> None:
+            p.add_argument("--workdir", required=True)
+            p.add_argument("--size", type=int, default=10)
+            p.add_argument("--seed", type=int, default=0)
+
+        def sample_run(args, beam_argv):
+            wd = Workdir.of(args.workdir)
+            t = pq.read_table(wd.paragraphs)
+            wd.reset_table("sample")
+            pq.write_table(t.slice(0, args.size), wd.sample / "part-0.parquet")
+            return 0
+
+        def annotate_add(p: argparse.ArgumentParser) -> None:
+            p.add_argument("--workdir", required=True)
+            p.add_argument("--concurrency", type=int, default=4)
+            p.add_argument("--dry", action="store_true")
+
+        def annotate_run(args, beam_argv):
+            wd = Workdir.of(args.workdir)
+            t = pq.read_table(wd.sample)
+            wd.reset_table("annotations")
+            pq.write_table(t.append_column("score", pa.array([3] * t.num_rows)), wd.annotations / "part-0.parquet")
+            return 0
+
+        table = {
+            "parse": (parse_add, parse_run),
+            "sample": (sample_add, sample_run),
+            "annotate": (annotate_add, annotate_run),
+        }
+        if command not in table:
+            return None
+        return self._module(command, *table[command])
+
+
+def _config(tmp_path: Path, size: int = 3, **extra) -> flow.FlowConfig:
+    inp = tmp_path / "in.txt"
+    if not inp.exists():
+        inp.write_text("alpha beta gamma delta epsilon")
+    steps = {"parse": {"inputs": [str(inp)]}, "sample": {"size": size}, "annotate": {"concurrency": 2}, **extra}
+    return flow.config_from_dict({"workdir": str(tmp_path / "w"), "steps": steps})
+
+
+def test_interrupted_flow_resumes_at_the_failed_step(tmp_path: Path) -> None:
+    st = Stages()
+    st.fail = {"annotate"}
+    cfg = _config(tmp_path)
+    with pytest.raises(RuntimeError, match="annotate broke"):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["parse", "sample", "annotate"]
+    wd = Workdir.of(cfg.workdir)
+    assert flow.read_marker(wd, "parse")["status"] == "finished"
+    failed = flow.read_marker(wd, "annotate")
+    assert failed["status"] == "failed" and "annotate broke" in failed["error"]
+    parse_marker = flow.read_marker(wd, "parse")
+
+    st.fail.clear()
+    st.calls.clear()
+    assert flow.run_flow(cfg, importer=st.importer, echo=lambda s: None) == 0
+    assert st.calls == ["annotate"]  # finished steps skipped, the failed one redone
+    assert flow.read_marker(wd, "parse") == parse_marker
+    done = flow.read_marker(wd, "annotate")
+    assert done["status"] == "finished"
+    assert done["outputs"]["annotations/*.parquet"]["rows"] == 3
+
+    st.calls.clear()
+    assert flow.run_flow(cfg, importer=st.importer, echo=lambda s: None) == 0
+    assert st.calls == []
+
+
+def test_changes_redo_the_changed_step_and_everything_after(tmp_path: Path) -> None:
+    st = Stages()
+    wd = Workdir.of(tmp_path / "w")
+    flow.run_flow(_config(tmp_path), importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["parse", "sample", "annotate"]
+
+    st.calls.clear()  # a config change in the middle
+    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["sample", "annotate"]
+    assert flow.read_marker(wd, "annotate")["outputs"]["annotations/*.parquet"]["rows"] == 2
+
+    st.calls.clear()  # a knob that only changes speed is not a reason to redo
+    cfg = _config(tmp_path, size=2)
+    cfg.steps[2].flags["concurrency"] = 64
+    flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    assert st.calls == []
+
+    st.calls.clear()  # the input file changed
+    (tmp_path / "in.txt").write_text("one two three four five six")
+    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["parse", "sample", "annotate"]
+
+    st.calls.clear()  # an output deleted by hand
+    for f in wd.sample.glob("*.parquet"):
+        f.unlink()
+    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["sample", "annotate"]
+
+    st.calls.clear()  # a table rewritten outside the flow invalidates its readers
+    pq.write_table(pa.table({"id": ["q"], "text": ["x"]}), wd.paragraphs / "part-0.parquet")
+    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["sample", "annotate"]
+
+    st.calls.clear()
+    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, force=["sample"], echo=lambda s: None)
+    assert st.calls == ["sample", "annotate"]
+
+
+def test_a_crash_inside_a_redone_step_leaves_no_stale_finished_step_after_it(tmp_path: Path) -> None:
+    st = Stages()
+    wd = Workdir.of(tmp_path / "w")
+    flow.run_flow(_config(tmp_path), importer=st.importer, echo=lambda s: None)
+    st.fail = {"sample"}
+    with pytest.raises(RuntimeError):
+        flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    assert flow.read_marker(wd, "annotate") is None
+    st.fail.clear()
+    st.calls.clear()
+    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    assert st.calls == ["sample", "annotate"]
+
+
+def test_dry_run_runs_nothing_and_says_why(tmp_path: Path) -> None:
+    st = Stages()
+    out: list[str] = []
+    flow.run_flow(_config(tmp_path), importer=st.importer, dry_run=True, echo=out.append)
+    assert st.calls == []
+    assert any("would run (not run before)" in line for line in out)
+    assert not (tmp_path / "w" / "_stages").exists()
+
+
+def test_missing_stage_is_an_error_for_run_and_a_message_for_the_demo(tmp_path: Path) -> None:
+    st = Stages()
+    cfg = _config(tmp_path, train={"epochs": 1})
+    with pytest.raises(ConfigError, match="train"):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    assert st.calls == []  # checked before anything ran
+    out: list[str] = []
+    assert flow.run_flow(cfg, importer=st.importer, skip_missing=True, echo=out.append) == 0
+    assert any("[train] skipped" in line for line in out)
+
+
+def test_unknown_key_fails_at_start_up_naming_the_step(tmp_path: Path) -> None:
+    st = Stages()
+    cfg = _config(tmp_path)
+    cfg.steps[2].flags["concurency"] = 3
+    with pytest.raises(ConfigError, match=r"step annotate: unknown key 'concurency'.*concurrency"):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    assert st.calls == []
+
+
+def test_flags_to_argv_maps_each_key_onto_its_flag() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--workdir")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--commercial-only", action="store_true")
+    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--heads", nargs="+")
+    flags = {"inputs": ["a", "b"], "max_length": 128, "commercial_only": True,
+             "param": {"threshold": 3, "factor": 10}, "fp16": False, "heads": ["x", "y"]}
+    argv = flow.flags_to_argv(p, flags, "t")
+    assert argv == ["a", "b", "--max-length=128", "--commercial-only", "--param=threshold=3",
+                    "--param=factor=10", "--no-fp16", "--heads", "x", "y"]
+    args = p.parse_args([*argv, "--workdir", "w"])
+    assert args.max_length == 128 and args.commercial_only and not args.fp16
+    assert args.param == ["threshold=3", "factor=10"]
+    with pytest.raises(ConfigError, match="takes one value"):
+        flow.flags_to_argv(p, {"max_length": [1, 2]}, "t")
+    with pytest.raises(ConfigError, match="unknown key 'max_len'"):
+        flow.flags_to_argv(p, {"max_len": 1}, "t")
+    with pytest.raises(ConfigError, match="workdir is set once"):
+        flow.flags_to_argv(p, {"workdir": "x"}, "t")
+
+
+def test_config_lists_become_named_steps_and_beam_options_layer(tmp_path: Path) -> None:
+    cfg = flow.config_from_dict({
+        "workdir": "w",
+        "beam": {"runner": "DirectRunner", "direct_num_workers": 2, "save_main_session": True},
+        "steps": {"curate": [{"recipe": "be-base"}, {"recipe": "recipes/my.sql", "beam": {"runner": "X"}}]},
+    })
+    assert [s.name for s in cfg.steps] == ["curate-be-base", "curate-my"]
+    assert cfg.steps[1].beam == {"runner": "X"}
+    assert flow.beam_to_argv(cfg.beam) == ["--runner=DirectRunner", "--direct_num_workers=2", "--save_main_session"]
+    with pytest.raises(ConfigError, match="unique"):
+        flow.config_from_dict({"workdir": "w", "steps": {"curate": [{"recipe": "a", "name": "x"},
+                                                                    {"recipe": "b", "name": "x"}]}})
+    with pytest.raises(ConfigError, match="unknown top-level"):
+        flow.config_from_dict({"workdir": "w", "stages": {}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        flow.load_config(bad)
+
+
+def test_status_shows_states_counts_and_rejects_per_reason(tmp_path: Path, capsys) -> None:
+    st = Stages()
+    st.fail = {"annotate"}
+    cfg = _config(tmp_path)
+    with pytest.raises(RuntimeError):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    wd = Workdir.of(cfg.workdir)
+    entries = {e["step"]: e for e in flow_status.collect(wd)}
+    assert entries["parse"]["state"] == "finished"
+    assert entries["parse"]["rows"]["paragraphs/*.parquet"] == 5
+    assert entries["parse"]["rejects"] == {"malformed_xml": 2, "empty_file": 1}
+    assert entries["annotate"]["state"] == "failed"
+    assert entries["train"]["state"] == "not run"
+    # a marker left "running" by a process that no longer exists reads as interrupted
+    m = flow.read_marker(wd, "annotate")
+    flow.write_marker(wd, "annotate", {**m, "status": "running", "pid": 2**22 + 12345})
+    assert {e["step"]: e for e in flow_status.collect(wd)}["annotate"]["state"] == "interrupted"
+
+    assert flow_status.run(argparse.Namespace(workdir=cfg.workdir, json=False), []) == 0
+    text = capsys.readouterr().out
+    assert "malformed_xml 2" in text and "interrupted" in text
+    assert flow_status.run(argparse.Namespace(workdir=cfg.workdir, json=True), []) == 0
+    assert json.loads(capsys.readouterr().out)[0]["step"] == "parse"
