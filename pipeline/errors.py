@@ -23,6 +23,7 @@ class RejectReason(StrEnum):
     DUPLICATE_ARTICLE = "duplicate_article"
     CORRUPT_ARCHIVE = "corrupt_archive"
     UNREADABLE = "unreadable"
+    PARSE_ERROR = "parse_error"  # unexpected exception in the parser (a bug): the file is kept as a reject
     # annotate (teacher)
     ENDPOINT_ERROR = "endpoint_error"
     REPLY_TRUNCATED = "reply_truncated"

@@ -1,0 +1,99 @@
+"""Walk `<body>` and address each prose paragraph by its path.
+
+`path` = local element name + `[i]`, i = 0-based position among same-name siblings (every sibling
+of that name counts, including ones we skip, so ids do not move when the filter changes), from
+`<body>` (not included), joined with "/": `sec[0]/sec[2]/p[1]`, `p[0]`, `sec[3]/list[0]/list-item[2]/p[0]`.
+Paragraph id = f"{pmcid}/{path}". Other stages and a hand-labelled gold set key on it: do not change.
+
+What counts as a paragraph: `<p>` directly in body, sec, boxed-text, disp-quote, statement and
+list-item (lists nested inside a `<p>` stay part of that paragraph's text). Not walked: reference
+sections (sec-type ref-list or a title like "References", or a sec holding a `<ref-list>`),
+tables, figures, footnotes, definition lists (abbreviation glossaries), supplementary material,
+display formulas between paragraphs and anything in `<back>`, `<floats-group>` or `<sub-article>`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from pipeline.jats.text import inline_text
+
+# Containers whose children are walked for paragraphs; anything else is skipped (but still counted).
+CONTAINERS = frozenset({"sec", "boxed-text", "disp-quote", "list", "list-item", "statement"})
+TITLED = frozenset({"sec", "boxed-text", "statement"})  # their <title>/<caption><title> joins the chain
+
+_REF_TITLES = re.compile(
+    r"^\s*(\d+[.)]?\s*)?(references?|reference list|bibliography|literature cited|works cited|"
+    r"references and notes|literatur|références|referencias|bibliografía)\s*[:.]?\s*$",
+    re.I,
+)
+_REF_SEC_TYPES = frozenset({"ref-list", "references", "bibliography"})
+
+
+@dataclass(frozen=True, slots=True)
+class RawParagraph:
+    """A body paragraph before token counting and language ID."""
+
+    path: str
+    section_title: str | None
+    text: str
+
+
+def _title_of(el: etree._Element) -> str | None:
+    for ch in el:
+        if not isinstance(ch.tag, str):
+            continue
+        name = ch.tag.rpartition("}")[2]
+        if name == "title":
+            t = inline_text(ch)
+            return t or None
+        if name == "caption":  # boxed-text keeps its title in a caption
+            for cc in ch:
+                if isinstance(cc.tag, str) and cc.tag.rpartition("}")[2] == "title":
+                    return inline_text(cc) or None
+    return None
+
+
+def is_reference_section(sec: etree._Element) -> bool:
+    """A "References" section placed inside <body> (2025-26 Wiley/Frontiers files do this)."""
+    if (sec.get("sec-type") or "").lower() in _REF_SEC_TYPES:
+        return True
+    for ch in sec:
+        if isinstance(ch.tag, str) and ch.tag.rpartition("}")[2] == "ref-list":
+            return True
+    title = _title_of(sec)
+    return bool(title and _REF_TITLES.match(title))
+
+
+def walk_body(body: etree._Element) -> list[RawParagraph]:
+    """Every prose paragraph of <body>, in document order, with its path and section-title chain."""
+    out: list[RawParagraph] = []
+    _walk(body, "", (), out)
+    return out
+
+
+def _walk(container: etree._Element, prefix: str, titles: tuple[str, ...], out: list[RawParagraph]) -> None:
+    counts: dict[str, int] = {}
+    for child in container:
+        tag = child.tag
+        if type(tag) is not str:
+            continue
+        name = tag if tag[0] != "{" else tag.rpartition("}")[2]
+        i = counts.get(name, 0)
+        counts[name] = i + 1
+        if name == "p":
+            text = inline_text(child)
+            if text:
+                out.append(RawParagraph(f"{prefix}p[{i}]", " > ".join(titles) or None, text))
+        elif name in CONTAINERS:
+            if name == "sec" and is_reference_section(child):
+                continue
+            sub = titles
+            if name in TITLED:
+                t = _title_of(child)
+                if t:
+                    sub = (*titles, t)
+            _walk(child, f"{prefix}{name}[{i}]/", sub, out)
