@@ -128,3 +128,18 @@ def test_ids_exist_in_parser_output(gold: list[dict[str, str]], shared_sample: P
         produced = {p.id for p in article.paragraphs}
         missing += sorted(ids - produced)
     assert not missing, f"{len(missing)} gold ids not produced by parse_article: {missing[:20]}"
+
+
+def test_gold_paragraphs_survive_default_length_filter(gold: list[dict[str, str]], shared_sample: Path) -> None:
+    """Gold paragraphs are ones the pipeline would actually sample: none is dropped as too short."""
+    jats = pytest.importorskip("pipeline.jats")
+    parse_article = getattr(jats, "parse_article", None)
+    if parse_article is None:
+        pytest.skip("pipeline.jats.parse_article not available yet")
+    files = _sample_files(shared_sample)
+    kept: set[str] = set()
+    for pmcid in sorted({r["id"].split("/", 1)[0] for r in gold}):
+        path = files[pmcid]
+        kept |= {p.id for p in parse_article(path.read_bytes(), path.name).paragraphs}
+    dropped = sorted(r["id"] for r in gold if r["id"] not in kept)
+    assert not dropped, f"gold paragraphs dropped by parse_article's default min_tokens: {dropped}"

@@ -25,8 +25,14 @@ from pathlib import Path
 from lxml import etree
 
 REFERENCE_TITLES = re.compile(r"^\s*(\d+\.?\s*)?(references?|bibliography|literature cited|works cited)\s*$", re.I)
-# Elements whose content is not running prose of the paragraph (MathML/TeX duplicates, float labels).
-SKIP_TEXT = {"tex-math", "label", "object-id"}
+# Elements whose content is not running prose of the paragraph: floats and notes nested in a <p>
+# (the parse stage drops them with their captions, so the labeller must not read them either),
+# MathML/TeX duplicates and float labels.
+SKIP_TEXT = {
+    "tex-math", "label", "object-id", "table-wrap", "table-wrap-group", "table", "fig", "fig-group",
+    "graphic", "inline-graphic", "media", "inline-media", "supplementary-material", "fn", "fn-group",
+    "table-wrap-foot", "caption", "alt-text", "long-desc", "array", "chem-struct-wrap",
+}
 # Block elements inside a <p>: their text must be separated from neighbours by a space.
 BLOCKISH = {"list", "list-item", "disp-formula", "table-wrap", "fig", "boxed-text", "disp-quote", "p", "def-list",
             "break", "inline-formula", "xref", "sup", "sub"}
