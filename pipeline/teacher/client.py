@@ -1,0 +1,384 @@
+"""The teacher client: bounded-concurrency async calls through the official `openai` client.
+
+One `TeacherClient` per worker process owns an asyncio event loop on a background thread, an
+`AsyncOpenAI` client (its own retries off: ours honour Retry-After and count), the request cache
+and the budget. `annotate_many(items)` is synchronous so Beam's ModelHandler can call it per batch.
+
+Per call: cache hit -> replay for free; else, under the semaphore, call with jittered exponential
+backoff on 429/5xx/timeouts/broken connections; validate the reply; an invalid reply (cut off,
+empty, not JSON, outside the schema) is committed as a paid attempt and retried up to the prompt's
+`max_reply_attempts`, then becomes a cached reject with its reason and raw reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from pipeline.errors import RecordError, RejectReason
+from pipeline.teacher.cache import CachedAttempt, RequestCache, cache_key
+from pipeline.teacher.prompt import Prompt, input_hash, response_format
+from pipeline.teacher.reply import parse_reply
+
+log = logging.getLogger(__name__)
+
+LOCAL_PLACEHOLDER_KEY = "not-needed-for-local-endpoints"  # openai requires a non-empty key; never a secret
+
+
+@dataclass
+class TeacherConfig:
+    """Settings of the annotate stage's client; CLI flags map one-to-one onto these fields."""
+
+    base_url: str
+    model: str
+    cache_path: str
+    prompt_version: str = "v1"
+    concurrency: int = 16  # in-flight requests per worker; vLLM/SGLang batch them server-side
+    timeout_s: float = 120.0  # per request, as NeMo Curator's async client
+    max_transport_attempts: int = 6  # 429/5xx/timeouts/broken connections, then reject endpoint_error
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    price_in: float = 0.0  # USD per million prompt tokens
+    price_out: float = 0.0  # USD per million completion tokens
+    max_cost: float | None = None  # USD of new calls in this run; None = unlimited
+    progress: bool = True
+    total: int | None = None  # paragraphs this run will see, for the progress bar
+    api_key_env: str = "OPENAI_API_KEY"
+    est_prompt_tokens: int = 0  # expected tokens of one call, reserved against max_cost while in flight
+    est_completion_tokens: int = 0
+    max_reject_rate: float = 0.5  # stop calling when more than this share of new calls end rejected ...
+    reject_rate_min_calls: int = 50  # ... once at least this many have finished (STYLE principle 6)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for a number of tokens at the user's prices."""
+        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+
+
+@dataclass
+class Outcome:
+    """What became of one paragraph: annotated, rejected (with reason), or skipped (budget/fatal)."""
+
+    item: dict[str, Any]
+    status: str  # "annotated" | "rejected" | "skipped"
+    input_hash: str
+    labels: dict[str, Any] | None = None
+    reason: str | None = None
+    detail: str | None = None
+    raw: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    attempts: int = 0
+    cached: bool = False
+
+
+@dataclass
+class RunStats:
+    """Counters shown on the progress bar and returned to the driver."""
+
+    done: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    requests: int = 0
+    retries: Counter = field(default_factory=Counter)  # transport failures by kind (429, 5xx, timeout, ...)
+    invalid: Counter = field(default_factory=Counter)  # invalid replies by reason
+    status: Counter = field(default_factory=Counter)
+
+
+class EndpointFailure(Exception):
+    """The endpoint could not give a reply for this paragraph (after retries, or a non-retryable 4xx)."""
+
+
+class FatalEndpointError(Exception):
+    """Every call would fail the same way (bad key, unknown model): stop calling."""
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """Seconds from a Retry-After (seconds or HTTP date) or retry-after-ms header."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def resolve_api_key(env: str = "OPENAI_API_KEY") -> str:
+    """The API key from the environment only (never a flag: flags end up in shell history and logs)."""
+    return os.environ.get(env) or LOCAL_PLACEHOLDER_KEY
+
+
+class TeacherClient:
+    """Async OpenAI-protocol client with cache, retries, budget and progress; sync facade per batch."""
+
+    def __init__(self, config: TeacherConfig, prompt: Prompt) -> None:
+        self.config = config
+        self.prompt = prompt
+        self.cache = RequestCache(config.cache_path)
+        self.stats = RunStats()
+        self.fatal: str | None = None
+        self.budget_exhausted = False
+        self._new_done = 0
+        self._new_rejected = 0
+        self._reserved = 0.0
+        self._est_call_cost = config.cost(config.est_prompt_tokens, config.est_completion_tokens)
+        # The client library logs request options at DEBUG; keep it quiet so nothing near a key is logged.
+        for name in ("openai", "httpx", "httpcore", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="teacher-loop", daemon=True)
+        self._thread.start()
+        self._sem: asyncio.Semaphore | None = None
+        self._client: openai.AsyncOpenAI | None = None
+        asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
+        self._bar = None
+        if config.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=config.total, unit="par", desc=f"annotate {config.model}", file=sys.stderr, smoothing=0.1)
+
+    async def _setup(self) -> None:
+        self._sem = asyncio.Semaphore(self.config.concurrency)
+        self._client = openai.AsyncOpenAI(
+            api_key=resolve_api_key(self.config.api_key_env),
+            base_url=self.config.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_s,
+        )
+
+    # ---- public -------------------------------------------------------------------------------
+    def annotate_many(self, items: list[dict[str, Any]]) -> list[Outcome]:
+        """Annotate a batch concurrently (bounded by `concurrency`); results in input order."""
+
+        async def gather() -> list[Outcome]:
+            return list(await asyncio.gather(*(self._one(it) for it in items)))
+
+        return asyncio.run_coroutine_threadsafe(gather(), self._loop).result()
+
+    def close(self) -> None:
+        """Close the HTTP client, the loop thread, the cache and the progress bar."""
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result()
+            self._client = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self.cache.close()
+        if self._bar is not None:
+            self._bar.close()
+
+    # ---- one paragraph ------------------------------------------------------------------------
+    async def _one(self, item: dict[str, Any]) -> Outcome:
+        title, section, text = item.get("title"), item.get("section_title"), item["text"]
+        ih = input_hash(title, section, text)
+        key = cache_key(self.prompt.version, self.prompt.hash, self.config.model, ih)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return self._finish(self._from_cache(item, ih, hit), cached=True)
+        if self.fatal or self.budget_exhausted:
+            return self._finish(Outcome(item, "skipped", ih, reason="fatal" if self.fatal else "budget"))
+        assert self._sem is not None
+        async with self._sem:
+            if self.fatal or not self._reserve():
+                return self._finish(Outcome(item, "skipped", ih, reason="fatal" if self.fatal else "budget"))
+            try:
+                outcome = await self._call_until_valid(item, ih, key)
+            finally:
+                self._reserved -= self._est_call_cost
+        return self._finish(outcome)
+
+    def _reserve(self) -> bool:
+        if self.config.max_cost is None:
+            self._reserved += self._est_call_cost
+            return True
+        if self.stats.cost + self._reserved + self._est_call_cost > self.config.max_cost:
+            if not self.budget_exhausted:
+                log.warning("budget of $%.4f reached: no new calls; run again with a higher --max-cost to resume", self.config.max_cost)
+            self.budget_exhausted = True
+            return False
+        self._reserved += self._est_call_cost
+        return True
+
+    async def _call_until_valid(self, item: dict[str, Any], ih: str, key: str) -> Outcome:
+        pid = item["id"]
+        prior = self.cache.attempts(key)
+        tokens_in = sum(a.prompt_tokens or 0 for a in prior)
+        tokens_out = sum(a.completion_tokens or 0 for a in prior)
+        latency = sum(a.latency_s or 0.0 for a in prior)
+        n = len(prior)
+        last = prior[-1] if prior else None
+        messages = self.prompt.messages(item.get("title"), item.get("section_title"), item["text"])
+        while n < self.prompt.max_reply_attempts:
+            temperature = self.prompt.params.get("temperature", 0.0) if n == 0 else self.prompt.params.get("retry_temperature", 0.7)
+            try:
+                resp, dt = await self._call(messages, temperature)
+            except EndpointFailure as e:
+                # Not cached: nothing was paid, so a later run tries again.
+                return Outcome(item, "rejected", ih, reason=RejectReason.ENDPOINT_ERROR.value, detail=str(e),
+                               prompt_tokens=tokens_in, completion_tokens=tokens_out, latency_s=latency, attempts=n)
+            except FatalEndpointError as e:
+                if not self.fatal:
+                    self.fatal = str(e)
+                    log.error("stopping calls: %s", e)
+                return Outcome(item, "skipped", ih, reason="fatal", detail=str(e))
+            usage = getattr(resp, "usage", None)
+            p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
+            c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
+            tokens_in += p_tok
+            tokens_out += c_tok
+            latency += dt
+            self._account(p_tok, c_tok)
+            choice = resp.choices[0] if resp.choices else None
+            content = choice.message.content if choice else None
+            finish = choice.finish_reason if choice else None
+            refusal = getattr(choice.message, "refusal", None) if choice else None
+            n += 1
+            try:
+                labels = parse_reply(content, finish, refusal)
+            except RecordError as e:
+                self.stats.invalid[e.reason.value] += 1
+                last = CachedAttempt(n - 1, finish, content, p_tok, c_tok, dt, e.reason.value)
+                self.cache.add_attempt(key, pid, last)
+                continue
+            outcome = Outcome(item, "annotated", ih, labels=labels, prompt_tokens=tokens_in,
+                              completion_tokens=tokens_out, latency_s=latency, attempts=n)
+            self.cache.put(key, self._cache_row(outcome))
+            return outcome
+        reason = (last.error if last and last.error else RejectReason.REPLY_SCHEMA.value)
+        outcome = Outcome(item, "rejected", ih, reason=reason,
+                          detail=f"reply still invalid after {n} attempts ({reason})",
+                          raw=(last.content or "")[:2000] if last else None, prompt_tokens=tokens_in,
+                          completion_tokens=tokens_out, latency_s=latency, attempts=n)
+        self.cache.put(key, self._cache_row(outcome))
+        return outcome
+
+    async def _call(self, messages: list[dict[str, str]], temperature: float) -> tuple[Any, float]:
+        """One reply from the endpoint, retrying transport failures with jittered exponential backoff."""
+        assert self._client is not None
+        last_error = ""
+        for attempt in range(1, self.config.max_transport_attempts + 1):
+            t0 = time.monotonic()
+            retry_after: float | None = None
+            try:
+                self.stats.requests += 1
+                resp = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=temperature,
+                    max_tokens=self.prompt.max_tokens,
+                    response_format=response_format(),  # type: ignore[arg-type]
+                )
+                return resp, time.monotonic() - t0
+            except openai.APIStatusError as e:
+                status = e.status_code
+                if status in (401, 403):
+                    raise FatalEndpointError(f"endpoint refused the credentials (HTTP {status}); check OPENAI_API_KEY") from None
+                if status == 404:
+                    raise FatalEndpointError(f"endpoint or model {self.config.model!r} not found (HTTP 404)") from None
+                if status == 429 or status >= 500 or status in (408, 409):
+                    kind = "429" if status == 429 else ("5xx" if status >= 500 else str(status))
+                    retry_after = _retry_after_s(e.response.headers if e.response is not None else None)
+                    last_error = f"HTTP {status}"
+                else:
+                    raise EndpointFailure(f"HTTP {status} (not retryable): {str(e.message)[:300]}") from None
+            except openai.APITimeoutError:
+                kind, last_error = "timeout", f"timed out after {self.config.timeout_s}s"
+            except openai.APIConnectionError as e:
+                kind, last_error = "connection", f"connection error: {type(e.__cause__ or e).__name__}"
+            self.stats.retries[kind] += 1
+            self._refresh()
+            if attempt == self.config.max_transport_attempts:
+                break
+            backoff = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
+            delay = retry_after if retry_after is not None else backoff * random.uniform(0.5, 1.5)
+            await asyncio.sleep(min(delay, 600.0))
+        raise EndpointFailure(f"gave up after {self.config.max_transport_attempts} attempts: {last_error}")
+
+    # ---- bookkeeping --------------------------------------------------------------------------
+    def _account(self, p_tok: int, c_tok: int) -> None:
+        self.stats.prompt_tokens += p_tok
+        self.stats.completion_tokens += c_tok
+        self.stats.cost += self.config.cost(p_tok, c_tok)
+
+    def _cache_row(self, o: Outcome) -> dict[str, Any]:
+        labels = o.labels or {}
+        return {
+            "prompt_version": self.prompt.version, "prompt_hash": self.prompt.hash, "model": self.config.model,
+            "input_hash": o.input_hash, "paragraph_id": o.item["id"], "status": o.status, "reason": o.reason,
+            "detail": o.detail, "raw": o.raw, "document_type": labels.get("document_type"),
+            "domain": labels.get("domain"), "educational_score": labels.get("educational_score"),
+            "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
+            "latency_s": o.latency_s, "attempts": o.attempts,
+        }  # fmt: skip
+
+    @staticmethod
+    def _from_cache(item: dict[str, Any], ih: str, row: dict[str, Any]) -> Outcome:
+        labels = None
+        if row["status"] == "annotated":
+            labels = {k: row[k] for k in ("document_type", "domain", "educational_score")}
+        return Outcome(item, row["status"], ih, labels=labels, reason=row["reason"], detail=row["detail"],
+                       raw=row["raw"], prompt_tokens=row["prompt_tokens"] or 0,
+                       completion_tokens=row["completion_tokens"] or 0, latency_s=row["latency_s"] or 0.0,
+                       attempts=row["attempts"] or 0)  # fmt: skip
+
+    def _finish(self, outcome: Outcome, cached: bool = False) -> Outcome:
+        outcome.cached = cached
+        if not cached and outcome.status != "skipped":
+            self._new_done += 1
+            self._new_rejected += outcome.status == "rejected"
+            if (
+                self._new_done >= self.config.reject_rate_min_calls
+                and self._new_rejected / self._new_done > self.config.max_reject_rate
+                and not self.fatal
+            ):
+                self.fatal = (
+                    f"{self._new_rejected} of {self._new_done} calls rejected (more than "
+                    f"{self.config.max_reject_rate:.0%}): stopping; check the endpoint, model and prompt"
+                )
+                log.error(self.fatal)
+        self.stats.done += 1
+        self.stats.cached += int(cached)
+        self.stats.status[outcome.status if outcome.status != "rejected" else f"rejected:{outcome.reason}"] += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            self._refresh()
+            if self.config.total is not None and self.stats.done >= self.config.total:
+                self._bar.close()
+                self._bar = None
+        return outcome
+
+    def _refresh(self) -> None:
+        if self._bar is None:
+            return
+        s = self.stats
+        rejected = sum(v for k, v in s.status.items() if k.startswith("rejected"))
+        self._bar.set_postfix_str(
+            f"tok in {s.prompt_tokens} out {s.completion_tokens} ${s.cost:.4f} "
+            f"retries {sum(s.retries.values())} invalid {sum(s.invalid.values())} rejects {rejected} cached {s.cached}",
+            refresh=False,
+        )
