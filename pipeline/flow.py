@@ -33,6 +33,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -68,10 +69,12 @@ STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 INPUT_ARGS: dict[str, tuple[str, ...]] = {"parse": ("inputs", "input"), "curate": ("recipe",)}
 
 # Arguments that change how fast a step runs, never what it writes: a change does not redo the step.
-NOT_CONFIG = frozenset({"workdir", "verbose", "concurrency", "progress", "num_workers"})
+NOT_CONFIG = frozenset({"workdir", "verbose", "concurrency", "progress", "threads", "torch_threads",
+                        "memory_limit", "temp_directory"})
 
 # Keys of a step that are the flow's own, not the command's flags.
-RESERVED = frozenset({"command", "name", "beam"})
+# (`step`, not `name`: curate has its own --name.)
+RESERVED = frozenset({"command", "step", "beam"})
 
 
 @dataclasses.dataclass
@@ -148,7 +151,7 @@ def config_from_dict(data: Any, workdir: str | None = None) -> FlowConfig:
         for i, item in enumerate(items):
             flags = dict(_mapping(item or {}, f"steps.{key}"))
             command = str(flags.pop("command", key))
-            name = flags.pop("name", None)
+            name = flags.pop("step", None)
             if name is None:
                 name = key if len(items) == 1 else f"{key}-{_slug(item, i)}"
             step_beam = dict(_mapping(flags.pop("beam", None) or {}, f"steps.{key}.beam"))
@@ -156,7 +159,7 @@ def config_from_dict(data: Any, workdir: str | None = None) -> FlowConfig:
     names = [s.name for s in steps]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"config: step names must be unique, repeated: {dupes} (give each a `name:`)")
+        raise ConfigError(f"config: step names must be unique, repeated: {dupes} (give each a `step:` name)")
     return FlowConfig(workdir=str(wd), steps=steps, beam=dict(beam))
 
 
@@ -320,7 +323,7 @@ def _input_paths(value: Any) -> list[Path]:
 def _fmt(pattern: str, args: argparse.Namespace) -> str:
     fields = dict(vars(args))
     recipe = fields.get("recipe")
-    fields["recipe_name"] = Path(str(recipe)).stem if recipe else "*"
+    fields["recipe_name"] = fields.get("name") or (Path(str(recipe)).stem if recipe else "*")
     try:
         return pattern.format(**fields)
     except (KeyError, IndexError):
@@ -409,6 +412,17 @@ def write_marker(wd: Workdir, step: str, marker: Mapping[str, Any]) -> None:
     os.replace(tmp, p)
 
 
+def _alive(pid: Any) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -419,8 +433,13 @@ def why_redo(prep: PreparedStep, wd: Workdir) -> str | None:
     marker = read_marker(wd, prep.step.name)
     if marker is None:
         return "not run before"
+    if marker.get("status") == "running":
+        if marker.get("host") == socket.gethostname() and marker.get("pid") != os.getpid() and _alive(marker.get("pid")):
+            raise ConfigError(f"step {prep.step.name} is being run by another process (pid {marker['pid']}) "
+                              f"in {wd.root}; wait for it or stop it first")
+        return "last run was interrupted"
     if marker.get("status") != "finished":
-        return f"last run {marker.get('status', 'unknown')}"
+        return f"last run {marker.get('status', 'did not record its state')}"
     if marker.get("command") != prep.step.command or marker.get("config_hash") != _hash(step_config(prep.args)):
         return "configuration changed"
     now = step_inputs(prep, wd)
@@ -449,6 +468,7 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
         "inputs": step_inputs(prep, wd),
         "started_at": _now(),
         "pid": os.getpid(),
+        "host": socket.gethostname(),
     }
     write_marker(wd, prep.step.name, {**base, "status": "running"})
     t0 = time.perf_counter()
@@ -464,8 +484,11 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
         write_marker(wd, prep.step.name, {**base, "status": "failed", "error": f"exit code {rc}",
                                           "ended_at": _now(), "duration_s": duration})
         return rc
+    # A stage may leave its own summary in W/_stages/<command>.json (parse does, when run by hand): keep it.
+    own = read_marker(wd, prep.step.command)
+    summary = {"summary": own} if own and "marker_version" not in own else {}
     write_marker(wd, prep.step.name, {**base, "status": "finished", "ended_at": _now(), "duration_s": duration,
-                                      "outputs": step_outputs(prep, wd)})
+                                      "outputs": step_outputs(prep, wd), **summary})
     return 0
 
 

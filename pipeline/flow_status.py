@@ -9,26 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from pipeline.errors import ConfigError
-from pipeline.flow import STAGE_IO, _files, count_rows
+from pipeline.flow import STAGE_IO, _alive, _files, count_rows
 from pipeline.workdir import Workdir
 
 # The order the stages run in; markers of other steps (e.g. one per curate recipe) follow their command.
 STAGE_ORDER = ("parse", "sample", "annotate", "train", "evaluate", "propagate", "curate", "report")
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
 
 
 def rejects_by_reason(wd: Workdir, command: str) -> dict[str, int]:
@@ -47,6 +38,18 @@ def rejects_by_reason(wd: Workdir, command: str) -> dict[str, int]:
     return {str(r): int(n) for r, n in rows}
 
 
+def _table_rows(wd: Workdir, command: str) -> dict[str, int]:
+    """Rows of the Parquet tables a stage writes, as they are now."""
+    rows: dict[str, int] = {}
+    for pattern in STAGE_IO.get(command, ((), ()))[1]:
+        if "{" in pattern:
+            continue
+        n = count_rows(_files(wd.root, pattern))
+        if n is not None:
+            rows[pattern] = n
+    return rows
+
+
 def collect(wd: Workdir) -> list[dict[str, Any]]:
     """One entry per stage: marker fields (state, times, outputs) plus rejects per reason."""
     markers: list[dict[str, Any]] = []
@@ -56,34 +59,30 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
                 markers.append(json.loads(p.read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 markers.append({"step": p.stem, "command": p.stem, "status": "unreadable marker"})
-    seen_commands = {m.get("command") for m in markers}
+    seen_commands = {m.get("command") or m.get("stage") for m in markers}
     entries: list[dict[str, Any]] = []
     for m in markers:
-        state = m.get("status", "?")
+        # A marker without a status was written by the stage itself, run by hand: it finished.
+        state = m.get("status", "finished (by hand)")
         if state == "running" and not _alive(m.get("pid")):
             state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
         entries.append({
-            "step": m.get("step"),
-            "command": m.get("command"),
+            "step": m.get("step") or m.get("stage"),
+            "command": m.get("command") or m.get("stage"),
             "state": state,
             "started_at": m.get("started_at"),
-            "ended_at": m.get("ended_at"),
+            "ended_at": m.get("ended_at") or m.get("finished_at"),
             "duration_s": m.get("duration_s"),
-            "rows": {k: v.get("rows") for k, v in (m.get("outputs") or {}).items() if v.get("rows") is not None},
+            "rows": ({k: v.get("rows") for k, v in m["outputs"].items() if v.get("rows") is not None}
+                     if m.get("outputs") else _table_rows(wd, str(m.get("command") or m.get("stage")))),
             "error": m.get("error"),
-            "rejects": rejects_by_reason(wd, str(m.get("command"))),
+            "rejects": rejects_by_reason(wd, str(m.get("command") or m.get("stage"))),
         })
     # Stages run by hand (no marker) or never run.
     for command in STAGE_ORDER:
         if command in seen_commands:
             continue
-        rows: dict[str, int] = {}
-        for pattern in STAGE_IO.get(command, ((), ()))[1]:
-            if "{" in pattern:
-                continue
-            n = count_rows(_files(wd.root, pattern))
-            if n is not None:
-                rows[pattern] = n
+        rows = _table_rows(wd, command)
         entries.append({
             "step": command, "command": command,
             "state": "present (no marker)" if rows else "not run",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import types
 from pathlib import Path
 
@@ -246,8 +247,8 @@ def test_config_lists_become_named_steps_and_beam_options_layer(tmp_path: Path) 
     assert cfg.steps[1].beam == {"runner": "X"}
     assert flow.beam_to_argv(cfg.beam) == ["--runner=DirectRunner", "--direct_num_workers=2", "--save_main_session"]
     with pytest.raises(ConfigError, match="unique"):
-        flow.config_from_dict({"workdir": "w", "steps": {"curate": [{"recipe": "a", "name": "x"},
-                                                                    {"recipe": "b", "name": "x"}]}})
+        flow.config_from_dict({"workdir": "w", "steps": {"curate": [{"recipe": "a", "step": "x"},
+                                                                    {"recipe": "b", "step": "x"}]}})
     with pytest.raises(ConfigError, match="unknown top-level"):
         flow.config_from_dict({"workdir": "w", "stages": {}})
     bad = tmp_path / "bad.yaml"
@@ -279,3 +280,16 @@ def test_status_shows_states_counts_and_rejects_per_reason(tmp_path: Path, capsy
     assert "malformed_xml 2" in text and "interrupted" in text
     assert flow_status.run(argparse.Namespace(workdir=cfg.workdir, json=True), []) == 0
     assert json.loads(capsys.readouterr().out)[0]["step"] == "parse"
+
+
+def test_a_second_run_on_the_same_workdir_is_refused_while_the_first_is_alive(tmp_path: Path) -> None:
+    import socket
+
+    st = Stages()
+    cfg = _config(tmp_path)
+    flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    wd = Workdir.of(cfg.workdir)
+    m = flow.read_marker(wd, "sample")
+    flow.write_marker(wd, "sample", {**m, "status": "running", "pid": os.getppid(), "host": socket.gethostname()})
+    with pytest.raises(ConfigError, match="another process"):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)

@@ -113,33 +113,32 @@ def _docker_images(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
     }
 
 
-def _build_graph(p: beam.Pipeline) -> None:
-    """The parse stage's transform when it exists, else a small graph with the same shape."""
-    try:
-        from pipeline import parse as parse_stage
-    except ImportError:
-        parse_stage = None
-    transform = getattr(parse_stage, "ParseCorpus", None) if parse_stage else None
-    if transform is not None:
-        _ = p | transform(["gs://pmc-oa/oa_comm/xml/*.tar.gz"], workdir="gs://my-bucket/w")
-    else:
-        _ = p | beam.Create([b"<article/>"]) | beam.Map(len) | beam.combiners.Count.Globally()
+def _build_graph(p: beam.Pipeline, tmp_path: Path) -> None:
+    """The parse stage's real transforms (read, parse, dedup, write) over a local input."""
+    from pipeline.parse import ParseArticles, WriteParseOutputs
+    from pipeline.workdir import Workdir
+
+    xml = tmp_path / "PMC1.xml"
+    xml.write_text("<article><front><article-meta><article-id pub-id-type='pmcid'>PMC1</article-id>"
+                   "</article-meta></front><body><p>Text.</p></body></article>")
+    _ = p | "ParseArticles" >> ParseArticles([str(xml)]) | "Write" >> WriteParseOutputs(Workdir.of(tmp_path / "w"), 64)
 
 
-def test_graph_constructs_under_dataflow_with_the_project_container() -> None:
+def test_graph_constructs_under_dataflow_with_the_project_container(tmp_path: Path) -> None:
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
     o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW])
     p = beam.Pipeline(options=o)  # runs Beam's Dataflow option validation; never submitted
     assert isinstance(p.runner, DataflowRunner)
-    _build_graph(p)
+    _build_graph(p, tmp_path)
     env = environments.DockerEnvironment.from_container_image(o.view_as(WorkerOptions).sdk_container_image)
     proto = p.to_runner_api(default_environment=env)
     assert _docker_images(proto) == {IMAGE}
-    assert len(proto.components.transforms) > 3
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    assert {"ParseArticles/Parse", "ParseArticles/KeepOnePerPmcid", "Write/WriteParagraphs"} <= names
 
 
-def test_graph_constructs_under_flink_with_the_project_container(monkeypatch) -> None:
+def test_graph_constructs_under_flink_with_the_project_container(monkeypatch, tmp_path: Path) -> None:
     from apache_beam.runners.portability.flink_runner import FlinkRunner
 
     # Building the graph must not need the Flink job-server jar (a download): fail loudly if it tries.
@@ -149,7 +148,7 @@ def test_graph_constructs_under_flink_with_the_project_container(monkeypatch) ->
     assert o.view_as(FlinkRunnerOptions).parallelism == 8
     p = beam.Pipeline(options=o)
     assert isinstance(p.runner, FlinkRunner)
-    _build_graph(p)
+    _build_graph(p, tmp_path)
     env = environments.Environment.from_options(o.view_as(PortableOptions))
     proto = p.to_runner_api(default_environment=env)
     assert _docker_images(proto) == {IMAGE}
