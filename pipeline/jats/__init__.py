@@ -98,7 +98,8 @@ def _extract_one(art: etree._Element, source: str, doctype: Doctype | None) -> E
         article_url=f"https://pmc.ncbi.nlm.nih.gov/articles/{pmcid}/",
         n_short_paragraphs=0,
         n_sub_articles=n_sub,
-        dtd_version=art.get("dtd-version") or (doctype.public_id if doctype else None),
+        dtd_version=art.get("dtd-version")
+        or (doctype.public_id if doctype and doctype.name == "article" else None),
     )
     article.authors = authors_of(meta)
     if body is None:

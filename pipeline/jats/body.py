@@ -8,6 +8,7 @@ Paragraph id = f"{pmcid}/{path}". Other stages and a hand-labelled gold set key 
 What counts as a paragraph: `<p>` directly in body, sec, boxed-text, disp-quote, statement and
 list-item (lists nested inside a `<p>` stay part of that paragraph's text). Not walked: reference
 sections (sec-type ref-list or a title like "References", or a sec holding a `<ref-list>`),
+PMC's "Associated Data" section (sec-type associated-data, a copy of the data statement),
 tables, figures, footnotes, definition lists (abbreviation glossaries), supplementary material,
 display formulas between paragraphs and anything in `<back>`, `<floats-group>` or `<sub-article>`.
 """
@@ -31,6 +32,9 @@ _REF_TITLES = re.compile(
     re.I,
 )
 _REF_SEC_TYPES = frozenset({"ref-list", "references", "bibliography"})
+# PMC (2025+) appends an "Associated Data" section that repeats the data-availability statement
+# already in the body: skipping it keeps that text from being counted twice.
+_SKIP_SEC_TYPES = _REF_SEC_TYPES | {"associated-data"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,9 @@ def _title_of(el: etree._Element) -> str | None:
 
 
 def is_reference_section(sec: etree._Element) -> bool:
-    """A "References" section placed inside <body> (2025-26 Wiley/Frontiers files do this)."""
-    if (sec.get("sec-type") or "").lower() in _REF_SEC_TYPES:
+    """A "References" section placed inside <body> (2025-26 Wiley files do this), or PMC's
+    duplicated "Associated Data" section: sections whose paragraphs are not body prose."""
+    if (sec.get("sec-type") or "").lower() in _SKIP_SEC_TYPES:
         return True
     for ch in sec:
         if isinstance(ch.tag, str) and ch.tag.rpartition("}")[2] == "ref-list":

@@ -7,7 +7,8 @@
   a soft separator that becomes one space, except before closing punctuation / after an opening one.
 - Citations keep the text the publisher printed ("[12]", "(Smith et al., 2010)"); a superscript
   citation (`<sup><xref ref-type="bibr">12</xref></sup>`) becomes " [12]" so numbers do not glue onto
-  words. Footnote marks (`xref` to fn / table-fn) are dropped.
+  words. Footnote marks (`xref` to fn / table-fn) are dropped. A numeric superscript right after a
+  digit is an exponent: `10<sup>6</sup>` reads "10^6" (not "106").
 - Formulas: TeX from `<tex-math>` when present (document wrapper removed, as `$...$`), else the
   MathML `@alttext`, else the MathML's text content; formula labels are dropped.
 - Floats and notes are not prose: tables, figures, graphics, media, supplementary material and
@@ -153,6 +154,9 @@ def _h_xref(el: etree._Element, out: list[str]) -> None:
     _walk(el, out)
 
 
+_EXPONENT = re.compile(r"[-−–+]?\d")
+
+
 def _h_sup(el: etree._Element, out: list[str]) -> None:
     if len(el) and _only_citations(el):
         inner: list[str] = []
@@ -161,6 +165,10 @@ def _h_sup(el: etree._Element, out: list[str]) -> None:
         if text:
             out.append(f"{SEP}[{text}]")
         return
+    t = el.text
+    # A numeric superscript right after a digit is an exponent: "10<sup>6</sup>" -> "10^6", not "106".
+    if t and out and out[-1] and out[-1][-1].isdigit() and _EXPONENT.match(t):
+        out.append("^")
     _walk(el, out)
 
 

@@ -58,6 +58,7 @@ def safe_parser() -> etree.XMLParser:
 class Doctype:
     """What the removed DOCTYPE declared (kept for dtd_version), and whether it had an internal subset."""
 
+    name: str | None  # the root element it declares ("article", "pmc-articleset")
     public_id: str | None
     system_id: str | None
     internal_subset: bool
@@ -108,7 +109,9 @@ def _strip_doctype(data: bytes) -> tuple[bytes, Doctype | None]:
             system_id = m.group(4).decode("ascii", "replace") if m.group(4) is not None else None
         else:
             system_id = m.group(6).decode("ascii", "replace")
-    doctype = Doctype(public_id, system_id, b"[" in decl)
+    nm = re.match(rb"<!DOCTYPE\s+([^\s\[>]+)", decl)
+    name = nm.group(1).decode("ascii", "replace") if nm else None
+    doctype = Doctype(name, public_id, system_id, b"[" in decl)
     # Newlines are kept so libxml2's line numbers in error messages still match the file.
     return data[: span[0]] + b"\n" * decl.count(b"\n") + data[span[1] :], doctype
 
@@ -149,7 +152,9 @@ def parse_xml_with_doctype(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -
     try:
         root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as e:
-        raise _classify(str(e), doctype) from None
+        # A file cut short rarely ends exactly after a '>' (and when it does libxml2 says "premature end").
+        cut = not data.rstrip().endswith(b">")
+        raise _classify(str(e), doctype, cut) from None
     if root is None:
         raise RecordError(RejectReason.MALFORMED_XML, "no root element")
     return root, doctype
@@ -160,7 +165,7 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Elem
     return parse_xml_with_doctype(data, max_bytes=max_bytes)[0]
 
 
-def _classify(msg: str, doctype: Doctype | None) -> RecordError:
+def _classify(msg: str, doctype: Doctype | None, cut: bool = False) -> RecordError:
     low = msg.lower()
     detail = msg[:300]
     if "entity" in low:
@@ -169,6 +174,6 @@ def _classify(msg: str, doctype: Doctype | None) -> RecordError:
         return RecordError(RejectReason.MALFORMED_XML, f"undefined or unsafe entity: {detail}{hint}")
     if "encoding" in low or "invalid bytes" in low or "not proper utf" in low or "bytes:" in low:
         return RecordError(RejectReason.BAD_ENCODING, detail)
-    if "premature end" in low or "end of data" in low or "eof" in low or "not properly terminated" in low:
+    if cut or "premature end" in low or "end of data" in low or "eof" in low or "not properly terminated" in low:
         return RecordError(RejectReason.MALFORMED_XML, f"truncated: {detail}")
     return RecordError(RejectReason.MALFORMED_XML, detail)

@@ -1,0 +1,100 @@
+"""The inline-text policy: words never glued, no spurious spaces, formulas/citations/footnotes per docs/parse.md."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from pipeline.jats.text import inline_text, tex_text
+
+NS = 'xmlns:mml="http://www.w3.org/1998/Math/MathML" xmlns:xlink="http://www.w3.org/1999/xlink"'
+
+
+def text(p_inner: str) -> str:
+    return inline_text(etree.fromstring(f"<p {NS}>{p_inner}</p>"))
+
+
+@pytest.mark.parametrize(
+    "xml, expected",
+    [
+        ("The <italic>E. coli</italic> strain", "The E. coli strain"),
+        ("The<italic> E. coli </italic>strain", "The E. coli strain"),
+        ("<bold>Results:</bold> we found", "Results: we found"),
+        ("CD4<sup>+</sup> T cells", "CD4+ T cells"),
+        ("H<sub>2</sub>O and CO<sub>2</sub>", "H2O and CO2"),
+        ("10<sup>6</sup> cells, 10<sup>−3</sup> M", "10^6 cells, 10^−3 M"),
+        ("Na<sup>+</sup>/K<sup>+</sup>-ATPase", "Na+/K+-ATPase"),
+        ("trans<italic>membrane</italic>", "transmembrane"),
+        ("<sc>d</sc>-glucose", "d-glucose"),
+        ("see <ext-link ext-link-type='uri' xlink:href='http://x.org'>http://x.org</ext-link>.", "see http://x.org."),
+        ("a\n   b\t\tc", "a b c"),
+        ("Non\u00a0breaking\u2009thin", "Non breaking thin"),
+    ],
+)
+def test_inline_markup_never_glues_or_splits_words(xml, expected):
+    assert text(xml) == expected
+
+
+def test_citations_kept_as_printed():
+    assert text('as shown [<xref ref-type="bibr" rid="b1">1</xref>, <xref ref-type="bibr" rid="b2">2</xref>].') == "as shown [1, 2]."
+    assert text('(<xref ref-type="bibr" rid="b1">Smith et al., 2010</xref>)') == "(Smith et al., 2010)"
+
+
+def test_superscript_citations_become_bracketed():
+    assert text('shown previously<sup><xref ref-type="bibr" rid="b1">1</xref>,<xref ref-type="bibr" rid="b2">2</xref></sup>.') == "shown previously [1,2]."
+    assert text('shown previously<xref ref-type="bibr" rid="b3"><sup>3</sup></xref> and more') == "shown previously [3] and more"
+    assert text('in mice<sup>[<xref ref-type="bibr" rid="b4">4</xref>–<xref ref-type="bibr" rid="b6">6</xref>]</sup>, but') == "in mice [4–6], but"
+
+
+def test_footnote_marks_dropped():
+    assert text('patients<xref ref-type="fn" rid="f1">a</xref> were<xref ref-type="table-fn" rid="t1"><sup>*</sup></xref> seen') == "patients were seen"
+
+
+def test_floats_and_notes_excluded():
+    xml = ('Doses are in Table 1.<table-wrap><label>Table 1</label><caption><p>Doses</p></caption>'
+           '<table><tr><td>cell</td></tr></table></table-wrap> See Figure 1.<fig><caption><p>cap</p></caption></fig>'
+           '<fn><p>note</p></fn><supplementary-material><p>supp</p></supplementary-material>')
+    assert text(xml) == "Doses are in Table 1. See Figure 1."
+
+
+def test_tex_preferred_and_document_wrapper_removed():
+    xml = ('We fit <inline-formula><alternatives><tex-math>\\documentclass[12pt]{minimal}\\usepackage{amsmath}'
+           '\\begin{document}$$y=\\beta x$$\\end{document}</tex-math><mml:math><mml:mi>y</mml:mi></mml:math>'
+           '</alternatives></inline-formula> here.')
+    assert text(xml) == "We fit $y=\\beta x$ here."
+
+
+def test_mathml_alttext_then_characters():
+    assert text('if <inline-formula><mml:math alttext="p &lt; 0.05"><mml:mi>p</mml:mi></mml:math></inline-formula>, then') == "if p < 0.05, then"
+    assert text('for <inline-formula><mml:math><mml:msub><mml:mi>x</mml:mi><mml:mi>i</mml:mi></mml:msub></mml:math></inline-formula> in') == "for xi in"
+
+
+def test_display_formula_set_apart_and_label_dropped():
+    xml = 'energy<disp-formula><label>(1)</label><tex-math>E = mc^2</tex-math></disp-formula>where c is'
+    assert text(xml) == "energy $E = mc^2$ where c is"
+
+
+def test_nested_list_and_breaks_separated():
+    assert text("Steps:<list><list-item><p>mix</p></list-item><list-item><p>heat</p></list-item></list>then cool.") == "Steps: mix heat then cool."
+    assert text("line one<break/>line two") == "line one line two"
+
+
+def test_separator_never_before_closing_punctuation():
+    assert text("value (<disp-formula><tex-math>x</tex-math></disp-formula>), next") == "value ($x$), next"
+
+
+def test_unexpanded_entity_reference_dropped():
+    from pipeline.jats.xml import parse_xml
+
+    root = parse_xml(b"<article><p>a &#169; b</p></article>")
+    assert inline_text(root[0]) == "a © b"
+
+
+def test_tex_text_plain():
+    assert tex_text("$x$") == "$x$"
+    assert tex_text("") == ""
+
+
+def test_namespaced_inline_elements():
+    p = etree.fromstring('<p xmlns="urn:jats">The <italic>E. coli</italic> strain<xref ref-type="fn">1</xref>.</p>')
+    assert inline_text(p) == "The E. coli strain."
