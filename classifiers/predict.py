@@ -1,0 +1,185 @@
+"""Fast batch inference with a trained student: the one code path propagate, evaluate and sample use.
+
+What makes it fast (bench/bench_propagate.py measures it against transformers' pipeline):
+- the whole batch is tokenized in one call of the Rust tokenizer, without padding;
+- paragraphs are sorted by token length and cut into sub-batches, each padded only to its own
+  longest member, so almost no compute goes to padding;
+- torch.inference_mode(); fp16 (or bf16) autocast on CUDA.
+Truncation at the maximum length is detected per paragraph (and reported, never silent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from classifiers.model import StudentModel, load_config
+from pipeline.errors import ConfigError
+from pipeline.labels import HEADS, SCORE_MAX, SCORE_MIN
+
+log = logging.getLogger(__name__)
+
+# Transformers warns once per process when a text is longer than the model maximum; we tokenize such
+# texts on purpose (to count truncation), so that warning is noise here.
+logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+
+
+@dataclass
+class Predictions:
+    """Column arrays, one row per input text, in input order."""
+
+    probs: dict[str, np.ndarray]  # classification head -> [N, n_classes] float32, rows sum to 1
+    educational_score: np.ndarray  # [N] float32, clipped to [SCORE_MIN, SCORE_MAX]
+    truncated: np.ndarray  # [N] bool: the text had more tokens than max_length
+    n_tokens: np.ndarray  # [N] int: tokens fed to the model (after truncation)
+
+    def __len__(self) -> int:
+        return len(self.truncated)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """'auto'/None -> cuda when available, else cpu; ConfigError for an unavailable cuda."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but torch sees no CUDA device (this torch build is CPU-only?)")
+    return torch.device(device)
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for a device: fp16 on CUDA by default (as the paper), none on CPU."""
+    if precision == "fp32":
+        return None
+    if device.type != "cuda":
+        return None if precision == "auto" else {"bf16": torch.bfloat16, "fp16": None}.get(precision)
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.float16
+
+
+class Predictor:
+    """A loaded student + tokenizer on one device."""
+
+    def __init__(
+        self,
+        model: StudentModel,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        device: str | None = "cpu",
+        batch_size: int = 64,
+        precision: str = "auto",
+        model_id: str = "student",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        limit = _model_limit(model, tokenizer)
+        if max_length > limit:
+            log.warning("max_length %d exceeds the model's %d positions; using %d", max_length, limit, limit)
+        self.max_length = min(int(max_length), limit)
+        self.amp_dtype = autocast_dtype(self.device, precision)
+        self.model_id = model_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | Path,
+        *,
+        device: str | None = "cpu",
+        batch_size: int = 64,
+        max_length: int | None = None,
+        precision: str = "auto",
+    ) -> Predictor:
+        """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with."""
+        model = StudentModel.from_dir(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        cfg = load_config(model_dir)
+        return cls(
+            model,
+            tokenizer,
+            max_length=int(max_length or cfg.get("max_length", 512)),
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            model_id=str(cfg.get("model_id", Path(model_dir).name)),
+        )
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids cut at max_length (special tokens kept), and which texts were cut."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)
+        ids: list[list[int]] = enc["input_ids"]
+        truncated = np.zeros(len(ids), dtype=bool)
+        # Only texts that filled max_length can have been cut: re-count just those without truncation.
+        full = [i for i, x in enumerate(ids) if len(x) >= self.max_length]
+        if full:
+            lengths = self.tokenizer([texts[i] for i in full], truncation=False, padding=False)["input_ids"]
+            for i, x in zip(full, lengths, strict=True):
+                truncated[i] = len(x) > self.max_length
+        return ids, truncated
+
+    def batches(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Index arrays of sub-batches, longest first, each of similar lengths (minimal padding)."""
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        """Probabilities per classification head, the score, and truncation flags, in input order."""
+        n = len(texts)
+        ids, truncated = self.tokenize(texts)
+        probs = {h.name: np.zeros((n, len(h.classes)), dtype=np.float32) for h in HEADS if h.kind == "classification"}
+        score = np.zeros(n, dtype=np.float32)
+        n_tokens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        with torch.inference_mode(), self._autocast():
+            for idx in self.batches(ids):
+                width = int(n_tokens[idx].max())
+                input_ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    x = ids[i]
+                    input_ids[row, : len(x)] = torch.as_tensor(x)
+                    mask[row, : len(x)] = 1
+                non_blocking = self.device.type == "cuda"
+                out = self.model(
+                    input_ids.to(self.device, non_blocking=non_blocking), mask.to(self.device, non_blocking=non_blocking)
+                )
+                for name, p in probs.items():
+                    p[idx] = torch.softmax(out[name].float(), dim=-1).cpu().numpy()
+                score[idx] = out["educational_score"].float().cpu().numpy()
+        np.clip(score, SCORE_MIN, SCORE_MAX, out=score)
+        return Predictions(probs=probs, educational_score=score, truncated=truncated, n_tokens=n_tokens)
+
+
+def _model_limit(model: StudentModel, tokenizer: Any) -> int:
+    """Longest input the encoder accepts, in tokens."""
+    cfg = model.encoder.config
+    positions = getattr(cfg, "max_position_embeddings", 512)
+    # RoBERTa-family models reserve padding_idx + 1 positions (514 positions -> 512 tokens).
+    if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= 2
+    tmax = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tmax, int) and 0 < tmax < 100_000:
+        positions = min(positions, tmax)
+    return int(positions)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy of each row normalised by log(n_classes): 0 = certain, 1 = uniform."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return (-(p * np.log(p)).sum(axis=1) / np.log(p.shape[1])).astype(np.float32)

@@ -1,0 +1,106 @@
+"""A transparent keyword-rule "teacher" over real paragraphs, for tests and offline experiments.
+
+It is NOT a substitute for the LLM teacher: it exists so that the student's learning, the
+uncertainty-sampling experiment and the propagation tests run offline on real PMC text with labels
+that carry a real, known signal. Every rule reads only the paragraph text (what the student sees),
+so a student that learns them is learning from text, not from leaked metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.records import Annotation, Paragraph, arrow_schema, as_row
+from pipeline.workdir import Workdir
+
+RULE_TEACHER = "rule-teacher-v1"
+
+_CASE = re.compile(r"\b(\d+[- ]year[- ]old|presented (with|to)|was admitted|on examination|case report|our patient)\b", re.I)
+_REVIEW = re.compile(r"\b(review(ed|s)?|literature|previous(ly)? (studies|reported|described)|meta-analys[ie]s)\b", re.I)
+_STUDY = re.compile(r"\b(we (found|observed|measured|performed|used|analy[sz]ed)|significant(ly)?|p\s*[<=>]\s*0?\.\d|n\s*=\s*\d+|\d+(\.\d+)?\s*%)", re.I)
+_CLINICAL = re.compile(r"\b(patients?|clinical|hospital|treatment|therapy|diagnos\w+|surgery|symptoms?|disease)\b", re.I)
+_CITATION = re.compile(r"(\[\d+(?:[,\u2013-]\s*\d+)*\]|\bet al\.)")
+_BIOMED = re.compile(r"\b(cells?|proteins?|genes?|mice|mouse|expression|molecular|dna|rna|enzymes?|bacteria\w*|receptors?|mutations?)\b", re.I)
+
+
+def rule_labels(text: str, window_words: int | None = None) -> tuple[str, str, int]:
+    """(document_type, domain, educational_score) of one paragraph by keyword rules.
+
+    `window_words` limits the rules to the first N words, so that a student truncated at a short
+    max length still sees everything the labels depend on.
+
+    Type: case wording -> "Clinical case", else review wording -> "Review", else study wording
+    (results, statistics) -> "Study", else "Other". Domain: more clinical than biomedical keyword hits
+    -> "clinical", any biomedical hit -> "biomedical", else "other". Score 1-5: one point each for
+    a domain keyword, three or more domain keywords, a study statistic, a citation ("[12]", "et al.").
+    """
+    if window_words:
+        text = " ".join(text.split()[:window_words])
+    if _CASE.search(text):
+        dtype = "Clinical case"
+    elif _REVIEW.search(text):
+        dtype = "Review"
+    elif _STUDY.search(text):
+        dtype = "Study"
+    else:
+        dtype = "Other"
+    n_clin, n_bio = len(_CLINICAL.findall(text)), len(_BIOMED.findall(text))
+    if n_clin and n_clin >= n_bio:
+        domain = "clinical"
+    elif n_bio:
+        domain = "biomedical"
+    else:
+        domain = "other"
+    score = 1 + int(bool(n_clin or n_bio)) + int(n_clin + n_bio >= 3) + int(bool(_STUDY.search(text))) + int(
+        bool(_CITATION.search(text))
+    )
+    assert dtype in DOCUMENT_TYPES and domain in DOMAINS
+    return dtype, domain, score
+
+
+def annotations_for(paragraphs: Iterable[Paragraph], window_words: int | None = None) -> list[Annotation]:
+    """Rule-teacher annotations for paragraphs (one per paragraph), as the annotate stage would write them."""
+    out = []
+    for p in paragraphs:
+        t, d, s = rule_labels(p.text, window_words)
+        out.append(Annotation(id=p.id, article_id=p.article_id, document_type=t, domain=d, educational_score=s,
+                              teacher_model=RULE_TEACHER, prompt_version="rules-v1", prompt_hash="", input_hash="",
+                              prompt_tokens=0, completion_tokens=0, latency_s=0.0, attempts=1))
+    return out
+
+
+def write_table(rows: Sequence[object], cls: type, path: Path) -> None:
+    """Write record dataclasses to one Parquet file with the schema derived from their class."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist([as_row(r) for r in rows], schema=arrow_schema(cls))
+    pq.write_table(table, path)
+
+
+def write_workdir(
+    workdir: Workdir, paragraphs: Sequence[Paragraph], annotated: Sequence[Paragraph], window_words: int | None = None
+) -> None:
+    """W/paragraphs = `paragraphs`; W/annotations = rule labels of `annotated`."""
+    write_table(list(paragraphs), Paragraph, workdir.paragraphs / "part-00000.parquet")
+    write_table(annotations_for(annotated, window_words), Annotation, workdir.annotations / "part-00000.parquet")
+
+
+def sample_paragraphs(sample_dir: Path, max_articles: int | None = None) -> list[Paragraph]:
+    """Real paragraphs of the PMC-OA sample, parsed with the project's parser (pipeline.jats)."""
+    from pipeline.jats import parse_article  # the parse stage's pure function
+
+    files = sorted(Path(sample_dir).glob("*.xml"))[: max_articles or None]
+    out: list[Paragraph] = []
+    for f in files:
+        try:
+            result = parse_article(f.read_bytes(), str(f))
+        except Exception:  # a reject for the parse stage; the rule teacher just skips it
+            continue
+        paragraphs = result[1] if isinstance(result, tuple) else result.paragraphs
+        out.extend(paragraphs)
+    return out
