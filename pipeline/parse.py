@@ -120,15 +120,17 @@ class ReadInputs(beam.DoFn):
                     if not m.name.lower().endswith(XML_SUFFIXES):
                         self.skipped.inc()
                         continue
-                    n += 1
                     self.members.inc()
                     if m.size > self.max_bytes:
+                        n += 1
                         yield self._reject(source, RejectReason.TOO_LARGE, f"{m.size} bytes > limit {self.max_bytes} (--max-file-mb)")
                         continue
                     fobj = tf.extractfile(m)
-                    yield source, fobj.read() if fobj is not None else b""
+                    data = fobj.read() if fobj is not None else b""
+                    n += 1
+                    yield source, data
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            yield self._reject(path, RejectReason.CORRUPT_ARCHIVE, f"after {n} XML members: {type(e).__name__}: {e}"[:300])
+            yield self._reject(path, RejectReason.CORRUPT_ARCHIVE, f"after {n} XML members read intact: {type(e).__name__}: {e}"[:300])
 
 
 class ParseDoFn(beam.DoFn):
