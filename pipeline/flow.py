@@ -59,18 +59,18 @@ STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sample": (("articles/*.parquet", "paragraphs/*.parquet"), ("sample/*.parquet",)),
     "annotate": (("sample/*.parquet",), ("annotations/*.parquet", "rejects/annotate-*.parquet")),
     "train": (("annotations/*.parquet", "paragraphs/*.parquet"), ("model/**",)),
-    "evaluate": (("model/**", "annotations/*.parquet"), ()),
+    "evaluate": (("model/**", "annotations/*.parquet"), ("reports/classifier*",)),
     "propagate": (("model/**", "paragraphs/*.parquet"), ("labels/*.parquet", "rejects/propagate-*.parquet")),
     "curate": (("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet"), ("subsets/{recipe_name}/**",)),
-    "report": (("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet"), ("reports/**",)),
+    "report": (("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet", "subsets/**"), ("reports/index.md",)),
 }
 
 # Arguments whose values name input files outside the work directory: fingerprinted like tables.
 INPUT_ARGS: dict[str, tuple[str, ...]] = {"parse": ("inputs", "input"), "curate": ("recipe",)}
 
 # Arguments that change how fast a step runs, never what it writes: a change does not redo the step.
-NOT_CONFIG = frozenset({"workdir", "verbose", "concurrency", "progress", "threads", "torch_threads",
-                        "memory_limit", "temp_directory"})
+NOT_CONFIG = frozenset({"workdir", "verbose", "concurrency", "progress", "no_progress", "threads",
+                        "torch_threads", "memory_limit", "temp_directory"})
 
 # Keys of a step that are the flow's own, not the command's flags.
 # (`step`, not `name`: curate has its own --name.)
@@ -497,6 +497,11 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
              importer: Callable[[str], ModuleType | None] = import_stage,
              echo: Callable[[str], None] = print) -> int:
     """Run the configured steps in order, skipping the finished ones whose inputs and config did not change."""
+    if "://" in config.workdir:
+        # pipeline.workdir.Workdir is local-path only in this version (a gs:// URL would become a local
+        # folder named "gs:"), so refuse rather than write the corpus somewhere unexpected.
+        raise ConfigError(f"workdir {config.workdir}: work directories on remote filesystems are not supported "
+                          "by this version; use a local (or mounted) path, see docs/running.md")
     wd = Workdir.of(config.workdir)
     prepared = prepare(config, cli_beam_argv, skip_missing=skip_missing, importer=importer)
     names = [p.step.name for p in prepared]

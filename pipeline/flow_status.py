@@ -56,10 +56,13 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
     if wd.stages.is_dir():
         for p in wd.stages.glob("*.json"):
             try:
-                markers.append(json.loads(p.read_text(encoding="utf-8")))
+                m = json.loads(p.read_text(encoding="utf-8"))
+                m.setdefault("step", m.get("stage") or p.stem)
+                m.setdefault("command", m.get("stage") or p.stem)
+                markers.append(m)
             except (OSError, ValueError):
                 markers.append({"step": p.stem, "command": p.stem, "status": "unreadable marker"})
-    seen_commands = {m.get("command") or m.get("stage") for m in markers}
+    seen_commands = {m["command"] for m in markers}
     entries: list[dict[str, Any]] = []
     for m in markers:
         # A marker without a status was written by the stage itself, run by hand: it finished.
@@ -67,16 +70,16 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
         if state == "running" and not _alive(m.get("pid")):
             state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
         entries.append({
-            "step": m.get("step") or m.get("stage"),
-            "command": m.get("command") or m.get("stage"),
+            "step": m["step"],
+            "command": m["command"],
             "state": state,
             "started_at": m.get("started_at"),
             "ended_at": m.get("ended_at") or m.get("finished_at"),
             "duration_s": m.get("duration_s"),
             "rows": ({k: v.get("rows") for k, v in m["outputs"].items() if v.get("rows") is not None}
-                     if m.get("outputs") else _table_rows(wd, str(m.get("command") or m.get("stage")))),
+                     if m.get("outputs") else _table_rows(wd, m["command"])),
             "error": m.get("error"),
-            "rejects": rejects_by_reason(wd, str(m.get("command") or m.get("stage"))),
+            "rejects": rejects_by_reason(wd, m["command"]),
         })
     # Stages run by hand (no marker) or never run.
     for command in STAGE_ORDER:

@@ -293,3 +293,22 @@ def test_a_second_run_on_the_same_workdir_is_refused_while_the_first_is_alive(tm
     flow.write_marker(wd, "sample", {**m, "status": "running", "pid": os.getppid(), "host": socket.gethostname()})
     with pytest.raises(ConfigError, match="another process"):
         flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "full-corpus.yaml"])
+def test_example_configs_use_only_real_flags_of_the_real_stages(name: str) -> None:
+    from tests.conftest import EXAMPLES
+
+    cfg = flow.load_config(EXAMPLES / name)
+    prepared = flow.prepare(cfg, skip_missing=True)  # every key parsed by the stage's own parser
+    commands = [p.step.command for p in prepared]
+    assert commands[:3] == ["parse", "sample", "annotate"] and commands[-1] == "report"
+    for p in prepared:
+        if p.args is not None:
+            assert p.args.workdir is not None or p.step.command == "parse"
+
+
+def test_remote_workdir_is_refused_with_a_clear_message() -> None:
+    cfg = flow.config_from_dict({"workdir": "gs://bucket/w", "steps": {"parse": {"inputs": ["x"]}}})
+    with pytest.raises(ConfigError, match="remote filesystems"):
+        flow.run_flow(cfg, echo=lambda s: None)
