@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import make_corpus  # noqa: E402
+import make_corpus
 
-from pipeline.jats import parse_article  # noqa: E402
+from pipeline.jats import parse_article
 
 
 @pytest.mark.shared_data
