@@ -4,6 +4,8 @@
     python bench/bench_scaling.py parse --factors 1,3,10,30 --workers 0          # time vs corpus size
     python bench/bench_scaling.py propagate --factors 1 --workers 1,2 --model-workdir W  # needs W/model
 
+CPU seconds (user + system of the command and the worker processes it waited for) give a per-core
+rate that a busy machine distorts far less than wall time: the cost model (docs/scaling.md) uses it.
 Each measurement runs the real command (`pmc-curate parse|propagate ...`) in a fresh process, the way a
 user runs it, on a corpus made by bench/make_corpus.py from the real sample. Reported per run: wall
 time of the command, the stage's own pipeline time where it records one, throughput, and the 1-minute
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -48,14 +51,17 @@ def runner_flags(workers: int) -> list[str]:
     return ["--runner=DirectRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 
-def _run(cmd: list[str]) -> float:
+def _run(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and the worker processes it waited for)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def bench_parse(root: Path, factor: int, workers: int) -> dict:
@@ -65,12 +71,13 @@ def bench_parse(root: Path, factor: int, workers: int) -> dict:
     wd = root / f"w-parse-{factor}x-{workers}w"
     shutil.rmtree(wd, ignore_errors=True)
     load = os.getloadavg()[0]
-    wall = _run([sys.executable, "-m", "pipeline.cli", "parse", str(src), "--workdir", str(wd), *runner_flags(workers)])
+    wall, cpu = _run([sys.executable, "-m", "pipeline.cli", "parse", str(src), "--workdir", str(wd), *runner_flags(workers)])
     marker = json.loads((wd / "_stages" / "parse.json").read_text())
     stage_s = float(marker.get("seconds") or wall)
     return {"stage": "parse", "factor": factor, "workers": workers, "files": len(files), "mb": round(mb, 1),
             "paragraphs": marker.get("paragraphs"), "wall_s": round(wall, 2), "stage_s": round(stage_s, 2),
-            "files_per_s": round(len(files) / stage_s, 1), "mb_per_s": round(mb / stage_s, 2), "load_before": round(load, 2)}
+            "files_per_s": round(len(files) / stage_s, 1), "mb_per_s": round(mb / stage_s, 2),
+            "cpu_s": round(cpu, 1), "mb_per_cpu_s": round(mb / cpu, 2), "load_before": round(load, 2)}
 
 
 def bench_propagate(root: Path, factor: int, workers: int, model_workdir: Path) -> dict:
@@ -84,13 +91,14 @@ def bench_propagate(root: Path, factor: int, workers: int, model_workdir: Path) 
     for table in ("articles", "paragraphs"):
         shutil.copytree(parsed / table, wd / table)
     load = os.getloadavg()[0]
-    wall = _run([sys.executable, "-m", "pipeline.cli", "propagate", "--workdir", str(wd),
+    wall, cpu = _run([sys.executable, "-m", "pipeline.cli", "propagate", "--workdir", str(wd),
                  "--model", str(model_workdir / "model"), "--device", "cpu", *runner_flags(workers)])
     import pyarrow.parquet as pq
 
     rows = sum(pq.read_metadata(p).num_rows for p in (wd / "labels").glob("*.parquet"))
     return {"stage": "propagate", "factor": factor, "workers": workers, "paragraphs": rows,
-            "wall_s": round(wall, 2), "paragraphs_per_s": round(rows / wall, 1), "load_before": round(load, 2)}
+            "wall_s": round(wall, 2), "paragraphs_per_s": round(rows / wall, 1), "cpu_s": round(cpu, 1),
+            "paragraphs_per_cpu_s": round(rows / cpu, 1), "load_before": round(load, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
