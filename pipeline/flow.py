@@ -262,8 +262,9 @@ def import_stage(command: str) -> ModuleType | None:
 
 
 def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), skip_missing: bool = False,
-            importer: Callable[[str], ModuleType | None] = import_stage) -> list[PreparedStep]:
+            importer: Callable[[str], ModuleType | None] | None = None) -> list[PreparedStep]:
     """Parse every step's flags before anything runs, so a typo in step 8 fails at start-up."""
+    importer = importer or import_stage
     prepared = []
     for step in config.steps:
         module = importer(step.command)
@@ -494,7 +495,7 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
 
 def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Sequence[str] = (),
              only: Sequence[str] = (), dry_run: bool = False, skip_missing: bool = False,
-             importer: Callable[[str], ModuleType | None] = import_stage,
+             importer: Callable[[str], ModuleType | None] | None = None,
              echo: Callable[[str], None] = print) -> int:
     """Run the configured steps in order, skipping the finished ones whose inputs and config did not change."""
     if "://" in config.workdir:
