@@ -157,17 +157,16 @@ def _failed_batch_rejects(item: Any) -> Iterator[dict]:
 class ScoreParagraphs(beam.PTransform):
     """Paragraph dicts -> (Label rows, Reject rows): check, batch, infer, route failures to rejects."""
 
-    def __init__(self, config: PropagateConfig) -> None:
+    def __init__(self, config: PropagateConfig, handler: ModelHandler | None = None) -> None:
         super().__init__()
         self.config = config
+        self.handler = handler or StudentModelHandler(config)
 
     def expand(self, paragraphs: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         checked = paragraphs | "CheckScorable" >> beam.ParDo(CheckScorable()).with_outputs(
             CheckScorable.REJECT, main="ok"
         )
-        labels, dlq = checked.ok | "RunInference" >> RunInference(
-            StudentModelHandler(self.config)
-        ).with_exception_handling()
+        labels, dlq = checked.ok | "RunInference" >> RunInference(self.handler).with_exception_handling()
         failed = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch_rejects)
         rejects = (checked[CheckScorable.REJECT], failed) | "AllRejects" >> beam.Flatten()
         return labels, rejects

@@ -1,0 +1,144 @@
+"""Propagation throughput: our inference path vs transformers' pipeline("text-classification").
+
+Same model weights, same real PMC paragraphs (the 83-article sample), same max length, same
+process, same torch threads. Prints paragraphs/s per path and the ratio to the plain pipeline.
+
+    # CPU (the issue's target: >= 2x the plain pipeline)
+    .venv/bin/python bench/bench_propagate.py --threads 2 --limit 600 --max-length 512
+    # GPU: an xlm-roberta-base-sized encoder with random weights, max length 512, fp16 autocast
+    .venv/bin/python bench/bench_propagate.py --gpu --batch-size 512 --repeat-texts 12
+
+Paths:
+  ours            classifiers.predict.Predictor: one tokenizer call, length-sorted sub-batches
+                  padded to their own longest member, inference_mode, fp16 autocast on GPU
+  beam            the whole `propagate` Beam pipeline (Parquet in, Parquet out) on the DirectRunner
+  pipeline        transformers pipeline("text-classification"), its default batch_size (1)
+  pipeline-bs     the same pipeline with batch_size = --batch-size (pads each batch to its longest)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from classifiers.data import model_input
+from classifiers.model import StudentModel
+from classifiers.predict import Predictor
+from classifiers.rule_teacher import sample_paragraphs
+from classifiers.train import default_base_model
+
+SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
+
+
+def xlmr_base_config():  # type: ignore[no-untyped-def]
+    """xlm-roberta-base's architecture (278M parameters), written out: no hub access needed."""
+    from transformers import XLMRobertaConfig
+
+    return XLMRobertaConfig(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                            intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1,
+                            pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
+
+
+def build_model(tmp: Path, gpu: bool, max_length: int) -> Path:
+    """A saved student directory: MiniLM (CPU) or a random xlm-roberta-base-sized encoder (GPU)."""
+    tok = AutoTokenizer.from_pretrained(default_base_model())
+    torch.manual_seed(0)
+    model = StudentModel.from_config(xlmr_base_config()) if gpu else StudentModel.from_base(default_base_model())
+    model.save(tmp, tok, {"max_length": max_length, "model_id": "bench"})
+    return tmp
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sample", default=str(SAMPLE))
+    ap.add_argument("--limit", type=int, default=600, help="paragraphs (0 = all)")
+    ap.add_argument("--repeat-texts", type=int, default=1, help="repeat the paragraph list (GPU needs more work)")
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--precision", default="fp16")
+    ap.add_argument("--skip", default="", help="comma-separated paths to skip (pipeline,pipeline-bs,beam)")
+    ap.add_argument("--json", default="", help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = "cuda" if args.gpu else "cpu"
+    skip = set(filter(None, args.skip.split(",")))
+
+    paragraphs = sample_paragraphs(Path(args.sample))
+    if args.limit:
+        # every k-th paragraph, so the subset keeps the sample's length distribution
+        step = max(1, len(paragraphs) // args.limit)
+        paragraphs = paragraphs[::step][: args.limit]
+    paragraphs = paragraphs * args.repeat_texts
+    texts = [model_input(p.text, p.section_title) for p in paragraphs]
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        model_dir = build_model(Path(d), args.gpu, args.max_length)
+        pred = Predictor.from_dir(model_dir, device=device, batch_size=args.batch_size, max_length=args.max_length,
+                                  precision=args.precision)
+        ids, truncated = pred.tokenize(texts)
+        n_tokens = sum(len(x) for x in ids)
+        print(f"{len(texts)} paragraphs, {n_tokens} tokens after truncation at {pred.max_length} "
+              f"({int(truncated.sum())} truncated), device {device}, torch threads {torch.get_num_threads()}")
+        pred.predict(texts[: args.batch_size])  # warm-up
+        results["ours"] = len(texts) / timed(lambda: pred.predict(texts))
+
+        if not {"pipeline", "pipeline-bs"} <= skip:
+            hf = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=4)
+            tok = AutoTokenizer.from_pretrained(model_dir)
+            kwargs = {"dtype": torch.float16} if args.gpu else {}
+            clf = pipeline("text-classification", model=hf.to(**kwargs), tokenizer=tok, device=device)
+            clf(texts[:4], truncation=True, max_length=args.max_length)  # warm-up
+            if "pipeline" not in skip:
+                results["pipeline"] = len(texts) / timed(lambda: clf(texts, truncation=True, max_length=args.max_length))
+            if "pipeline-bs" not in skip:
+                results["pipeline-bs"] = len(texts) / timed(
+                    lambda: clf(texts, truncation=True, max_length=args.max_length, batch_size=args.batch_size))
+        if "beam" not in skip and not args.gpu:
+            from classifiers.rule_teacher import write_table
+            from pipeline.propagate import PropagateConfig, run_propagate
+            from pipeline.records import Paragraph
+            from pipeline.workdir import Workdir
+
+            w = Workdir.of(Path(d) / "work")
+            write_table(paragraphs, Paragraph, w.paragraphs / "part-00000.parquet")
+            cfg = PropagateConfig(model_dir=str(model_dir), batch_size=args.batch_size, max_length=args.max_length,
+                                  torch_threads=args.threads)
+            results["beam"] = len(texts) / timed(lambda: run_propagate(w, cfg, []))
+
+    base = results.get("pipeline")
+    print(f"\n{'path':<12} {'paragraphs/s':>13} {'x pipeline':>11}")
+    for k, v in results.items():
+        ratio = f"{v / base:.2f}" if base else "-"
+        print(f"{k:<12} {v:>13.1f} {ratio:>11}")
+    machine = torch.cuda.get_device_name(0) if args.gpu else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "n": len(texts), "machine": machine,
+                                               "args": vars(args)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
