@@ -381,26 +381,33 @@ _PATH_KEY = (
     "list_transform(string_split(p.path, '/'), "
     "lambda x: coalesce(TRY_CAST(regexp_extract(x, '\\[(\\d+)\\]', 1) AS BIGINT), 0))"
 )
-
-
-def _build_base(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table `base`: selected paragraphs with every output column, in (article, document) order."""
-    scores = "l.domain_scores, l.document_type_scores"
-    con.execute(
-        f"""CREATE TEMP TABLE base AS
-        SELECT p.id, p.article_id, p.path, coalesce(s.prefix, '') || p.text AS text, p.language,
-               p.section_title, l.domain, l.document_type, CAST(l.educational_score AS DOUBLE) AS educational_score,
-               {scores}, p.language_score, a.authors, a.article_url, a.license_url,
-               s.prefix, p.n_tokens, a.license, a.commercial, a.year, a.title, a.journal,
-               s.repeat, p.text AS raw_text,
-               row_number() OVER (PARTITION BY p.article_id ORDER BY {_PATH_KEY}, p.path) AS seq
-        FROM selection AS s
+_JOINS = """FROM selection AS s
         JOIN paragraphs AS p ON p.id = s.id
         LEFT JOIN labels AS l ON l.id = s.id
         JOIN articles AS a ON a.pmcid = p.article_id
-        WHERE s.repeat > 0
-        ORDER BY p.article_id, seq"""
+        WHERE s.repeat > 0"""
+
+
+def _build_meta(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table `meta`: one row per selected paragraph, every column but the text (for statistics)."""
+    con.execute(
+        f"""CREATE TEMP TABLE meta AS
+        SELECT s.id, p.article_id, s.repeat, s.prefix, p.n_tokens, p.language, p.section_title,
+               l.document_type, l.domain, CAST(l.educational_score AS DOUBLE) AS educational_score,
+               a.license, a.commercial
+        {_JOINS}"""
     )
+
+
+def _ordered_query() -> str:
+    """Selected paragraphs with every output column, grouped by article, in document order."""
+    return f"""
+        SELECT p.id, p.article_id, p.path, coalesce(s.prefix, '') || p.text AS text, p.language,
+               p.section_title, l.domain, l.document_type, CAST(l.educational_score AS DOUBLE) AS educational_score,
+               l.domain_scores, l.document_type_scores, p.language_score, a.authors, a.article_url, a.license_url,
+               s.prefix, p.n_tokens, a.license, a.commercial, a.year, a.title, a.journal, s.repeat
+        {_JOINS}
+        ORDER BY p.article_id, {_PATH_KEY}, p.path"""
 
 
 def expand_indices(article_ids: np.ndarray, repeats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -423,17 +430,16 @@ def expand_indices(article_ids: np.ndarray, repeats: np.ndarray) -> tuple[np.nda
     return starts[run] + offset % lengths[run], offset // lengths[run]
 
 
-def _article_batches(con: duckdb.DuckDBPyConnection, query: str, batch_rows: int) -> Iterator[pa.Table]:
-    """Arrow tables of whole articles (an article never straddles two tables), in query order."""
-    reader = con.sql(query).fetch_record_batch(batch_rows)
+def _article_batches(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    """Arrow tables of whole articles (an article never straddles two tables), in stream order."""
     carry: pa.Table | None = None
     for batch in reader:
         table = pa.Table.from_batches([batch])
         if carry is not None and carry.num_rows:
             table = pa.concat_tables([carry, table])
-        ids = table.column("article_id").to_numpy(zero_copy_only=False)
-        if len(ids) == 0:
+        if table.num_rows == 0:
             continue
+        ids = table.column("article_id").to_numpy(zero_copy_only=False)
         last_start = int(np.flatnonzero(ids != ids[-1]).max(initial=-1)) + 1
         if last_start == 0:
             carry = table  # one article so far; wait for its end
@@ -445,10 +451,10 @@ def _article_batches(con: duckdb.DuckDBPyConnection, query: str, batch_rows: int
 
 
 class _ShardedParquet:
-    """A Parquet writer that starts a new data/part-NNNNN.parquet when the current one passes max_bytes."""
+    """Parquet files data/part-NNNNN.parquet, a new one when the current one passes max_bytes."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, max_bytes: int) -> None:
-        self.folder, self.schema, self.max_bytes = folder, schema, max_bytes
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder, self.max_bytes = folder, max_bytes
         self.files: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
         self._sink: pa.NativeFile | None = None
@@ -458,7 +464,7 @@ class _ShardedParquet:
             path = self.folder / f"part-{len(self.files):05d}.parquet"
             self.files.append(path)
             self._sink = pa.OSFile(str(path), "wb")
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._sink, table.schema, compression="zstd")
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         if self._sink is not None and self._sink.tell() >= self.max_bytes:
             self.close()
@@ -472,107 +478,136 @@ class _ShardedParquet:
             self._sink = None
 
 
-def _write_parquet(con: duckdb.DuckDBPyConnection, folder: Path, config: CurateConfig) -> list[Path]:
-    """The expanded subset: copies of each article next to each other, paragraphs in document order."""
-    folder.mkdir(parents=True)
-    cols = ", ".join(c for c in OUTPUT_COLUMNS if c != "copy")
-    writer: _ShardedParquet | None = None
-    for table in _article_batches(con, f"SELECT {cols}, repeat FROM base", config.batch_rows):
-        idx, copy = expand_indices(
-            table.column("article_id").to_numpy(zero_copy_only=False), table.column("repeat").to_numpy()
-        )
-        out = table.drop_columns(["repeat"]).take(pa.array(idx))
-        out = out.add_column(list(OUTPUT_COLUMNS).index("copy"), "copy", pa.array(copy, pa.int64()))
-        if writer is None:
-            writer = _ShardedParquet(folder, out.schema, int(config.shard_mb * 2**20))
-        writer.write(out)
-    if writer is None:  # empty subset: still a valid, empty Parquet file with the right columns
-        empty = con.sql(f"SELECT {cols}, CAST(0 AS BIGINT) AS copy FROM base LIMIT 0").to_arrow_table()
-        empty = empty.select(list(OUTPUT_COLUMNS))
-        path = folder / "part-00000.parquet"
-        pq.write_table(empty, path, compression="zstd")
-        return [path]
-    writer.close()
-    return writer.files
+class _ShardedJsonl:
+    """Compressed JSONL shards export/part-NNNNN.jsonl.{zst,gz}, each about max_bytes compressed at most."""
+
+    def __init__(self, folder: Path, compression: str, max_bytes: int) -> None:
+        self.folder, self.compression, self.max_bytes = folder, compression, max_bytes
+        self.ext = {"zstd": "jsonl.zst", "gzip": "jsonl.gz"}[compression]
+        self.files: list[Path] = []
+        self._stream: Any = None
+        self._pending = 0
+
+    def _open(self) -> None:
+        path = self.folder / f"part-{len(self.files):05d}.{self.ext}"
+        self.files.append(path)
+        if self.compression == "zstd":
+            import zstandard
+
+            raw = open(path, "wb")  # noqa: SIM115 - closed through the stream writer
+            self._stream = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
+        else:
+            import gzip
+
+            self._stream = gzip.open(path, "wb", compresslevel=3)  # noqa: SIM115 - closed in close()
+        self._pending = 0
+
+    def write(self, line: bytes) -> None:
+        if self._stream is None:
+            self._open()
+        self._stream.write(line)
+        self._pending += len(line)
+        # The compressed size is known only once flushed: check every ~4 MB of input, and
+        # close the shard before it can pass the bound by more than that flush.
+        if self._pending >= min(4 * 2**20, self.max_bytes):
+            self._stream.flush()
+            self._pending = 0
+            if self.files[-1].stat().st_size >= self.max_bytes:
+                self.close()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
 
-def _open_shard(path: Path, compression: str) -> Any:
-    if compression == "zstd":
-        import zstandard
+# Documents of one batch of whole articles: section title (when it changes) + paragraphs, joined.
+_DOCS_SQL = """
+    WITH pieces AS (
+        SELECT article_id, _pos, repeat, title, year, journal, license, license_url, commercial, article_url,
+               CASE WHEN coalesce(section_title, '') <> ''
+                         AND section_title IS DISTINCT FROM lag(section_title) OVER (PARTITION BY article_id ORDER BY _pos)
+                    THEN split_part(section_title, ' > ', -1) END AS heading,
+               text
+        FROM batch
+    )
+    SELECT article_id, any_value(repeat) AS repeat,
+           CAST(to_json(string_agg(CASE WHEN heading IS NULL THEN text ELSE heading || $sep || text END,
+                                   $sep ORDER BY _pos)) AS VARCHAR) AS text_json,
+           CAST(to_json({'article_id': article_id, 'title': any_value(title), 'year': any_value(year),
+                         'journal': any_value(journal), 'license': any_value(license),
+                         'license_url': any_value(license_url), 'commercial': any_value(commercial),
+                         'article_url': any_value(article_url), 'n_paragraphs': count(*),
+                         'subset': $subset}) AS VARCHAR) AS meta_json,
+           list(heading) FILTER (WHERE heading IS NOT NULL) AS headings
+    FROM pieces
+    GROUP BY article_id
+    ORDER BY min(_pos)"""
 
-        raw = open(path, "wb")  # noqa: SIM115 - closed through the stream writer
-        return zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=True)
-    import gzip
 
-    return gzip.open(path, "wb", compresslevel=3)
+@dataclass
+class _Written:
+    data: list[Path]
+    export: list[Path]
+    text_tokens: int | None  # counted in the pass when parse's n_tokens are another tokenizer's
+    headings: dict[str, int]  # section heading -> occurrences in the export (copies counted)
 
 
-def _write_export(con: duckdb.DuckDBPyConnection, folder: Path, config: CurateConfig, recipe_name: str) -> list[Path]:
-    """Article-level documents {"id","text","metadata"} in size-bounded compressed JSONL shards.
+def _write_outputs(
+    con: duckdb.DuckDBPyConnection, staging: Path, config: CurateConfig, name: str, count_text: bool
+) -> _Written:
+    """One ordered pass over the selection: the expanded Parquet, the JSONL export, token counts.
 
-    A document is an article copy: section titles (when they change) and paragraphs joined by a
-    blank line, in document order. Its id is "<pmcid>#<copy>".
+    Memory stays bounded: DuckDB streams whole articles in batches; copies are taken in slices
+    of at most batch_rows rows, so a 100x article never materialises 100 copies at once.
     """
-    folder.mkdir(parents=True)
-    ext = {"zstd": "jsonl.zst", "gzip": "jsonl.gz"}[config.compression]
-    query = f"""
-        WITH pieces AS (
-            SELECT article_id, seq, text, section_title, repeat, title, year, journal, license, license_url,
-                   commercial, article_url,
-                   CASE WHEN section_title IS NOT NULL AND section_title <> ''
-                             AND section_title IS DISTINCT FROM
-                                 lag(section_title) OVER (PARTITION BY article_id ORDER BY seq)
-                        THEN split_part(section_title, ' > ', -1) || {_sql_str(SEPARATOR)} || text
-                        ELSE text END AS piece
-            FROM base
-        )
-        SELECT b.article_id, any_value(b.repeat) AS repeat,
-               CAST(to_json(string_agg(b.piece, {_sql_str(SEPARATOR)} ORDER BY b.seq)) AS VARCHAR) AS text_json,
-               CAST(to_json({{'article_id': b.article_id, 'title': any_value(b.title), 'year': any_value(b.year),
-                              'journal': any_value(b.journal), 'license': any_value(b.license),
-                              'license_url': any_value(b.license_url), 'commercial': any_value(b.commercial),
-                              'article_url': any_value(b.article_url), 'n_paragraphs': count(*),
-                              'subset': $subset}}) AS VARCHAR) AS meta_json
-        FROM pieces AS b
-        GROUP BY b.article_id
-        ORDER BY b.article_id"""
-    max_bytes = int(config.shard_mb * 2**20)
-    files: list[Path] = []
-    stream = None
-    raw_bytes = 0
-    for batch in con.sql(query, params={"subset": recipe_name}).fetch_record_batch(4096):
-        aids = batch.column(0).to_pylist()
-        reps = batch.column(1).to_pylist()
-        texts = batch.column(2).to_pylist()
-        metas = batch.column(3).to_pylist()
-        for aid, rep, text_json, meta_json in zip(aids, reps, texts, metas, strict=True):
-            for copy in range(rep):
-                if stream is None:
-                    path = folder / f"part-{len(files):05d}.{ext}"
-                    files.append(path)
-                    stream = _open_shard(path, config.compression)
-                    raw_bytes = 0
-                line = (
-                    f'{{"id":{json.dumps(f"{aid}#{copy}")},"text":{text_json},'
-                    f'"metadata":{meta_json[:-1]},"copy":{copy}}}}}\n'
-                ).encode()
-                stream.write(line)
-                raw_bytes += len(line)
-                # The compressed size is only known once flushed; check it every ~8 MB of input.
-                if raw_bytes >= 8 * 2**20:
-                    stream.flush()
-                    raw_bytes = 0
-                    if files[-1].stat().st_size >= max_bytes:
-                        stream.close()
-                        stream = None
-    if stream is not None:
-        stream.close()
-    return files
-
-
-def _sql_str(value: str) -> str:
-    """A constant of our own (never user input) as a SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
+    (staging / "data").mkdir(parents=True)
+    parquet = _ShardedParquet(staging / "data", int(config.shard_mb * 2**20))
+    jsonl = None
+    if config.export:
+        (staging / "export").mkdir(parents=True)
+        jsonl = _ShardedJsonl(staging / "export", config.compression, int(config.shard_mb * 2**20))
+    side = duckdb.connect()  # per-batch document assembly; the main connection is busy streaming
+    side.execute("SET threads = 1")
+    tok = _load_tokenizer() if count_text else None
+    text_tokens = 0
+    headings: dict[str, int] = {}
+    copy_at = list(OUTPUT_COLUMNS).index("copy")
+    reader = con.sql(_ordered_query()).fetch_record_batch(config.batch_rows)
+    for table in _article_batches(reader):
+        repeats = table.column("repeat").to_numpy()
+        if tok is not None:
+            counts = np.asarray(_count(tok, table.column("text").to_pylist()), dtype=np.int64)
+            text_tokens += int((counts * repeats).sum())
+        idx, copy = expand_indices(table.column("article_id").to_numpy(zero_copy_only=False), repeats)
+        rows = table.drop_columns(["repeat"])
+        for start in range(0, len(idx), config.batch_rows):
+            part = rows.take(pa.array(idx[start : start + config.batch_rows]))
+            parquet.write(part.add_column(copy_at, "copy", pa.array(copy[start : start + config.batch_rows], pa.int64())))
+        if jsonl is not None:
+            batch = table.select(["article_id", "section_title", "repeat", "title", "year", "journal", "license",
+                                  "license_url", "commercial", "article_url", "text"]).append_column(
+                "_pos", pa.array(np.arange(table.num_rows)))  # fmt: skip
+            side.register("batch", batch)
+            docs = side.sql(_DOCS_SQL, params={"sep": SEPARATOR, "subset": name}).fetchall()
+            side.unregister("batch")
+            for aid, rep, text_json, meta_json, heads in docs:
+                for h in heads or ():
+                    headings[h] = headings.get(h, 0) + rep
+                for c in range(rep):
+                    jsonl.write(
+                        f'{{"id":{json.dumps(f"{aid}#{c}")},"text":{text_json},"metadata":{meta_json[:-1]},"copy":{c}}}}}\n'.encode()
+                    )
+    parquet.close()
+    if jsonl is not None:
+        jsonl.close()
+    side.close()
+    if not parquet.files:  # empty subset: still a valid, empty Parquet file with the right columns
+        empty = con.sql(f"SELECT * EXCLUDE (repeat), CAST(0 AS BIGINT) AS copy FROM ({_ordered_query()}) LIMIT 0")
+        path = staging / "data" / "part-00000.parquet"
+        pq.write_table(empty.to_arrow_table().select(list(OUTPUT_COLUMNS)), path, compression="zstd")
+        parquet.files.append(path)
+    return _Written(parquet.files, jsonl.files if jsonl else [], text_tokens if tok is not None else None, headings)
 
 
 def _load_tokenizer() -> Any:
@@ -589,73 +624,58 @@ def _count(tok: Any, texts: list[str]) -> list[int]:
     return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)] if texts else []
 
 
-def _token_counts(con: duckdb.DuckDBPyConnection, n_tokens_tokenizer: str | None) -> dict[str, Any]:
+def _n_tokens_is_export_tokenizer(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the parse stage's n_tokens are MiniLM counts: checked on up to 256 selected paragraphs."""
+    sample = con.sql("SELECT p.text, p.n_tokens FROM selection AS s JOIN paragraphs AS p ON p.id = s.id LIMIT 256").fetchall()
+    return bool(sample) and _count(_load_tokenizer(), [r[0] for r in sample]) == [r[1] for r in sample]
+
+
+def _token_counts(
+    con: duckdb.DuckDBPyConnection, written: _Written, reuse: bool, n_tokens_tokenizer: str | None
+) -> dict[str, Any]:
     """Token totals of the subset, with the tokenizer named.
 
     The export tokenizer is MiniLM's uncased WordPiece (BERT pre-tokenizer: splits on whitespace
     and punctuation), so the count of a joined document is exactly the sum of its pieces' counts.
-    Each distinct paragraph, title and prefix is therefore tokenized once, not once per copy; and
-    when a sample shows the parse stage's n_tokens already are MiniLM counts, they are reused.
+    Each distinct prefix and heading is tokenized once; paragraphs reuse the parse stage's n_tokens
+    when a sample shows they are MiniLM counts, and are tokenized in the writing pass otherwise.
     """
     tok = _load_tokenizer()
-    sample = con.sql("SELECT raw_text, n_tokens FROM base USING SAMPLE 256 ROWS").fetchall()
-    reuse = bool(sample) and _count(tok, [r[0] for r in sample]) == [r[1] for r in sample]
+    (n_tokens_col,) = con.sql("SELECT coalesce(sum(n_tokens * repeat), 0) FROM meta").fetchall()[0]
     if reuse:
-        con.execute("CREATE TEMP TABLE para_tokens AS SELECT id, n_tokens AS n FROM base")
+        prefixes = con.sql("SELECT prefix, sum(repeat) FROM meta WHERE prefix IS NOT NULL GROUP BY prefix").fetchall()
+        prefix_tokens = sum(c * w for c, (_, w) in zip(_count(tok, [p for p, _ in prefixes]), prefixes, strict=True))
+        text_tokens = int(n_tokens_col + prefix_tokens)
     else:
-        rows = con.sql("SELECT id, raw_text FROM base").to_arrow_table()
-        counted = pa.table({"id": rows.column("id"), "n": pa.array(_count(tok, rows.column("raw_text").to_pylist()), pa.int64())})
-        con.register("para_tokens_arrow", counted)
-        con.execute("CREATE TEMP TABLE para_tokens AS SELECT * FROM para_tokens_arrow")
-        con.unregister("para_tokens_arrow")
-    # Distinct prefixes and section titles are few: count them directly.
-    prefixes = [r[0] for r in con.sql("SELECT DISTINCT prefix FROM base WHERE prefix IS NOT NULL").fetchall()]
-    titles = [r[0] for r in con.sql(
-        "SELECT DISTINCT split_part(section_title, ' > ', -1) FROM base WHERE coalesce(section_title, '') <> ''"
-    ).fetchall()]  # fmt: skip
-    con.execute("CREATE TEMP TABLE piece_tokens (kind VARCHAR, piece VARCHAR, n BIGINT)")
-    rows_p = [("prefix", p, c) for p, c in zip(prefixes, _count(tok, prefixes), strict=True)]
-    rows_t = [("title", t, c) for t, c in zip(titles, _count(tok, titles), strict=True)]
-    if rows_p or rows_t:
-        con.executemany("INSERT INTO piece_tokens VALUES (?, ?, ?)", rows_p + rows_t)
-    (text_tokens, n_tokens_col) = con.sql(
-        """SELECT coalesce(sum((t.n + coalesce(pt.n, 0)) * b.repeat), 0), coalesce(sum(b.n_tokens * b.repeat), 0)
-           FROM base AS b JOIN para_tokens AS t ON t.id = b.id
-           LEFT JOIN piece_tokens AS pt ON pt.kind = 'prefix' AND pt.piece = b.prefix"""
-    ).fetchall()[0]
-    (title_tokens,) = con.sql(
-        """WITH firsts AS (
-             SELECT repeat, split_part(section_title, ' > ', -1) AS title,
-                    section_title IS DISTINCT FROM lag(section_title) OVER (PARTITION BY article_id ORDER BY seq) AS new
-             FROM base WHERE coalesce(section_title, '') <> '')
-           SELECT coalesce(sum(pt.n * f.repeat), 0)
-           FROM firsts AS f JOIN piece_tokens AS pt ON pt.kind = 'title' AND pt.piece = f.title WHERE f.new"""
-    ).fetchall()[0]
+        assert written.text_tokens is not None
+        text_tokens = written.text_tokens
+    heads = list(written.headings)
+    heading_tokens = sum(c * written.headings[h] for c, h in zip(_count(tok, heads), heads, strict=True))
     return {
         "tokenizer": EXPORT_TOKENIZER + " (WordPiece, uncased, no special tokens)",
-        "text": int(text_tokens),  # the Parquet `text` column of every row (prefix included)
-        "export": int(text_tokens + title_tokens),  # the exported documents (titles added)
+        "text": text_tokens,  # the Parquet `text` column of every row (prefix included)
+        "export": text_tokens + heading_tokens if written.export else None,  # exported documents (headings added)
         "n_tokens_column": {"tokens": int(n_tokens_col), "tokenizer": n_tokens_tokenizer or "not recorded by parse",
                             "same_as_export_tokenizer": reuse},  # fmt: skip
     }
 
 
 def _stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Counts over the output rows (each copy counted), from `base` weighted by repeat."""
+    """Counts over the output rows (each copy counted), from `meta` weighted by repeat."""
 
     def dist(expr: str, weight: str = "repeat") -> dict[str, int]:
         rows = con.sql(
-            f"SELECT CAST({expr} AS VARCHAR) AS k, sum({weight}) FROM base GROUP BY k ORDER BY k NULLS LAST"
+            f"SELECT CAST({expr} AS VARCHAR) AS k, sum({weight}) FROM meta GROUP BY k ORDER BY k NULLS LAST"
         ).fetchall()
         return {("null" if k is None else k): int(v) for k, v in rows}
 
     rows, paragraphs, articles, documents, unlabelled = con.sql(
         """SELECT coalesce(sum(repeat), 0), count(*), count(DISTINCT article_id),
-                  (SELECT coalesce(sum(r), 0) FROM (SELECT any_value(repeat) AS r FROM base GROUP BY article_id)),
+                  (SELECT coalesce(sum(r), 0) FROM (SELECT any_value(repeat) AS r FROM meta GROUP BY article_id)),
                   coalesce(sum(repeat) FILTER (WHERE document_type IS NULL), 0)
-           FROM base"""
+           FROM meta"""
     ).fetchall()[0]
-    per_article = "SELECT article_id, any_value({col}) AS v, any_value(repeat) AS r FROM base GROUP BY article_id"
+    per_article = "SELECT article_id, any_value({col}) AS v, any_value(repeat) AS r FROM meta GROUP BY article_id"
 
     def article_dist(col: str) -> dict[str, int]:
         q = f"SELECT CAST(v AS VARCHAR) AS k, count(*), sum(r) FROM ({per_article.format(col=col)}) GROUP BY k ORDER BY k"
@@ -670,7 +690,7 @@ def _stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "copies": {
             str(k): int(v)
             for k, v in con.sql(
-                "SELECT r, count(*) FROM (SELECT any_value(repeat) AS r FROM base GROUP BY article_id) GROUP BY r ORDER BY r"
+                "SELECT r, count(*) FROM (SELECT any_value(repeat) AS r FROM meta GROUP BY article_id) GROUP BY r ORDER BY r"
             ).fetchall()
         },
         "labels": {
@@ -678,7 +698,7 @@ def _stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "domain": dist("domain"),
             "educational_score_rounded": dist("CAST(round(educational_score) AS INTEGER)"),
             "educational_score_mean": con.sql(
-                "SELECT sum(educational_score * repeat) / nullif(sum(repeat), 0) FROM base"
+                "SELECT sum(educational_score * repeat) / nullif(sum(repeat), 0) FROM meta"
             ).fetchall()[0][0],
         },
         "language": dist("language"),
@@ -725,8 +745,9 @@ def _card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         f"`{recipe.name}` (sha256 `{recipe.sha256[:16]}…`): {recipe.description}\n\n"
         f"- rows (paragraph copies): {n:,}; unique paragraphs: {stats['unique_paragraphs']:,}\n"
         f"- articles: {stats['articles']:,}; documents (article copies): {stats['documents']:,}\n"
-        f"- tokens ({tokens['tokenizer']}): {tokens['text']:,} in `text`, {tokens['export']:,} in the export\n"
-        f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n\n"
+        f"- tokens ({tokens['tokenizer']}): {tokens['text']:,} in `text`"
+        + (f", {tokens['export']:,} in the export documents\n" if tokens["export"] is not None else "\n")
+        + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n\n"
         "## Files\n\n"
         "- `data/*.parquet`: one row per paragraph copy, columns named as in "
         "[almanach/Biomed-Enriched](https://huggingface.co/datasets/almanach/Biomed-Enriched) where they "
@@ -786,18 +807,16 @@ def curate(config: CurateConfig) -> dict[str, Any]:
         con.execute("SET preserve_insertion_order = true")
         _setup_views(con, config.labels, config.commercial_only)
         _run_recipe(con, recipe, bindings)
-        _build_base(con)
+        _build_meta(con)
+        reuse = _n_tokens_is_export_tokenizer(con)
         timings = {"select_s": round(time.perf_counter() - t0, 3)}
         t = time.perf_counter()
-        data_files = _write_parquet(con, staging / "data", config)
-        timings["parquet_s"] = round(time.perf_counter() - t, 3)
-        t = time.perf_counter()
-        export_files = _write_export(con, staging / "export", config, name) if config.export else []
-        timings["export_s"] = round(time.perf_counter() - t, 3)
+        written = _write_outputs(con, staging, config, name, count_text=not reuse)
+        timings["write_s"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
         meta = _parquet_metadata(wd, "paragraphs")
         tok_name = next((v for k, v in meta.items() if "tokenizer" in k.lower()), None)
-        tokens = _token_counts(con, tok_name)
+        tokens = _token_counts(con, written, reuse, tok_name)
         timings["tokens_s"] = round(time.perf_counter() - t, 3)
         stats = _stats(con)
         manifest: dict[str, Any] = {
@@ -812,8 +831,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             "stats": stats,
             "tokens": tokens,
             "files": {
-                "data": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size} for f in data_files],
-                "export": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size} for f in export_files],
+                "data": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size} for f in written.data],
+                "export": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size} for f in written.export],
             },
             "export": {"format": "jsonl", "compression": config.compression, "shard_mb": config.shard_mb,
                        "extension": {"zstd": "jsonl.zst", "gzip": "jsonl.gz"}[config.compression],

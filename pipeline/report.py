@@ -1,0 +1,330 @@
+"""Report: one Markdown page with PNG plots describing the labelled corpus of a work directory.
+
+    pmc-curate report --workdir W [--labels labels|annotations]
+
+Writes W/reports/index.md, W/reports/*.png and W/reports/stats.json: label distributions, score
+histogram, type x domain, per-license and per-year counts, the paper's heterogeneity statistics
+(share of articles mixing types and domains, score range within an article) beside the paper's
+numbers, and the subsets already built under W/subsets. All aggregation runs in DuckDB, so the
+report of a 146M-paragraph corpus costs a few group-bys, not a load into memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline import labels as label_schema
+from pipeline.errors import ConfigError
+from pipeline.tables import connect
+from pipeline.workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+# Biomed-Enriched (arXiv 2506.20331), label statistics over the released corpus (FACTS.md section 1).
+PAPER = {
+    "educational_score_mean": 3.48,
+    "educational_score_median": 4.0,
+    "articles_mixing_types": 0.916,
+    "articles_mixing_domains": 0.553,
+    "mean_score_range_within_article": 2.6,
+}
+
+
+def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Every number of the report, from the views paragraphs, labels and articles."""
+
+    def rows(q: str) -> list[tuple]:
+        return con.sql(q).fetchall()
+
+    con.execute(
+        """CREATE TEMP VIEW lp AS
+        SELECT l.id, l.article_id, l.document_type, l.domain, CAST(l.educational_score AS DOUBLE) AS educational_score
+        FROM labels AS l"""
+    )
+    n_par, n_art = rows("SELECT (SELECT count(*) FROM paragraphs), (SELECT count(*) FROM articles)")[0]
+    n_lab = rows("SELECT count(*) FROM lp")[0][0]
+    out: dict[str, Any] = {"paragraphs": n_par, "articles": n_art, "labelled_paragraphs": n_lab}
+    out["document_type"] = dict(rows("SELECT document_type, count(*) FROM lp GROUP BY 1 ORDER BY 2 DESC"))
+    out["domain"] = dict(rows("SELECT domain, count(*) FROM lp GROUP BY 1 ORDER BY 2 DESC"))
+    out["unknown_label_values"] = {
+        "document_type": sorted(str(k) for k in out["document_type"] if k not in label_schema.DOCUMENT_TYPES),
+        "domain": sorted(str(k) for k in out["domain"] if k not in label_schema.DOMAINS),
+    }
+    mean, median, median_rounded = rows(
+        "SELECT avg(educational_score), median(educational_score), median(round(educational_score)) FROM lp"
+    )[0]
+    out["educational_score_mean"] = mean
+    out["educational_score_median"] = median
+    out["educational_score_median_rounded"] = median_rounded
+    out["type_x_domain"] = [
+        {"document_type": t, "domain": d, "paragraphs": n}
+        for t, d, n in rows("SELECT document_type, domain, count(*) FROM lp GROUP BY 1, 2 ORDER BY 1, 2")
+    ]
+    out["license"] = [
+        {"license": lic, "commercial": com, "articles": a, "paragraphs": p}
+        for lic, com, a, p in rows(
+            """SELECT a.license, a.commercial, count(*), sum(coalesce(p.n, 0))
+               FROM articles AS a LEFT JOIN (SELECT article_id, count(*) AS n FROM paragraphs GROUP BY 1) AS p
+                 ON p.article_id = a.pmcid
+               GROUP BY 1, 2 ORDER BY 3 DESC"""
+        )
+    ]
+    out["year"] = [{"year": y, "articles": n} for y, n in rows("SELECT year, count(*) FROM articles GROUP BY 1 ORDER BY 1")]
+    # Heterogeneity over articles with at least two labelled paragraphs (one paragraph cannot mix).
+    het = rows(
+        """SELECT count(*),
+                  avg(CAST(n_types > 1 AS DOUBLE)), avg(CAST(n_domains > 1 AS DOUBLE)), avg(score_range)
+           FROM (SELECT article_id, count(DISTINCT document_type) AS n_types, count(DISTINCT domain) AS n_domains,
+                        max(educational_score) - min(educational_score) AS score_range
+                 FROM lp GROUP BY article_id HAVING count(*) >= 2)"""
+    )[0]
+    out["heterogeneity"] = {
+        "articles_considered": het[0],
+        "articles_mixing_types": het[1],
+        "articles_mixing_domains": het[2],
+        "mean_score_range_within_article": het[3],
+    }
+    out["score_histogram"] = [
+        {"bin": b, "paragraphs": n}
+        for b, n in rows("SELECT floor(educational_score * 4) / 4 AS b, count(*) FROM lp GROUP BY 1 ORDER BY 1")
+    ]
+    return out
+
+
+def _plots(stats: dict[str, Any], folder: Path) -> dict[str, str]:
+    """PNG files of the report; returns {name: file name}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files: dict[str, str] = {}
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(folder / f"{name}.png", dpi=100)
+        plt.close(fig)
+        files[name] = f"{name}.png"
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, order in ((axes[0], "document_type", label_schema.DOCUMENT_TYPES),
+                           (axes[1], "domain", label_schema.DOMAINS)):  # fmt: skip
+        keys = list(order) + [k for k in stats[key] if k not in order]
+        ax.bar([str(k) for k in keys], [stats[key].get(k, 0) for k in keys], color="#4c72b0")
+        ax.set_title(f"{key} (paragraphs)")
+    save(fig, "labels")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    hist = stats["score_histogram"]
+    ax.bar([h["bin"] for h in hist if h["bin"] is not None], [h["paragraphs"] for h in hist if h["bin"] is not None],
+           width=0.23, align="edge", color="#55a868")  # fmt: skip
+    mean = stats["educational_score_mean"]
+    if mean is not None:
+        ax.axvline(mean, color="k", ls="--", label=f"mean {mean:.2f}")
+    ax.axvline(PAPER["educational_score_mean"], color="r", ls=":", label=f"paper mean {PAPER['educational_score_mean']}")
+    ax.set_xlabel("educational score")
+    ax.set_ylabel("paragraphs")
+    ax.legend()
+    save(fig, "scores")
+
+    types, domains = list(label_schema.DOCUMENT_TYPES), list(label_schema.DOMAINS)
+    grid = [[0] * len(domains) for _ in types]
+    for cell in stats["type_x_domain"]:
+        if cell["document_type"] in types and cell["domain"] in domains:
+            grid[types.index(cell["document_type"])][domains.index(cell["domain"])] = cell["paragraphs"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    im = ax.imshow(grid, cmap="Blues")
+    ax.set_xticks(range(len(domains)), domains)
+    ax.set_yticks(range(len(types)), types)
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", color="black")
+    fig.colorbar(im, ax=ax)
+    ax.set_title("document type x domain (paragraphs)")
+    save(fig, "type_domain")
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    lic = stats["license"]
+    ax.barh([str(x["license"]) for x in lic], [x["articles"] for x in lic],
+            color=["#55a868" if x["commercial"] else "#c44e52" for x in lic])  # fmt: skip
+    ax.invert_yaxis()
+    ax.set_xlabel("articles (green: commercial use allowed)")
+    save(fig, "licenses")
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    years = [y for y in stats["year"] if y["year"] is not None]
+    ax.bar([y["year"] for y in years], [y["articles"] for y in years], color="#8172b2")
+    ax.set_xlabel("year")
+    ax.set_ylabel("articles")
+    save(fig, "years")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    h = stats["heterogeneity"]
+    names = ["mixing types", "mixing domains"]
+    ours = [h["articles_mixing_types"] or 0, h["articles_mixing_domains"] or 0]
+    paper = [PAPER["articles_mixing_types"], PAPER["articles_mixing_domains"]]
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], ours, width=0.4, label="this corpus")
+    ax.bar([i + 0.2 for i in x], paper, width=0.4, label="Biomed-Enriched")
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("share of articles")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    save(fig, "heterogeneity")
+    return files
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}%" if pct else (f"{v:.2f}" if isinstance(v, float) else f"{v:,}")
+
+
+def _subsets(wd: Workdir) -> list[dict[str, Any]]:
+    out = []
+    for m in sorted(wd.subsets.glob("*/manifest.json")) if wd.subsets.is_dir() else []:
+        man = json.loads(m.read_text())
+        out.append({"name": man["name"], "rows": man["stats"]["rows"], "articles": man["stats"]["articles"],
+                    "documents": man["stats"]["documents"], "tokens": man["tokens"]["text"],
+                    "recipe_sha256": man["recipe"]["sha256"][:12]})  # fmt: skip
+    return out
+
+
+def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str) -> str:
+    """The Markdown page."""
+    h = stats["heterogeneity"]
+    lines = [
+        "# pmc-curate corpus report",
+        "",
+        f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} from `{labels_source}`: "
+        f"{stats['articles']:,} articles, {stats['paragraphs']:,} paragraphs, {stats['labelled_paragraphs']:,} labelled.",
+        "",
+        "## Beside the paper",
+        "",
+        "Biomed-Enriched (Touchent et al., arXiv 2506.20331) over 133M paragraphs of PMC-OA. Heterogeneity is "
+        f"computed over the {h['articles_considered']:,} articles with at least two labelled paragraphs.",
+        "",
+        "| statistic | this corpus | paper |",
+        "|---|---|---|",
+        f"| educational score, mean | {_fmt(stats['educational_score_mean'])} | {PAPER['educational_score_mean']} |",
+        f"| educational score, median | {_fmt(stats['educational_score_median'])} "
+        f"(rounded scores: {_fmt(stats['educational_score_median_rounded'])}) | {PAPER['educational_score_median']:g} |",
+        f"| articles mixing paragraph types | {_fmt(h['articles_mixing_types'], True)} | "
+        f"{_fmt(PAPER['articles_mixing_types'], True)} |",
+        f"| articles mixing domains | {_fmt(h['articles_mixing_domains'], True)} | "
+        f"{_fmt(PAPER['articles_mixing_domains'], True)} |",
+        f"| mean score range within an article (points) | {_fmt(h['mean_score_range_within_article'])} | "
+        f"{PAPER['mean_score_range_within_article']} |",
+        "",
+        f"![heterogeneity]({plots['heterogeneity']})",
+        "",
+        "## Labels",
+        "",
+        "| document type | paragraphs |",
+        "|---|---|",
+        *[f"| {k} | {v:,} |" for k, v in stats["document_type"].items()],
+        "",
+        "| domain | paragraphs |",
+        "|---|---|",
+        *[f"| {k} | {v:,} |" for k, v in stats["domain"].items()],
+        "",
+        f"![labels]({plots['labels']})",
+        "",
+    ]
+    bad = stats["unknown_label_values"]
+    if bad["document_type"] or bad["domain"]:
+        lines += [f"**Label values outside the schema:** {bad}", ""]
+    lines += [
+        "## Educational score",
+        "",
+        f"![scores]({plots['scores']})",
+        "",
+        "## Document type by domain",
+        "",
+        f"![type x domain]({plots['type_domain']})",
+        "",
+        "## Licenses",
+        "",
+        "| license | commercial use | articles | paragraphs |",
+        "|---|---|---|---|",
+        *[f"| {x['license']} | {x['commercial']} | {x['articles']:,} | {x['paragraphs']:,} |" for x in stats["license"]],
+        "",
+        f"![licenses]({plots['licenses']})",
+        "",
+        "## Years",
+        "",
+        f"![years]({plots['years']})",
+        "",
+    ]
+    if subsets:
+        lines += ["## Subsets built", "", "| subset | rows | articles | documents | tokens | recipe sha256 |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {s['name']} | {s['rows']:,} | {s['articles']:,} | {s['documents']:,} | {s['tokens']:,} | "
+                  f"`{s['recipe_sha256']}` |" for s in subsets]  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def report(workdir: Path, labels: str = "labels", threads: int | None = None) -> Path:
+    """Write W/reports/ (atomically replaced) and return the path of index.md."""
+    if labels not in ("labels", "annotations"):
+        raise ConfigError(f"--labels must be labels or annotations, not {labels!r}")
+    wd = Workdir.of(workdir)
+    for table in ("articles", "paragraphs", labels):
+        if not wd.has_table(table):
+            raise ConfigError(
+                f"report needs the {table} table: no Parquet files in {wd.table(table)} "
+                f"(run the stage that writes it first{', or pass --labels annotations' if table == 'labels' else ''})"
+            )
+    con = connect(wd, tables=("articles", "paragraphs", labels), threads=threads)
+    if labels == "annotations":
+        con.execute("CREATE VIEW labels AS SELECT * FROM annotations")
+    try:
+        stats = compute_stats(con)
+    finally:
+        con.close()
+    staging = wd.root / f".reports.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        plots = _plots(stats, staging)
+        subsets = _subsets(wd)
+        (staging / "stats.json").write_text(
+            json.dumps({"stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str)
+        )
+        (staging / "index.md").write_text(render(stats, plots, subsets, labels), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = wd.root / f".reports.old-{os.getpid()}"
+    if wd.reports.exists():
+        wd.reports.rename(old)
+    staging.rename(wd.reports)
+    shutil.rmtree(old, ignore_errors=True)
+    return wd.reports / "index.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pmc-curate report`."""
+    parser.add_argument("--workdir", required=True, type=Path, help="work directory (reads articles, paragraphs, labels)")
+    parser.add_argument("--labels", choices=("labels", "annotations"), default="labels",
+                        help="label table: the student's labels, or the teacher's annotations")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+
+
+def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+    """Entry point of `pmc-curate report`."""
+    if beam_argv:
+        raise ConfigError(f"report runs in DuckDB, not Beam: unknown arguments {' '.join(beam_argv)}")
+    path = report(args.workdir, args.labels, args.threads)
+    print(f"report: {path}")
+    return 0
