@@ -90,7 +90,7 @@ def test_whole_sample_text_is_clean(whole_sample):
         ids = [p.id for p in r.paragraphs]
         assert len(ids) == len(set(ids))
         for p in r.paragraphs:
-            assert p.text == p.text.strip() and "  " not in p.text and "\x1f" not in p.text and "\n" not in p.text
+            assert p.text == p.text.strip() and "  " not in p.text and "\u2028" not in p.text and "\n" not in p.text
             assert re.fullmatch(r"([a-z\-]+\[\d+\]/)*(p|list-item)\[\d+\]", p.path), p.path
 
 

@@ -111,7 +111,7 @@ def extract_articles(
     xml: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> list[Extracted | Reject]:
     """XML -> articles with raw paragraphs (no token counts or language). RecordError for the file."""
-    root, doctype = parse_xml_with_doctype(xml, max_bytes=max_bytes)
+    root, doctype = parse_xml_with_doctype(xml, max_bytes=max_bytes, skip_back=True)
     arts = find_articles(root)
     if not arts:
         raise RecordError(RejectReason.NOT_AN_ARTICLE, f"root element <{etree.QName(root).localname}> holds no <article>")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from pipeline.jats.text import inline_text
+from pipeline.jats.text import flat_text, prepare_body
 
 # Containers whose children are walked for paragraphs; anything else is skipped (but still counted).
 CONTAINERS = frozenset({"sec", "boxed-text", "disp-quote", "list", "list-item", "statement"})
@@ -47,21 +47,22 @@ class RawParagraph:
 
 
 def _title_of(el: etree._Element) -> str | None:
+    """The element's <title> (or <caption><title>), read from the already rewritten body."""
     for ch in el:
         if not isinstance(ch.tag, str):
             continue
         name = ch.tag.rpartition("}")[2]
         if name == "title":
-            t = inline_text(ch)
+            t = flat_text(ch)
             return t or None
         if name == "caption":  # boxed-text keeps its title in a caption
             for cc in ch:
                 if isinstance(cc.tag, str) and cc.tag.rpartition("}")[2] == "title":
-                    return inline_text(cc) or None
+                    return flat_text(cc) or None
     return None
 
 
-def is_reference_section(sec: etree._Element) -> bool:
+def is_reference_section(sec: etree._Element, title: str | None = None) -> bool:
     """A "References" section placed inside <body> (2025-26 Wiley files do this), or PMC's
     duplicated "Associated Data" section: sections whose paragraphs are not body prose."""
     if (sec.get("sec-type") or "").lower() in _SKIP_SEC_TYPES:
@@ -69,13 +70,15 @@ def is_reference_section(sec: etree._Element) -> bool:
     for ch in sec:
         if isinstance(ch.tag, str) and ch.tag.rpartition("}")[2] == "ref-list":
             return True
-    title = _title_of(sec)
+    if title is None:
+        title = _title_of(sec)
     return bool(title and _REF_TITLES.match(title))
 
 
 def walk_body(body: etree._Element) -> list[RawParagraph]:
     """Every prose paragraph of <body>, in document order, with its path and section-title chain."""
     out: list[RawParagraph] = []
+    prepare_body(body)
     _walk(body, "", (), out)
     return out
 
@@ -90,15 +93,12 @@ def _walk(container: etree._Element, prefix: str, titles: tuple[str, ...], out: 
         i = counts.get(name, 0)
         counts[name] = i + 1
         if name == "p":
-            text = inline_text(child)
+            text = flat_text(child)
             if text:
                 out.append(RawParagraph(f"{prefix}p[{i}]", " > ".join(titles) or None, text))
         elif name in CONTAINERS:
-            if name == "sec" and is_reference_section(child):
+            t = _title_of(child) if name in TITLED else None
+            if name == "sec" and is_reference_section(child, t):
                 continue
-            sub = titles
-            if name in TITLED:
-                t = _title_of(child)
-                if t:
-                    sub = (*titles, t)
+            sub = (*titles, t) if t else titles
             _walk(child, f"{prefix}{name}[{i}]/", sub, out)

@@ -20,14 +20,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from lxml import etree
 
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 
-# Soft separator: str.split() treats \x1f as whitespace, so normalisation turns it into a space.
-SEP = "\x1f"
+# Soft separator: U+2028 LINE SEPARATOR is valid in XML text (lxml refuses control characters)
+# and str.split() treats it as whitespace, so normalisation turns it into a space.
+SEP = "\u2028"
 
 SKIP = frozenset(
     {
@@ -93,9 +93,32 @@ def formula_text(el: etree._Element) -> str:
     if mathml is not None:
         return mathml_text(mathml)
     # Neither TeX nor MathML (plain-text formula or a graphic): its own text, minus the label.
-    out: list[str] = []
-    _walk(el, out, skip_label=True)
-    return "".join(out)
+    for lab in [c for c in el if isinstance(c.tag, str) and local_name(c.tag) == "label"]:
+        _remove_keep_tail(lab)
+    return "".join(el.itertext())
+
+
+def _remove_keep_tail(el: etree._Element) -> None:
+    """Remove an element but keep the text that follows it."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    tail = el.tail
+    if tail:
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(el)
+
+
+def _replace_with_text(el: etree._Element, text: str) -> None:
+    """Keep the element (and its tail) but make `text` its whole content."""
+    tail = el.tail
+    el.clear()
+    el.text = text
+    el.tail = tail
 
 
 def _only_citations(el: etree._Element) -> bool:
@@ -113,112 +136,135 @@ def _only_citations(el: etree._Element) -> bool:
     return has and not (el.text or "").strip(" [(")
 
 
-def _h_skip(el: etree._Element, out: list[str]) -> None:
-    return None
-
-
-def _h_block(el: etree._Element, out: list[str]) -> None:
-    out.append(SEP)
-    _walk(el, out)
-    out.append(SEP)
-
-
-def _h_formula(el: etree._Element, out: list[str]) -> None:
-    name = local_name(el.tag)
-    if name == "inline-formula":
-        out.append(formula_text(el))
-    else:
-        out.append(SEP)
-        out.append(formula_text(el))
-        out.append(SEP)
-
-
-def _h_math(el: etree._Element, out: list[str]) -> None:
-    out.append(mathml_text(el))
-
-
-def _h_tex(el: etree._Element, out: list[str]) -> None:
-    out.append(tex_text(el.text or ""))
-
-
-def _h_xref(el: etree._Element, out: list[str]) -> None:
-    rt = el.get("ref-type")
-    if rt in ("fn", "table-fn"):
-        return
-    if rt == "bibr" and len(el) == 1 and isinstance(el[0].tag, str) and local_name(el[0].tag) == "sup" \
-            and not (el.text or "").strip():
-        inner = "".join(el[0].itertext()).strip(" []")
-        if inner:
-            out.append(f"{SEP}[{inner}]")
-        return
-    _walk(el, out)
-
-
 _EXPONENT = re.compile(r"[-−–+]?\d")
 
 
-def _h_sup(el: etree._Element, out: list[str]) -> None:
+def _text_before(el: etree._Element) -> str | None:
+    prev = el.getprevious()
+    if prev is not None:
+        return prev.tail
+    parent = el.getparent()
+    return parent.text if parent is not None else None
+
+
+def _prep_sup(el: etree._Element) -> None:
     if len(el) and _only_citations(el):
-        inner: list[str] = []
-        _walk(el, inner)
-        text = "".join(inner).strip(" []()")
-        if text:
-            out.append(f"{SEP}[{text}]")
+        text = "".join(el.itertext()).strip(" []()")
+        _replace_with_text(el, f"{SEP}[{text}]" if text else "")
         return
     t = el.text
     # A numeric superscript right after a digit is an exponent: "10<sup>6</sup>" -> "10^6", not "106".
-    if t and out and out[-1] and out[-1][-1].isdigit() and _EXPONENT.match(t):
-        out.append("^")
-    _walk(el, out)
+    if t and _EXPONENT.match(t):
+        before = _text_before(el)
+        if before and before[-1].isdigit():
+            el.text = "^" + t
 
 
-def _h_break(el: etree._Element, out: list[str]) -> None:
-    out.append(SEP)
+def _prep_xref(el: etree._Element) -> None:
+    rt = el.get("ref-type")
+    if rt in ("fn", "table-fn"):
+        _remove_keep_tail(el)
+    elif rt == "bibr" and len(el) == 1 and isinstance(el[0].tag, str) and local_name(el[0].tag) == "sup" \
+            and not (el.text or "").strip():
+        inner = "".join(el[0].itertext()).strip(" []")
+        _replace_with_text(el, f"{SEP}[{inner}]" if inner else "")
 
 
-def _h_alternatives(el: etree._Element, out: list[str]) -> None:
-    # Outside a formula, alternatives hold renditions of the same thing: take the first with text.
-    out.append(formula_text(el))
+def _prep_formula(el: etree._Element) -> None:
+    text = formula_text(el)
+    if local_name(el.tag) != "inline-formula":
+        text = f"{SEP}{text}{SEP}"
+    _replace_with_text(el, text)
 
 
-HANDLERS: dict[str, Callable[[etree._Element, list[str]], None]] = {
-    **{n: _h_skip for n in SKIP},
-    **{n: _h_block for n in BLOCK},
-    **{n: _h_formula for n in FORMULA},
-    "math": _h_math,
-    "tex-math": _h_tex,
-    "xref": _h_xref,
-    "sup": _h_sup,
-    "break": _h_break,
-    "alternatives": _h_alternatives,
+def _prep_block(el: etree._Element) -> None:
+    el.text = SEP + (el.text or "")
+    el.tail = SEP + (el.tail or "")
+
+
+def _prep_break(el: etree._Element) -> None:
+    el.tail = SEP + (el.tail or "")
+
+
+_PREP = {
+    **{n: _prep_block for n in BLOCK},
+    **{n: _prep_formula for n in FORMULA},
+    "math": lambda el: _replace_with_text(el, mathml_text(el)),
+    "tex-math": lambda el: _replace_with_text(el, tex_text(el.text or "")),
+    "alternatives": lambda el: _replace_with_text(el, formula_text(el)),
+    "xref": _prep_xref,
+    "sup": _prep_sup,
+    "break": _prep_break,
 }
+# "{*}name" matches the name in any namespace or none (MathML's math, a stray JATS namespace).
+_SKIP_TAGS = tuple(f"{{*}}{n}" for n in SKIP)
+_PREP_TAGS = tuple(f"{{*}}{n}" for n in _PREP)
 
 
-def _walk(el: etree._Element, out: list[str], skip_label: bool = False) -> None:
-    t = el.text
-    if t:
-        out.append(t)
-    handlers = HANDLERS
-    for ch in el:
-        tag = ch.tag
-        if type(tag) is str:  # elements; comments, PIs and entity references have a non-str tag
+# Inside <body> the walk reads a sec's <ref-list> (to skip the section) and a boxed-text's
+# <caption><title>, so the whole-body rewrite keeps those two; a paragraph's own rewrite drops them.
+_BODY_SKIP_TAGS = tuple(f"{{*}}{n}" for n in SKIP - {"ref-list", "caption"})
+
+
+def _prepare(el: etree._Element, skip_tags: tuple[str, ...] = _SKIP_TAGS) -> None:
+    """Rewrite an element in place so that its text content is the text per the policy above.
+
+    Skipped subtrees go in one C-level call; only the few special elements are touched in Python.
+    The rewrite is idempotent (titles may be read twice)."""
+    etree.strip_elements(el, *skip_tags, with_tail=False)
+    # A list first: the rewrite detaches descendants (a formula's MathML) that must not be revisited.
+    for x in list(el.iter(*_PREP_TAGS)):
+        if x is el:
+            continue
+        tag = x.tag
+        _PREP[tag if tag[0] != "{" else tag.rpartition("}")[2]](x)
+
+
+def prepare_body(body: etree._Element) -> None:
+    """Rewrite a whole <body> once (one pass instead of one per paragraph); then read each
+    paragraph with `flat_text`."""
+    _prepare(body, _BODY_SKIP_TAGS)
+
+
+def flat_text(el: etree._Element) -> str:
+    """Normalised text content of an element already rewritten by `_prepare`/`prepare_body`."""
+    if len(el) == 0:
+        t = el.text
+        return " ".join(t.split()) if t else ""
+    # Serialising as text is one C call, ~6x faster than "".join(el.itertext()).
+    return normalize(etree.tostring(el, method="text", encoding=str, with_tail=False))
+
+
+_SPECIAL = frozenset(SKIP) | frozenset(_PREP)
+
+
+def _prepare_small(el: etree._Element) -> None:
+    """`_prepare` for a small element (a title, a license): a Python scan of its few descendants
+    is cheaper than building lxml's multi-tag matchers."""
+    todo = []
+    skip = False
+    for d in el.iterdescendants():
+        tag = d.tag
+        if type(tag) is str:
             name = tag if tag[0] != "{" else tag.rpartition("}")[2]
-            h = handlers.get(name)
-            if h is None:
-                _walk(ch, out)
-            elif not (skip_label and name == "label"):
-                h(ch, out)
-        tail = ch.tail
-        if tail:
-            out.append(tail)
+            if name in _SPECIAL:
+                todo.append(name)
+                skip = skip or name in SKIP
+    if skip:
+        _prepare(el)
+    elif todo:
+        for x in list(el.iterdescendants(*_PREP_TAGS)):
+            tag = x.tag
+            _PREP[tag if tag[0] != "{" else tag.rpartition("}")[2]](x)
 
 
-_SEP_BEFORE_CLOSE = re.compile(r"\s*\x1f[\s\x1f]*(?=[,.;:!?)\]}%])")
-_SEP_AFTER_OPEN = re.compile(r"(?<=[(\[{])[\s\x1f]*\x1f\s*")
+_SEP_BEFORE_CLOSE = re.compile(r"\s*\u2028[\s\u2028]*(?=[,.;:!?)\]}%])")
+_SEP_AFTER_OPEN = re.compile(r"(?<=[(\[{])[\s\u2028]*\u2028\s*")
 
 
 def normalize(raw: str) -> str:
     """Soft separators resolved, whitespace collapsed to single spaces, ends stripped."""
+    raw = raw.strip()  # also the separators around the paragraph itself (cheap to skip the regexes)
     if SEP in raw:
         raw = _SEP_BEFORE_CLOSE.sub("", raw)
         raw = _SEP_AFTER_OPEN.sub("", raw)
@@ -226,10 +272,11 @@ def normalize(raw: str) -> str:
 
 
 def inline_text(el: etree._Element) -> str:
-    """The readable text of a block element (a paragraph, a title), per the policy above."""
+    """The readable text of a block element (a paragraph, a title), per the policy above.
+
+    Rewrites `el`'s subtree in place (the parser's tree is ours and read once)."""
     if len(el) == 0:
         t = el.text
         return " ".join(t.split()) if t else ""
-    out: list[str] = []
-    _walk(el, out)
-    return normalize("".join(out))
+    _prepare_small(el)
+    return flat_text(el)

@@ -1,0 +1,110 @@
+"""Parse-stage speed on one core over the real PMC-OA sample, as ratios against bare lxml in the same run.
+
+    .venv/bin/python bench/bench_parse.py [--sample ../shared/data/pmc-oa-sample] [--rounds 5] [--cpu 0]
+
+Measures, over the same bytes held in memory:
+  1. bare lxml parse (the project's hardened parser options, no extraction)     = the baseline
+  2. pubmed_parser.parse_pubmed_paragraph(path, all_paragraph=True)             (reads the file; page cache)
+  3. our extraction alone: XML -> paragraphs + metadata + license (pipeline.jats.extract_articles)
+  4. the complete stage function: 3 + MiniLM token counts + language ID (pipeline.jats.parse_articles)
+Best of N interleaved rounds per method (the least disturbed by other processes on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+# One core: no tokenizer thread pool, no BLAS threads. Must be set before the libraries load.
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PMC_OA_ARTICLES = 4_500_000  # FACTS.md section 1: the PMC Open Access Subset, ~4.5M full-text articles
+
+
+def best_time(fn, items, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for it in items:
+            fn(it)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sample", default=str(REPO.parent / "shared" / "data" / "pmc-oa-sample"))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cpu", type=int, default=0, help="pin the process to this core")
+    args = ap.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+
+    from lxml import etree
+
+    from pipeline.jats import extract_articles, parse_articles
+    from pipeline.jats.xml import _PARSER_OPTIONS
+
+    files = sorted(p for p in Path(args.sample).iterdir() if p.suffix in (".xml", ".nxml"))
+    docs = [(str(p), p.read_bytes()) for p in files]
+    total = sum(len(d) for _, d in docs)
+    mb = total / 1e6
+    print(f"sample: {len(docs)} files, {mb:.2f} MB ({total / len(docs) / 1e3:.1f} kB/article); "
+          f"best of {args.rounds} rounds; pinned to CPU {args.cpu}; lxml {etree.__version__}")
+
+    bare_parser = etree.XMLParser(**_PARSER_OPTIONS)
+    parse_articles(b"<article><body><p>warm up</p></body></article>", "PMC1.xml", min_tokens=0)  # load models
+
+    def bare(d):
+        etree.fromstring(d[1], bare_parser)
+
+    def extraction(d):
+        extract_articles(d[1], d[0])
+
+    def complete(d):
+        parse_articles(d[1], d[0])
+
+    methods = [("bare lxml parse (baseline)", bare), ("our extraction (XML -> paragraphs, meta, license)", extraction),
+               ("complete stage fn (+ tokens + language)", complete)]
+    try:
+        import pubmed_parser
+
+        def pmp(d):
+            with contextlib.redirect_stdout(io.StringIO()):
+                pubmed_parser.parse_pubmed_paragraph(d[0], all_paragraph=True)
+
+        methods.insert(1, ("pubmed_parser.parse_pubmed_paragraph", pmp))
+    except ImportError:
+        print("pubmed_parser not installed: skipped")
+
+    # Rounds interleave the methods, so a burst of load from other processes hits all of them alike.
+    results = {name: float("inf") for name, _ in methods}
+    for _ in range(args.rounds):
+        for name, fn in methods:
+            results[name] = min(results[name], best_time(fn, docs, 1))
+    base = results[methods[0][0]]
+    print(f"\n| what | files/s | MB/s | x bare lxml |\n|---|---|---|---|")
+    for name, t in results.items():
+        print(f"| {name} | {len(docs) / t:,.0f} | {mb / t:.1f} | {base / t:.2f} |")
+
+    t_complete = results[methods[-1][0]]
+    full_gb = PMC_OA_ARTICLES * total / len(docs) / 1e9
+    core_h = full_gb * 1e3 / (mb / t_complete) / 3600
+    print(f"\nFull PMC-OA estimate: {PMC_OA_ARTICLES:,} articles x {total / len(docs) / 1e3:.1f} kB (sample mean) "
+          f"= {full_gb:,.0f} GB of XML; at {mb / t_complete:.1f} MB/s per core for the complete stage "
+          f"= {core_h:,.0f} core-hours ({core_h / 64:.1f} h on 64 cores).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
