@@ -258,16 +258,25 @@ def _prepare_small(el: etree._Element) -> None:
             _PREP[tag if tag[0] != "{" else tag.rpartition("}")[2]](x)
 
 
-_SEP_BEFORE_CLOSE = re.compile(r"\s*\u2028[\s\u2028]*(?=[,.;:!?)\]}%])")
-_SEP_AFTER_OPEN = re.compile(r"(?<=[(\[{])[\s\u2028]*\u2028\s*")
+_CLOSE = frozenset(",.;:!?)]}%")
+_OPEN = frozenset("([{")
 
 
 def normalize(raw: str) -> str:
-    """Soft separators resolved, whitespace collapsed to single spaces, ends stripped."""
-    raw = raw.strip()  # also the separators around the paragraph itself (cheap to skip the regexes)
+    """Soft separators resolved, whitespace collapsed to single spaces, ends stripped.
+
+    A soft separator becomes one space, except before closing punctuation or after an opening one."""
+    raw = raw.strip()  # also the separators around the paragraph itself
     if SEP in raw:
-        raw = _SEP_BEFORE_CLOSE.sub("", raw)
-        raw = _SEP_AFTER_OPEN.sub("", raw)
+        out = ""
+        for part in raw.split(SEP):
+            part = part.strip()
+            if not part:
+                continue
+            if out and part[0] not in _CLOSE and out[-1] not in _OPEN:
+                out += " "
+            out += part
+        raw = out
     return " ".join(raw.split())
 
 
