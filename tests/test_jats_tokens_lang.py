@@ -1,0 +1,74 @@
+"""Token counts (exact fast path), language ID with no network, and the <back>-skipping parse."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from pipeline.jats import extract_articles
+from pipeline.jats.tokens import count_tokens, count_tokens_reference
+from pipeline.jats.xml import parse_xml_with_doctype, without_back
+
+TRICKY = [
+    "Café ÉCOLE naïve", "ΑΣ ΣΟΣ ends in sigma", "soft\u00adhyphen", "zero\u200bwidth", "中文字符 test",
+    "İstanbul", "µm α-helix 37°C ±2", "ﬁbrosis ligature", "Ⅻ roman", "a\x7fb", "x\u0301y", "Ǆ dz",
+    "ｆｕｌｌ width", "Å ångström", "ß STRASSE ẞ", "plain ascii, with (punctuation) and CAPS.", "tab\there",
+]
+
+
+def test_fast_path_counts_equal_the_unmodified_tokenizer():
+    assert count_tokens(TRICKY) == count_tokens_reference(TRICKY)
+
+
+@pytest.mark.shared_data
+def test_fast_path_counts_equal_on_real_paragraphs(shared_sample):
+    texts = [p.text for f in sorted(shared_sample.glob("*.*ml"))[:40]
+             for ex in extract_articles(f.read_bytes(), f.name) for p in ex.paragraphs]
+    assert len(texts) > 500
+    assert count_tokens(texts) == count_tokens_reference(texts)
+
+
+def test_language_id_needs_no_network(monkeypatch):
+    import pipeline.jats.lang as lang
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(lang, "_model", None)  # force the fastText fallback model to load now
+    assert lang.detect_languages(["Ceci est un paragraphe rédigé en français, sans ambiguïté aucune."])[0][0] == "fr"
+    assert lang._fasttext("Dies ist ein deutscher Satz über Patienten mit Fieber.")[0] == "de"
+    assert "pycld2" in lang.language_id_name() and "lid.176.ftz" in lang.language_id_name()
+
+
+DOC = (b'<article><front><article-meta><article-id pub-id-type="pmc">1</article-id></article-meta></front>'
+       b"<body><p>Body text.</p></body>%s<back><ref-list><ref>R</ref></ref-list></back>"
+       b'<sub-article><body><p>x</p></body><back><p>sub back</p></back></sub-article></article>')
+
+
+def test_without_back_cuts_only_the_main_back():
+    short = without_back(DOC % b"")
+    assert b"<ref-list>" not in short and b"sub back" in short
+
+
+@pytest.mark.parametrize("trap", [b"<!-- a <back> in a comment -->", b"<![CDATA[ <back> ]]>"])
+def test_without_back_refuses_when_unsure(trap):
+    doc = DOC.replace(b"<p>Body text.</p>", b"<p>Body text." + trap + b"</p>") % b""
+    assert without_back(doc) is None  # the first "<back" is inside a comment / CDATA: no cut
+    root, _ = parse_xml_with_doctype(doc, skip_back=True)
+    assert root.find("back") is not None and root.find("body/p").text.startswith("Body text.")
+
+
+@pytest.mark.shared_data
+def test_skipping_back_changes_no_paragraph(shared_sample):
+    from pipeline.jats import _extract_one  # the same code path, given the full tree
+    from pipeline.jats.meta import find_articles
+
+    for f in sorted(shared_sample.glob("*.*ml")):
+        data = f.read_bytes()
+        fast = extract_articles(data, f.name)[0]
+        root, doctype = parse_xml_with_doctype(data, skip_back=False)
+        full = _extract_one(find_articles(root)[0], f.name, doctype)
+        assert [(p.path, p.text) for p in fast.paragraphs] == [(p.path, p.text) for p in full.paragraphs], f.name
+        assert fast.article == full.article, f.name
