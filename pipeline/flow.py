@@ -247,6 +247,13 @@ def stage_parser(command: str, module: ModuleType) -> argparse.ArgumentParser:
     return parser
 
 
+def uses_beam(module: ModuleType) -> bool:
+    """Whether a stage builds a Beam pipeline (it takes its options from beam_runners.options)."""
+    from beam_runners.options import pipeline_options
+
+    return getattr(module, "USES_BEAM", None) is True or getattr(module, "pipeline_options", None) is pipeline_options
+
+
 def import_stage(command: str) -> ModuleType | None:
     """The stage's module, or None when this version does not have it yet."""
     commands = _commands()
@@ -280,7 +287,12 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), skip_missing:
         args, extra = parser.parse_known_args(argv)
         if extra:
             raise ConfigError(f"step {step.name}: flags not understood: {extra}")
-        beam_argv = beam_to_argv(config.beam) + list(cli_beam_argv) + beam_to_argv(step.beam)
+        if uses_beam(module):
+            beam_argv = beam_to_argv(config.beam) + list(cli_beam_argv) + beam_to_argv(step.beam)
+        elif step.beam:
+            raise ConfigError(f"step {step.name}: `pmc-curate {step.command}` does not run on Beam; remove its `beam:`")
+        else:
+            beam_argv = []  # DuckDB/PyTorch stages refuse unknown flags, so Beam options are not theirs
         prepared.append(PreparedStep(step, module, args, argv, beam_argv))
     return prepared
 

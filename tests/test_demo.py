@@ -26,7 +26,7 @@ def test_demo_config_is_the_flow_config_with_inputs_under_the_repository(tmp_pat
     assert {f"curate-{r}" for r in ("be-base", "be-educational", "be-clinical", "be-clinicalcase", "be-french",
                                     "be-all", "encoder")} <= set(names)
     raw = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
-    assert raw["steps"]["sample"]["size"] <= 60 and raw["steps"]["train"]["max_length"] <= 128  # stays small
+    assert raw["steps"]["sample"]["size"] <= 40 and raw["steps"]["train"]["max_length"] <= 128  # stays small
 
 
 def test_demo_runs_a_config_skips_what_is_missing_and_resumes(tmp_path: Path, shared_sample: Path, capsys,

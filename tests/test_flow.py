@@ -28,18 +28,21 @@ class Stages:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail: set[str] = set()
+        self.beam_argv: dict[str, list[str]] = {}
 
     def _module(self, name: str, add, body) -> types.ModuleType:
         m = types.ModuleType(f"fake_{name}")
 
         def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
             self.calls.append(name)
+            self.beam_argv[name] = beam_argv
             if name in self.fail:
                 raise RuntimeError(f"{name} broke")
             return body(args, beam_argv)
 
         m.add_arguments = add
         m.run = run
+        m.USES_BEAM = name == "parse"
         return m
 
     def importer(self, command: str) -> types.ModuleType | None:
@@ -181,6 +184,20 @@ def test_a_crash_inside_a_redone_step_leaves_no_stale_finished_step_after_it(tmp
     st.calls.clear()
     flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
     assert st.calls == ["sample", "annotate"]
+
+
+def test_beam_options_reach_beam_stages_only_layered_config_cli_step(tmp_path: Path) -> None:
+    st = Stages()
+    cfg = _config(tmp_path)
+    cfg.beam = {"runner": "DirectRunner", "direct_num_workers": 1}
+    cfg.steps[0].beam = {"direct_num_workers": 2}
+    flow.run_flow(cfg, ["--direct_running_mode=multi_processing"], importer=st.importer, echo=lambda s: None)
+    assert st.beam_argv["parse"] == ["--runner=DirectRunner", "--direct_num_workers=1",
+                                     "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert st.beam_argv["sample"] == [] and st.beam_argv["annotate"] == []
+    cfg.steps[1].beam = {"runner": "X"}
+    with pytest.raises(ConfigError, match="does not run on Beam"):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
 
 
 def test_dry_run_runs_nothing_and_says_why(tmp_path: Path) -> None:
