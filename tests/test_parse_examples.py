@@ -19,7 +19,7 @@ EXPECTED = {
     "PMC9100007": ("research-article", "CC BY-NC", False, "fr", 7, 0, 0),
     "PMC9100008": ("brief-report", "CC BY", True, "en", 5, 1, 1),
     "PMC9100009": ("research-article", "CC BY", True, "en", 6, 0, 0),
-    "PMC9100010": ("editorial", "CC BY-NC-ND", False, None, 0, 0, 0),
+    "PMC9100010": ("editorial", "CC BY-NC-ND", False, "en", 0, 0, 0),  # declared xml:lang
 }
 
 
