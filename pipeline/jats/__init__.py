@@ -79,7 +79,8 @@ def _extract_one(art: etree._Element, source: str, doctype: Doctype | None) -> E
     lic: License = extract_license(meta)
     body = art.find("body")
     paragraphs = walk_body(body) if body is not None else []
-    n_sub = sum(1 for _ in art.iter("sub-article"))
+    # Sub-articles (and responses) are children of <article>; no need to walk the whole tree.
+    n_sub = sum(1 for _ in art.iterchildren("sub-article", "response"))
     article = Article(
         pmcid=pmcid,
         pmid=ids.get("pmid"),

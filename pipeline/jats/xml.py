@@ -173,7 +173,7 @@ def parse_xml_with_doctype(
         raise RecordError(
             RejectReason.TOO_LARGE, f"{len(data)} bytes > limit {max_bytes} bytes (--max-file-mb)"
         )
-    if not data.strip():
+    if not data or data.isspace():
         raise RecordError(RejectReason.EMPTY_FILE, f"{len(data)} bytes, no content")
     data = _to_ascii_compatible(data)
     head = data[:64].lstrip()
