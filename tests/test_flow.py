@@ -329,3 +329,19 @@ def test_remote_workdir_is_refused_with_a_clear_message() -> None:
     cfg = flow.config_from_dict({"workdir": "gs://bucket/w", "steps": {"parse": {"inputs": ["x"]}}})
     with pytest.raises(ConfigError, match="remote filesystems"):
         flow.run_flow(cfg, echo=lambda s: None)
+
+
+def test_status_of_stages_run_by_hand(tmp_path: Path) -> None:
+    wd = Workdir.of(tmp_path / "w")
+    wd.reset_table("paragraphs")
+    pq.write_table(pa.table({"id": ["a", "b"]}), wd.paragraphs / "part-0.parquet")
+    wd.stages.mkdir(parents=True)
+    (wd.stages / "parse.json").write_text(json.dumps({"stage": "parse", "articles": 1}))  # the stage's own summary
+    wd.reset_table("labels")
+    pq.write_table(pa.table({"id": ["a"]}), wd.labels / "part-0.parquet")  # no marker at all
+    entries = {e["step"]: e for e in flow_status.collect(wd)}
+    assert entries["parse"]["state"] == "finished (by hand)"
+    assert entries["parse"]["rows"]["paragraphs/*.parquet"] == 2
+    assert entries["propagate"]["state"] == "present (no marker)"
+    assert entries["propagate"]["rows"] == {"labels/*.parquet": 1}
+    assert entries["sample"]["state"] == "not run"
