@@ -6,7 +6,7 @@ very parser the CLI builds (`add_arguments`), then calls the same `run(args, bea
 second code path: a step run by the flow does exactly what the same command typed by hand does.
 
     workdir: demo-work
-    beam: {runner: DirectRunner}          # Beam options for every step (the CLI's pass-through flags)
+    beam: {runner: DirectRunner}          # Beam options for every Beam stage (the CLI's pass-through flags)
     steps:
       parse: {inputs: [examples/jats], min_tokens: 64}
       sample: {size: 40, seed: 0}
