@@ -30,6 +30,19 @@ def build_inputs(root: Path) -> dict[str, Path]:
     (xml / "truncated.xml").write_bytes(inline[: len(inline) // 3])
     (xml / "empty.xml").write_bytes(b"")
     (xml / "notes.txt").write_text("not an input: wrong suffix, never read")
+    # Hostile files: an entity bomb, an external entity aimed at a local file, wrong encoding, not XML.
+    (xml / "bomb.xml").write_bytes(
+        b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+        b'<article><front><article-meta><article-id pub-id-type="pmc">9000010</article-id></article-meta></front>'
+        b"<body><p>&d;&d;&d;&d;&d;&d;&d;&d;</p></body></article>")
+    (xml / "xxe.xml").write_bytes(
+        b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<article><front><article-meta><article-id pub-id-type="pmc">9000011</article-id></article-meta></front>'
+        b"<body><p>&x;</p></body></article>")
+    (xml / "latin1.xml").write_bytes(
+        '<?xml version="1.0" encoding="UTF-8"?><article><body><p>fièvre</p></body></article>'.encode("latin-1"))
+    (xml / "scan.xml").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3 binary")
     # A good archive: one new article, one duplicate of inline.xml (same PMCID), one corrupt member,
     # one non-XML member (a PDF in a PMC package is skipped, not rejected).
     with tarfile.open(pkg / "good.tar.gz", "w:gz") as tf:

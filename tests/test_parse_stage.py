@@ -53,11 +53,19 @@ def test_every_bad_input_is_a_reject_with_its_reason(run_once):
     assert got == [
         ("pkg/damaged.tar.gz", "corrupt_archive"),
         ("pkg/good.tar.gz!PMC9000007/PMC9000007.nxml", "malformed_xml"),
+        ("xml/bomb.xml", "malformed_xml"),
         ("xml/empty.xml", "empty_file"),
         ("xml/inline.xml", "duplicate_article"),
+        ("xml/latin1.xml", "bad_encoding"),
+        ("xml/scan.xml", "malformed_xml"),
         ("xml/truncated.xml", "malformed_xml"),
         ("xml/two_articles.xml#article[1]", "no_pmcid"),
+        ("xml/xxe.xml", "malformed_xml"),
     ]
+    details = dict(q(work, "SELECT regexp_replace(source, '.*/in/', ''), detail FROM REJECTS"))
+    assert "entity" in details["xml/bomb.xml"] and "entity" in details["xml/xxe.xml"]
+    assert "root:" not in " ".join(details.values())  # nothing from /etc/passwd leaked into a detail
+    assert details["xml/truncated.xml"].startswith("truncated") and details["xml/scan.xml"].startswith("not XML")
     (detail,) = q(work, "SELECT detail FROM REJECTS WHERE reason = 'corrupt_archive'")[0]
     assert detail.startswith("after 1 XML members read intact")
     (dup,) = q(work, "SELECT detail FROM REJECTS WHERE reason = 'duplicate_article'")[0]
@@ -113,8 +121,8 @@ def test_expand_inputs_and_missing_input(tmp_path: Path):
     paths = build_inputs(tmp_path / "in")
     got = expand_inputs([str(paths["xml"]), str(paths["pkg"] / "*.tar.gz"), str(paths["xml"] / "inline.xml")])
     names = sorted(Path(p).name for p in got)
-    assert names == ["damaged.tar.gz", "empty.xml", "good.tar.gz", "inline.xml", "nobody.xml",
-                     "truncated.xml", "two_articles.xml", "wrapped_noprefix.nxml"]
+    assert names == ["bomb.xml", "damaged.tar.gz", "empty.xml", "good.tar.gz", "inline.xml", "latin1.xml",
+                     "nobody.xml", "scan.xml", "truncated.xml", "two_articles.xml", "wrapped_noprefix.nxml", "xxe.xml"]
     with pytest.raises(ConfigError):
         expand_inputs([str(tmp_path / "nope.xml")])
     assert main(["parse", str(tmp_path / "nope"), "--workdir", str(tmp_path / "w")]) == 2
