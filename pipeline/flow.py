@@ -26,6 +26,7 @@ configuration that decides a re-run: a runner changes where a stage runs, not wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob as globlib
 import hashlib
@@ -36,7 +37,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -521,6 +522,42 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
     for n in [*force, *only]:
         if n not in names:
             raise ConfigError(f"no step named {n!r}; steps are {names}")
+    if dry_run:
+        return _run_steps(prepared, wd, force, only, True, echo)
+    with _flow_lock(wd):
+        return _run_steps(prepared, wd, force, only, False, echo)
+
+
+@contextlib.contextmanager
+def _flow_lock(wd: Workdir) -> Iterator[None]:
+    """One flow per work directory: a second `pmc-curate run` on it stops while the first is alive."""
+    wd.stages.mkdir(parents=True, exist_ok=True)
+    lock = wd.stages / ".lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _now()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                other = {}
+            if other.get("host") == me["host"] and _alive(other.get("pid")) and other.get("pid") != me["pid"]:
+                raise ConfigError(f"another pmc-curate run (pid {other['pid']}, since {other.get('started_at')}) "
+                                  f"is working in {wd.root}; wait for it or stop it first") from None
+            lock.unlink(missing_ok=True)  # left by a run that was killed: take it over
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], only: Sequence[str],
+               dry_run: bool, echo: Callable[[str], None]) -> int:
     redo_rest: str | None = None
     for i, prep in enumerate(prepared):
         name = prep.step.name

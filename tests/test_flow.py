@@ -345,3 +345,19 @@ def test_status_of_stages_run_by_hand(tmp_path: Path) -> None:
     assert entries["propagate"]["state"] == "present (no marker)"
     assert entries["propagate"]["rows"] == {"labels/*.parquet": 1}
     assert entries["sample"]["state"] == "not run"
+
+
+def test_one_flow_per_workdir_and_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    import socket
+
+    st = Stages()
+    cfg = _config(tmp_path)
+    lock = tmp_path / "w" / "_stages" / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    with pytest.raises(ConfigError, match="another pmc-curate run"):
+        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    assert st.calls == []
+    lock.write_text(json.dumps({"pid": 2**22 + 4321, "host": socket.gethostname()}))  # its process is gone
+    assert flow.run_flow(cfg, importer=st.importer, echo=lambda s: None) == 0
+    assert not lock.exists()
