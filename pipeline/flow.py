@@ -62,8 +62,8 @@ STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "train": (("annotations/*.parquet", "paragraphs/*.parquet"), ("model/**",)),
     "evaluate": (("model/**", "annotations/*.parquet"), ("reports/classifier*",)),
     "propagate": (("model/**", "paragraphs/*.parquet"), ("labels/*.parquet", "rejects/propagate-*.parquet")),
-    "curate": (("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet"), ("subsets/{recipe_name}/**",)),
-    "report": (("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet", "subsets/**"), ("reports/index.md",)),
+    "curate": (("articles/*.parquet", "paragraphs/*.parquet", "{labels}/*.parquet"), ("subsets/{recipe_name}/**",)),
+    "report": (("articles/*.parquet", "paragraphs/*.parquet", "{labels}/*.parquet", "subsets/**"), ("reports/index.md",)),
 }
 
 # Arguments whose values name input files outside the work directory: fingerprinted like tables.
@@ -338,6 +338,7 @@ def _fmt(pattern: str, args: argparse.Namespace) -> str:
     fields = dict(vars(args))
     recipe = fields.get("recipe")
     fields["recipe_name"] = fields.get("name") or (Path(str(recipe)).stem if recipe else "*")
+    fields.setdefault("labels", "labels")  # curate/report --labels: the student's labels or the teacher's
     try:
         return pattern.format(**fields)
     except (KeyError, IndexError):
