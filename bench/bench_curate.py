@@ -12,7 +12,7 @@
    - `duckdb`: the same with --no-export (the subset Parquet, manifest and card);
    - `polars`: the same recipe with Polars' lazy API and streaming sink to Parquet (same rows, same
      order, same copies), the baseline for `duckdb`.
-Both engines get the same number of threads; DuckDB gets --memory-limit 3GB and spills beyond.
+Both engines get the same number of threads; DuckDB gets --memory-limit 2GB and spills beyond.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def main() -> int:
                 cmd = [py, "-c", POLARS_SCRIPT, str(wd), recipe, str(out)]
             else:
                 cmd = [py, "-m", "pipeline.cli", "curate", "--workdir", str(wd), "--recipe", recipe,
-                       "--threads", str(args.threads), "--memory-limit", "3GB", "--name", f"{recipe}-{engine}"]  # fmt: skip
+                       "--threads", str(args.threads), "--memory-limit", "2GB", "--name", f"{recipe}-{engine}"]  # fmt: skip
                 if engine == "duckdb":
                     cmd.append("--no-export")
             r = _measure(cmd, env)
@@ -283,15 +283,18 @@ def main() -> int:
 
     # Summary table (Markdown) for docs/benchmarks.md.
     by = {(r["recipe"], r["engine"]): r for r in results}
-    print("\n| recipe | rows out | DuckDB full (s / GB) | DuckDB subset (s / GB) | Polars lazy (s / GB) | Polars / DuckDB |")
-    print("|---|---|---|---|---|---|")
+    print("\nwall s / CPU s / peak RSS GB per run; ratios: Polars / DuckDB subset (wall, CPU)")
+    print("\n| recipe | rows out | DuckDB full | DuckDB subset | Polars lazy | Polars / DuckDB wall | CPU |")
+    print("|---|---|---|---|---|---|---|")
     for recipe in args.recipes:
         cells = []
         for engine in ("duckdb-full", "duckdb", "polars"):
             r = by.get((recipe, engine))
-            cells.append("-" if r is None else (f"{r['seconds']} / {r['peak_rss_gb']}" if r["rc"] == 0 else f"failed rc={r['rc']}"))
+            cells.append("-" if r is None else (f"{r['seconds']} / {r['cpu_s']} / {r['peak_rss_gb']}" if r["rc"] == 0
+                                               else f"failed rc={r['rc']}"))  # fmt: skip
         d, p = by.get((recipe, "duckdb")), by.get((recipe, "polars"))
-        ratio = f"{p['seconds'] / d['seconds']:.2f}x" if d and p and d["rc"] == 0 and p["rc"] == 0 else "-"
+        ok = d and p and d["rc"] == 0 and p["rc"] == 0
+        ratio = f"{p['seconds'] / d['seconds']:.2f}x | {p['cpu_s'] / d['cpu_s']:.2f}x" if ok else "- | -"
         rows = next((by[(recipe, e)]["rows"] for e in args.engines if (recipe, e) in by), "-")
         print(f"| {recipe} | {rows:,} | " + " | ".join(cells) + f" | {ratio} |")
     load = os.getloadavg()

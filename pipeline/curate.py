@@ -264,8 +264,8 @@ class CurateConfig:
     shard_mb: float = 256.0  # size bound of one compressed export shard and one Parquet file
     compression: str = "zstd"  # export shards: zstd or gzip
     export: bool = True
-    # 3 GB keeps the whole process under the 4 GB target; DuckDB spills to temp_directory beyond it.
-    memory_limit: str = "3GB"
+    # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
+    memory_limit: str = "2GB"
     threads: int | None = None  # DuckDB threads; default: all cores
     temp_directory: Path | None = None  # default: W/cache/duckdb-tmp
     batch_rows: int = 65_536  # rows per Arrow batch streamed from DuckDB to the writers
@@ -495,18 +495,20 @@ class _ShardedJsonl:
             import zstandard
 
             raw = open(path, "wb")  # noqa: SIM115 - closed through the stream writer
-            self._stream = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=True)
+            self._stream = zstandard.ZstdCompressor(level=1).stream_writer(raw, closefd=True)
         else:
             import gzip
 
             self._stream = gzip.open(path, "wb", compresslevel=3)  # noqa: SIM115 - closed in close()
         self._pending = 0
 
-    def write(self, line: bytes) -> None:
+    def write(self, *parts: bytes) -> None:
+        """Write one line given in parts (so a document repeated 100 times is never concatenated)."""
         if self._stream is None:
             self._open()
-        self._stream.write(line)
-        self._pending += len(line)
+        for part in parts:
+            self._stream.write(part)
+            self._pending += len(part)
         # The compressed size is known only once flushed: check every ~4 MB of input, and
         # close the shard before it can pass the bound by more than that flush.
         if self._pending >= min(4 * 2**20, self.max_bytes):
@@ -553,6 +555,42 @@ class _Written:
     headings: dict[str, int]  # section heading -> occurrences in the export (copies counted)
 
 
+class _Exporter:
+    """Article documents of each batch of whole articles, appended to the JSONL shards.
+
+    Runs in one worker thread next to the Parquet writer (DuckDB, zstd and gzip release the GIL),
+    so the two outputs are built in parallel; one worker keeps the documents in order.
+    """
+
+    def __init__(self, jsonl: _ShardedJsonl, name: str) -> None:
+        self.jsonl, self.name = jsonl, name
+        self.headings: dict[str, int] = {}
+        self.con = duckdb.connect()  # the main connection is busy streaming the selection
+        self.con.execute("SET threads = 1")
+
+    def add(self, table: pa.Table) -> None:
+        batch = table.select(["article_id", "section_title", "repeat", "title", "year", "journal", "license",
+                              "license_url", "commercial", "article_url", "text"]).append_column(
+            "_pos", pa.array(np.arange(table.num_rows)))  # fmt: skip
+        self.con.register("batch", batch)
+        docs = self.con.sql(_DOCS_SQL, params={"sep": SEPARATOR, "subset": self.name}).fetchall()
+        self.con.unregister("batch")
+        for aid, rep, text_json, meta_json, heads in docs:
+            for h in heads or ():
+                self.headings[h] = self.headings.get(h, 0) + rep
+            id_json = json.dumps(aid)[:-1]  # opening quote and escaped id, without the closing quote
+            text = text_json.encode()
+            meta = meta_json[:-1]
+            for c in range(rep):
+                self.jsonl.write(
+                    f'{{"id":{id_json}#{c}","text":'.encode(), text, f',"metadata":{meta},"copy":{c}}}}}\n'.encode()
+                )
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.con.close()
+
+
 def _write_outputs(
     con: duckdb.DuckDBPyConnection, staging: Path, config: CurateConfig, name: str, count_text: bool
 ) -> _Written:
@@ -561,53 +599,53 @@ def _write_outputs(
     Memory stays bounded: DuckDB streams whole articles in batches; copies are taken in slices
     of at most batch_rows rows, so a 100x article never materialises 100 copies at once.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     (staging / "data").mkdir(parents=True)
     parquet = _ShardedParquet(staging / "data", int(config.shard_mb * 2**20))
-    jsonl = None
+    exporter = None
     if config.export:
         (staging / "export").mkdir(parents=True)
-        jsonl = _ShardedJsonl(staging / "export", config.compression, int(config.shard_mb * 2**20))
-    side = duckdb.connect()  # per-batch document assembly; the main connection is busy streaming
-    side.execute("SET threads = 1")
+        exporter = _Exporter(_ShardedJsonl(staging / "export", config.compression, int(config.shard_mb * 2**20)), name)
     tok = _load_tokenizer() if count_text else None
     text_tokens = 0
-    headings: dict[str, int] = {}
     copy_at = list(OUTPUT_COLUMNS).index("copy")
-    reader = con.sql(_ordered_query()).fetch_record_batch(config.batch_rows)
-    for table in _article_batches(reader):
-        repeats = table.column("repeat").to_numpy()
-        if tok is not None:
-            counts = np.asarray(_count(tok, table.column("text").to_pylist()), dtype=np.int64)
-            text_tokens += int((counts * repeats).sum())
-        idx, copy = expand_indices(table.column("article_id").to_numpy(zero_copy_only=False), repeats)
-        rows = table.drop_columns(["repeat"])
-        for start in range(0, len(idx), config.batch_rows):
-            part = rows.take(pa.array(idx[start : start + config.batch_rows]))
-            parquet.write(part.add_column(copy_at, "copy", pa.array(copy[start : start + config.batch_rows], pa.int64())))
-        if jsonl is not None:
-            batch = table.select(["article_id", "section_title", "repeat", "title", "year", "journal", "license",
-                                  "license_url", "commercial", "article_url", "text"]).append_column(
-                "_pos", pa.array(np.arange(table.num_rows)))  # fmt: skip
-            side.register("batch", batch)
-            docs = side.sql(_DOCS_SQL, params={"sep": SEPARATOR, "subset": name}).fetchall()
-            side.unregister("batch")
-            for aid, rep, text_json, meta_json, heads in docs:
-                for h in heads or ():
-                    headings[h] = headings.get(h, 0) + rep
-                for c in range(rep):
-                    jsonl.write(
-                        f'{{"id":{json.dumps(f"{aid}#{c}")},"text":{text_json},"metadata":{meta_json[:-1]},"copy":{c}}}}}\n'.encode()
-                    )
-    parquet.close()
-    if jsonl is not None:
-        jsonl.close()
-    side.close()
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as pool:
+        try:
+            reader = con.sql(_ordered_query()).to_arrow_reader(config.batch_rows)
+            for table in _article_batches(reader):
+                if exporter is not None:
+                    if pending is not None:
+                        pending.result()  # at most one batch in flight: memory stays bounded
+                    pending = pool.submit(exporter.add, table)
+                repeats = table.column("repeat").to_numpy()
+                if tok is not None:
+                    counts = np.asarray(_count(tok, table.column("text").to_pylist()), dtype=np.int64)
+                    text_tokens += int((counts * repeats).sum())
+                idx, copy = expand_indices(table.column("article_id").to_numpy(zero_copy_only=False), repeats)
+                rows = table.drop_columns(["repeat"])
+                for start in range(0, len(idx), config.batch_rows):
+                    part = rows.take(pa.array(idx[start : start + config.batch_rows]))
+                    copies = pa.array(copy[start : start + config.batch_rows], pa.int64())
+                    parquet.write(part.add_column(copy_at, "copy", copies))
+            if pending is not None:
+                pending.result()
+        finally:
+            parquet.close()
+            if exporter is not None:
+                exporter.close()
     if not parquet.files:  # empty subset: still a valid, empty Parquet file with the right columns
         empty = con.sql(f"SELECT * EXCLUDE (repeat), CAST(0 AS BIGINT) AS copy FROM ({_ordered_query()}) LIMIT 0")
         path = staging / "data" / "part-00000.parquet"
         pq.write_table(empty.to_arrow_table().select(list(OUTPUT_COLUMNS)), path, compression="zstd")
         parquet.files.append(path)
-    return _Written(parquet.files, jsonl.files if jsonl else [], text_tokens if tok is not None else None, headings)
+    return _Written(
+        parquet.files,
+        exporter.jsonl.files if exporter else [],
+        text_tokens if tok is not None else None,
+        exporter.headings if exporter else {},
+    )
 
 
 def _load_tokenizer() -> Any:
