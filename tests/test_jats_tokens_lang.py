@@ -72,3 +72,24 @@ def test_skipping_back_changes_no_paragraph(shared_sample):
         full = _extract_one(find_articles(root)[0], f.name, doctype)
         assert [(p.path, p.text) for p in fast.paragraphs] == [(p.path, p.text) for p in full.paragraphs], f.name
         assert fast.article == full.article, f.name
+
+
+def test_shrink_cuts_back_floats_and_sub_articles_and_counts_them():
+    from pipeline.jats.xml import SHRINK, _cut
+
+    doc = DOC % b"<floats-group><fig><caption><p>c</p></caption></fig></floats-group>"
+    short, n_sub = _cut(doc, SHRINK)
+    assert n_sub == 1
+    assert b"<ref-list>" not in short and b"floats-group" not in short and b"sub back" not in short
+    assert b"<p>Body text.</p>" in short and short.endswith(b"</article>")
+
+
+def test_shrink_refuses_nested_same_name_elements():
+    from pipeline.jats.xml import SHRINK, _cut
+
+    nested = b"<article><body><p>x</p></body><sub-article><sub-article><body/></sub-article></sub-article></article>"
+    assert _cut(nested, SHRINK) is None
+    from pipeline.jats import parse_article
+
+    r = parse_article(nested.replace(b"<article>", b'<article><front><article-meta><article-id pub-id-type="pmc">5</article-id></article-meta></front>', 1), "x", min_tokens=0)
+    assert r.article.n_sub_articles == 1 and [p.text for p in r.paragraphs] == ["x"]

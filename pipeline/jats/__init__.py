@@ -30,7 +30,7 @@ from pipeline.jats.meta import (
     year_of,
 )
 from pipeline.jats.tokens import count_tokens, tokenizer_name
-from pipeline.jats.xml import DEFAULT_MAX_BYTES, Doctype, parse_xml_with_doctype
+from pipeline.jats.xml import DEFAULT_MAX_BYTES, Doctype, parse_for_extraction
 from pipeline.records import Article, Paragraph, Reject
 
 __all__ = [
@@ -112,7 +112,7 @@ def extract_articles(
     xml: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> list[Extracted | Reject]:
     """XML -> articles with raw paragraphs (no token counts or language). RecordError for the file."""
-    root, doctype = parse_xml_with_doctype(xml, max_bytes=max_bytes, skip_back=True)
+    root, doctype, n_cut_sub = parse_for_extraction(xml, max_bytes=max_bytes)
     arts = find_articles(root)
     if not arts:
         raise RecordError(RejectReason.NOT_AN_ARTICLE, f"root element <{etree.QName(root).localname}> holds no <article>")
@@ -120,7 +120,10 @@ def extract_articles(
     for i, art in enumerate(arts):
         src = source if len(arts) == 1 else f"{source}#article[{i}]"
         try:
-            out.append(_extract_one(art, src, doctype))
+            ex = _extract_one(art, src, doctype)
+            if len(arts) == 1:
+                ex.article.n_sub_articles += n_cut_sub  # sub-articles left out of the tree
+            out.append(ex)
         except RecordError as e:
             out.append(Reject(src, STAGE, e.reason.value, e.detail))
     return out
