@@ -130,3 +130,27 @@ def test_cli(tmp_path: Path) -> None:
     wd = make_workdir(tmp_path)
     assert main(["sample", "--workdir", str(wd.root), "--size", "12", "--seed", "4"]) == 0
     assert pq.read_table(wd.sample).num_rows == 12
+
+
+def test_uncertainty_strategy_asks_the_student_and_skips_annotated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The active-learning hook: the N most uncertain of a hash-ordered pool, never re-annotating."""
+    import sys
+    import types
+
+    wd = make_workdir(tmp_path)
+    calls: list[list[str]] = []
+
+    def uncertainty_scores(workdir: Workdir, paragraph_ids: list[str]) -> dict[str, float]:
+        calls.append(list(paragraph_ids))
+        return {i: (1.0 if i.startswith("PMC1003/") else 0.1) for i in paragraph_ids}
+
+    fake = types.ModuleType("classifiers.uncertainty")
+    fake.uncertainty_scores = uncertainty_scores  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "classifiers.uncertainty", fake)
+    ann = wd.reset_table("annotations")
+    pq.write_table(pa.table({"id": ["PMC1003/sec[0]/p[0]"]}), ann / "part-0.parquet")
+    table, summary = select(wd, SampleConfig(size=5, seed=0, strategy="uncertainty", pool_factor=100))
+    ids = table.column("id").to_pylist()
+    assert len(ids) == 5 and all(i.startswith("PMC1003/") for i in ids)
+    assert "PMC1003/sec[0]/p[0]" not in ids and "PMC1003/sec[0]/p[0]" not in calls[0]
+    assert set(table.column("strategy").to_pylist()) == {"uncertainty"}
