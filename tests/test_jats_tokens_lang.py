@@ -93,3 +93,14 @@ def test_shrink_refuses_nested_same_name_elements():
 
     r = parse_article(nested.replace(b"<article>", b'<article><front><article-meta><article-id pub-id-type="pmc">5</article-id></article-meta></front>', 1), "x", min_tokens=0)
     assert r.article.n_sub_articles == 1 and [p.text for p in r.paragraphs] == ["x"]
+
+
+def test_sub_articles_counted_per_article_in_a_wrapper():
+    from pipeline.jats import parse_articles
+
+    art = ('<article><front><article-meta><article-id pub-id-type="pmc">{n}</article-id></article-meta></front>'
+           "<body><p>Text {n}.</p></body>{subs}</article>")
+    doc = ("<pmc-articleset>" + art.format(n=1, subs="<sub-article><body><p>s</p></body></sub-article>" * 2)
+           + art.format(n=2, subs="<sub-article><body><p>t</p></body></sub-article>") + "</pmc-articleset>").encode()
+    got = [(r.article.pmcid, r.article.n_sub_articles, [p.text for p in r.paragraphs]) for r in parse_articles(doc, "w.xml", min_tokens=0)]
+    assert got == [("PMC1", 2, ["Text 1."]), ("PMC2", 1, ["Text 2."])]

@@ -30,7 +30,7 @@ from pipeline.jats.meta import (
     year_of,
 )
 from pipeline.jats.tokens import count_tokens, tokenizer_name
-from pipeline.jats.xml import DEFAULT_MAX_BYTES, Doctype, parse_for_extraction
+from pipeline.jats.xml import DEFAULT_MAX_BYTES, Doctype, parse_for_extraction, parse_xml_with_doctype
 from pipeline.records import Article, Paragraph, Reject
 
 __all__ = [
@@ -114,6 +114,10 @@ def extract_articles(
     """XML -> articles with raw paragraphs (no token counts or language). RecordError for the file."""
     root, doctype, n_cut_sub = parse_for_extraction(xml, max_bytes=max_bytes)
     arts = find_articles(root)
+    if len(arts) > 1 and n_cut_sub:
+        # A wrapper with several articles: the cut sub-articles cannot be attributed, so take the full tree.
+        root, doctype = parse_xml_with_doctype(xml, max_bytes=max_bytes, skip_back=True)
+        arts, n_cut_sub = find_articles(root), 0
     if not arts:
         raise RecordError(RejectReason.NOT_AN_ARTICLE, f"root element <{etree.QName(root).localname}> holds no <article>")
     out: list[Extracted | Reject] = []
@@ -121,8 +125,7 @@ def extract_articles(
         src = source if len(arts) == 1 else f"{source}#article[{i}]"
         try:
             ex = _extract_one(art, src, doctype)
-            if len(arts) == 1:
-                ex.article.n_sub_articles += n_cut_sub  # sub-articles left out of the tree
+            ex.article.n_sub_articles += n_cut_sub  # sub-articles left out of the tree (one article)
             out.append(ex)
         except RecordError as e:
             out.append(Reject(src, STAGE, e.reason.value, e.detail))
