@@ -570,7 +570,7 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
         if name in force:
             reason: str | None = "forced"
         elif redo_rest:
-            reason = f"an earlier step ({redo_rest}) was redone"
+            reason = f"after {redo_rest}, which {'would run' if dry_run else 'just ran'}"
         else:
             reason = why_redo(prep, wd)
         if reason is None:
