@@ -177,9 +177,19 @@ def _prep_formula(el: etree._Element) -> None:
     _replace_with_text(el, text)
 
 
+_STRUCTURAL = frozenset({"p", "sec", "title", "label", "caption"})
+
+
 def _prep_block(el: etree._Element) -> None:
     el.text = SEP + (el.text or "")
     el.tail = SEP + (el.tail or "")
+    # Paragraphs, titles and labels are set apart by their container (a body has thousands of
+    # them and reads them one by one; inside a paragraph they only occur within these containers).
+    for ch in el:
+        tag = ch.tag
+        if type(tag) is str and (tag if tag[0] != "{" else tag.rpartition("}")[2]) in _STRUCTURAL:
+            ch.text = SEP + (ch.text or "")
+            ch.tail = SEP + (ch.tail or "")
 
 
 def _prep_break(el: etree._Element) -> None:
@@ -187,7 +197,7 @@ def _prep_break(el: etree._Element) -> None:
 
 
 _PREP = {
-    **{n: _prep_block for n in BLOCK},
+    **{n: _prep_block for n in BLOCK - _STRUCTURAL},
     **{n: _prep_formula for n in FORMULA},
     "math": lambda el: _replace_with_text(el, mathml_text(el)),
     "tex-math": lambda el: _replace_with_text(el, tex_text(el.text or "")),
