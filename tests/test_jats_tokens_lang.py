@@ -84,11 +84,13 @@ def test_shrink_cuts_back_floats_and_sub_articles_and_counts_them():
     assert b"<p>Body text.</p>" in short and short.endswith(b"</article>")
 
 
-def test_shrink_refuses_nested_same_name_elements():
+def test_shrink_handles_nested_sub_articles_and_refuses_comments():
     from pipeline.jats.xml import SHRINK, _cut
 
     nested = b"<article><body><p>x</p></body><sub-article><sub-article><body/></sub-article></sub-article></article>"
-    assert _cut(nested, SHRINK) is None
+    assert _cut(nested, SHRINK) == (b"<article><body><p>x</p></body></article>", 1)
+    commented = b"<article><body><p>x</p></body><!-- <back> --><back><p>y</p></back></article>"
+    assert _cut(commented, SHRINK) is None
     from pipeline.jats import parse_article
 
     r = parse_article(nested.replace(b"<article>", b'<article><front><article-meta><article-id pub-id-type="pmc">5</article-id></article-meta></front>', 1), "x", min_tokens=0)

@@ -14,6 +14,7 @@ nothing to fetch. Entities declared in an internal subset go with it: a document
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from dataclasses import dataclass
@@ -149,8 +150,8 @@ def _inside_comment_or_cdata(data: bytes, start: int, pos: int) -> bool:
 
 def _cut(data: bytes, names: tuple[bytes, ...]) -> tuple[bytes, int] | None:
     """The bytes with every top-level `<name ...>...</name>` of the given names removed, and how
-    many sub-articles went; None when a cut is not certainly safe (an element nested in one of the
-    same name, a start tag in a comment or CDATA, no end tag). Tails are kept: only the element's
+    many sub-articles went; None when a cut is not certainly safe (a start tag in a comment or
+    CDATA, no end tag). Tails are kept: only the element's
     own bytes go, so the text around it and the positions of other elements are unchanged."""
     # Everything cut comes after the main article's </body> (JATS order: front, body, back,
     # floats-group, sub-article), so the search starts there.
@@ -168,6 +169,7 @@ def _cut(data: bytes, names: tuple[bytes, ...]) -> tuple[bytes, int] | None:
                 starts.append((i, name))
             i = data.find(b"<" + name, i + 1)
     starts.sort()
+    opens_by_name = {name: [i for i, n in starts if n == name] for name in names}
     pieces: list[bytes] = []
     pos = 0
     n_sub = 0
@@ -182,13 +184,19 @@ def _cut(data: bytes, names: tuple[bytes, ...]) -> tuple[bytes, int] | None:
         if data[tag_end - 1] == 0x2F:  # "/>": an empty element
             end = tag_end + 1
         else:
-            close = data.find(b"</" + name + b">", tag_end)
-            if close < 0:
+            # The matching end tag, counting same-name elements nested inside (sub-articles nest).
+            opens = opens_by_name[name]
+            closing = b"</" + name + b">"
+            depth, cur = 1, tag_end
+            while depth:
+                close = data.find(closing, cur)
+                if close < 0:
+                    return None
+                depth += bisect.bisect_left(opens, close) - bisect.bisect_right(opens, cur) - 1
+                cur = close + len(closing)
+            if _inside_comment_or_cdata(data, tag_end, cur):
                 return None
-            nested = any(tag_end < s < close for s, n in starts if n == name)
-            if nested or _inside_comment_or_cdata(data, tag_end, close):
-                return None
-            end = close + len(name) + 3
+            end = cur
         pieces.append(data[pos:start])
         pos = end
         if name == b"sub-article":
