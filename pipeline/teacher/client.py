@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from pipeline.errors import RecordError, RejectReason
 from pipeline.teacher.cache import CachedAttempt, RequestCache, cache_key
@@ -33,6 +34,7 @@ from pipeline.teacher.reply import parse_reply
 
 log = logging.getLogger(__name__)
 
+CONNECTIONS_PER_CLIENT = 16
 LOCAL_PLACEHOLDER_KEY = "not-needed-for-local-endpoints"  # openai requires a non-empty key; never a secret
 
 
@@ -155,7 +157,9 @@ class TeacherClient:
         self._thread = threading.Thread(target=self._loop.run_forever, name="teacher-loop", daemon=True)
         self._thread.start()
         self._sem: asyncio.Semaphore | None = None
-        self._client: openai.AsyncOpenAI | None = None
+        self._response_format = response_format()
+        self._clients: list[openai.AsyncOpenAI] = []
+        self._next_client = 0
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
         self._bar = None
         if config.progress:
@@ -165,12 +169,19 @@ class TeacherClient:
 
     async def _setup(self) -> None:
         self._sem = asyncio.Semaphore(self.config.concurrency)
-        self._client = openai.AsyncOpenAI(
-            api_key=resolve_api_key(self.config.api_key_env),
-            base_url=self.config.base_url,
-            max_retries=0,
-            timeout=self.config.timeout_s,
-        )
+        # Several clients, each with its own connection pool: the pool scans every connection on each
+        # request (has_expired -> a readability poll per socket), so per-request CPU grows with pool
+        # size; pools of <= CONNECTIONS_PER_CLIENT keep it flat at high concurrency (profiled).
+        n = max(1, -(-self.config.concurrency // CONNECTIONS_PER_CLIENT))
+        self._clients = [
+            openai.AsyncOpenAI(
+                api_key=resolve_api_key(self.config.api_key_env),
+                base_url=self.config.base_url,
+                max_retries=0,
+                timeout=self.config.timeout_s,
+            )
+            for _ in range(n)
+        ]
 
     # ---- public -------------------------------------------------------------------------------
     def annotate_many(self, items: list[dict[str, Any]]) -> list[Outcome]:
@@ -183,9 +194,9 @@ class TeacherClient:
 
     def close(self) -> None:
         """Close the HTTP client, the loop thread, the cache and the progress bar."""
-        if self._client is not None:
-            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result()
-            self._client = None
+        for client in self._clients:
+            asyncio.run_coroutine_threadsafe(client.close(), self._loop).result()
+        self._clients = []
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self.cache.close()
@@ -279,19 +290,27 @@ class TeacherClient:
 
     async def _call(self, messages: list[dict[str, str]], temperature: float) -> tuple[Any, float]:
         """One reply from the endpoint, retrying transport failures with jittered exponential backoff."""
-        assert self._client is not None
+        client = self._clients[self._next_client % len(self._clients)]
+        self._next_client += 1
         last_error = ""
         for attempt in range(1, self.config.max_transport_attempts + 1):
             t0 = time.monotonic()
             retry_after: float | None = None
             try:
                 self.stats.requests += 1
-                resp = await self._client.chat.completions.create(
-                    model=self.config.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=temperature,
-                    max_tokens=self.prompt.max_tokens,
-                    response_format=response_format(),  # type: ignore[arg-type]
+                # The client's documented request method with the same body `chat.completions.create`
+                # sends: its per-call TypedDict transform of the (few-shot) messages was ~40% of the
+                # client's CPU per request (profiled); auth, errors and response parsing are unchanged.
+                resp = await client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body={
+                        "model": self.config.model,
+                        "messages": messages,
+                        "temperature": temperature,
+                        "max_tokens": self.prompt.max_tokens,
+                        "response_format": self._response_format,
+                    },
                 )
                 return resp, time.monotonic() - t0
             except openai.APIStatusError as e:

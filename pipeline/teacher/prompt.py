@@ -8,6 +8,7 @@ pipeline/labels.py, never written by hand (prompts/.../reply_schema.json is a ch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -116,14 +117,17 @@ class Prompt:
             text=neutralise(body),
         )
 
-    def messages(self, title: str | None, section_title: str | None, text: str) -> list[dict[str, str]]:
-        """Full chat: system rubric, few-shot turns, then the paragraph."""
+    @functools.cached_property
+    def _fixed_messages(self) -> tuple[dict[str, str], ...]:
         msgs = [{"role": "system", "content": self.system}]
         for ex in self.few_shot:
             msgs.append({"role": "user", "content": self.render_user(ex["title"], ex["section_title"], ex["text"])})
             msgs.append({"role": "assistant", "content": json.dumps(ex["reply"])})
-        msgs.append({"role": "user", "content": self.render_user(title, section_title, text)})
-        return msgs
+        return tuple(msgs)
+
+    def messages(self, title: str | None, section_title: str | None, text: str) -> list[dict[str, str]]:
+        """Full chat: system rubric, few-shot turns, then the paragraph."""
+        return [*(dict(m) for m in self._fixed_messages), {"role": "user", "content": self.render_user(title, section_title, text)}]
 
 
 def input_hash(title: str | None, section_title: str | None, text: str) -> str:
