@@ -25,8 +25,8 @@ from pipeline.errors import ConfigError
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.workdir import Workdir
 
-MAX_LENGTH = 64
-WINDOW_WORDS = 40  # rule labels read the first 40 words: all of them fit in 64 tokens
+MAX_LENGTH = 48
+WINDOW_WORDS = 30  # rule labels read the first 30 words: all of them fit in 48 tokens
 
 
 # ---------------------------------------------------------------- metrics
@@ -227,10 +227,10 @@ def _pick(paragraph_id: str, share: float) -> bool:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, shared_sample: Path) -> Workdir:
-    """Train the default student through the CLI on rule-teacher labels of ~340 real paragraphs."""
+    """Train the default student through the CLI on rule-teacher labels of ~300 real paragraphs."""
     w = Workdir.of(tmp_path_factory.mktemp("work"))
     paragraphs = sample_paragraphs(shared_sample)
-    annotated = [p for p in paragraphs if _pick(p.id, 0.19)]
+    annotated = [p for p in paragraphs if _pick(p.id, 0.17)]
     write_workdir(w, paragraphs, annotated, window_words=WINDOW_WORDS)
     rc = cli(["train", "--workdir", str(w.root), "--max-length", str(MAX_LENGTH), "--epochs", "3",
               "--batch-size", "16", "--lr", "2e-4", "--validation-fraction", "0.3", "--seed", "1"])
@@ -240,11 +240,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shared_sample: Path) -> Wo
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.timeout(2400)  # ~1-2 min on 2 idle cores; the timeout only guards a machine shared by many
 def test_student_learns_rule_labels_well_above_chance(trained: Workdir) -> None:
     metrics = json.loads((trained.model / "metrics.json").read_text())
     cfg = json.loads((trained.model / "training_config.json").read_text())
     assert cfg["max_length"] == MAX_LENGTH and cfg["model_id"] == metrics["model_id"]
-    assert cfg["n_validation"] > 50 and cfg["n_train"] > 150
+    assert cfg["n_validation"] > 40 and cfg["n_train"] > 120
     v = metrics["validation"]
     examples = load_examples(trained)
     _, val = split_by_article(examples, cfg["seed"], cfg["validation_fraction"])
@@ -269,6 +270,7 @@ def test_student_learns_rule_labels_well_above_chance(trained: Workdir) -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.timeout(2400)
 def test_evaluate_writes_report_beside_the_paper(trained: Workdir) -> None:
     assert cli(["evaluate", "--workdir", str(trained.root)]) == 0
     md = (trained.reports / "classifier.md").read_text()
@@ -287,6 +289,7 @@ def test_evaluate_writes_report_beside_the_paper(trained: Workdir) -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.timeout(2400)
 def test_uncertainty_scores_and_sample_strategy(trained: Workdir) -> None:
     import duckdb
 

@@ -54,11 +54,18 @@ def _workdir(root: Path, paragraphs: list[Paragraph]) -> Workdir:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.timeout(2400)  # a few minutes on 2 idle cores; the timeout only guards a busy shared machine
 def test_propagate_over_the_sample_one_row_per_paragraph(tmp_path: Path, shared_sample: Path, model_dir: Path) -> None:
     paragraphs = sample_paragraphs(shared_sample)
     bad = [
         Paragraph(id="PMC1/p[98]", article_id="PMC1", path="p[98]", section_title="Empty", text="", n_tokens=0, language=None),
         Paragraph(id="PMC1/p[99]", article_id="PMC1", path="p[99]", section_title=None, text="  \n ", n_tokens=0, language=None),
+    ]
+    # Sample paragraphs all have >= 64 tokens (the parse stage's floor): add short ones that fit.
+    paragraphs += [
+        Paragraph(id=f"PMC1/p[{i}]", article_id="PMC1", path=f"p[{i}]", section_title="Results",
+                  text=p.text.split(". ")[0][:200], n_tokens=0, language="en")
+        for i, p in enumerate(paragraphs[:3])
     ]
     w = _workdir(tmp_path, paragraphs + bad)
     rc = cli(["propagate", "--workdir", str(w.root), "--model", str(model_dir), "--batch-size", "32"])
@@ -94,6 +101,7 @@ def _small(shared_sample: Path) -> list[Paragraph]:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize(
     "beam_argv",
     [
