@@ -19,11 +19,13 @@ import csv
 import glob as globlib
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import apache_beam as beam
 import duckdb
@@ -158,6 +160,9 @@ def estimate(items: list[dict[str, Any]], prompt: Prompt, teacher: TeacherConfig
 
 def preflight(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY") -> None:
     """Fail before any paid call when the endpoint is unreachable or refuses the key."""
+    host = urlparse(base_url).hostname or ""
+    if api_key_env and os.environ.get(api_key_env) and base_url.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("sending OPENAI_API_KEY over plain http to %s; use https for remote endpoints", host)
     client = openai.OpenAI(api_key=resolve_api_key(api_key_env), base_url=base_url, max_retries=2, timeout=30)
     try:
         served = [m.id for m in client.models.list()]
@@ -381,6 +386,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _teacher(args: argparse.Namespace, workdir: Workdir, base_url: str, model: str, prompt: Prompt, total: int) -> TeacherConfig:
     return TeacherConfig(
+        api_key_env="" if args.base_url is None else "OPENAI_API_KEY",  # the local teacher never sees the key
         base_url=base_url, model=model, cache_path=str(workdir.cache / "teacher.sqlite"),
         prompt_version=args.prompt_version, concurrency=args.concurrency, timeout_s=args.timeout,
         max_transport_attempts=args.max_attempts, backoff_base_s=args.backoff, price_in=args.price_in,
@@ -409,7 +415,7 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
 
 def _run_with_endpoint(args: argparse.Namespace, beam_argv: list[str], workdir: Workdir, prompt: Prompt,
                        base_url: str, model: str) -> int:  # fmt: skip
-    preflight(base_url, model if not args.compare else args.compare[0])
+    preflight(base_url, model if not args.compare else args.compare[0], "" if args.base_url is None else "OPENAI_API_KEY")
     print(f"prompt {prompt.task}/{prompt.version} (hash {prompt.hash})")
     if args.gold:
         gold = load_gold(args.gold_file)

@@ -132,8 +132,11 @@ def _retry_after_s(headers: Any) -> float | None:
 
 
 def resolve_api_key(env: str = "OPENAI_API_KEY") -> str:
-    """The API key from the environment only (never a flag: flags end up in shell history and logs)."""
-    return os.environ.get(env) or LOCAL_PLACEHOLDER_KEY
+    """The API key from the environment only (never a flag: flags end up in shell history and logs).
+
+    An empty `env` means "send no key" (the project's own local teacher must not receive the user's key).
+    """
+    return (os.environ.get(env) if env else None) or LOCAL_PLACEHOLDER_KEY
 
 
 class TeacherClient:
