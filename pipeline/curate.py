@@ -35,6 +35,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import labels as label_schema
@@ -389,25 +390,35 @@ _JOINS = """FROM selection AS s
 
 
 def _build_meta(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table `meta`: one row per selected paragraph, every column but the text (for statistics)."""
+    """Temp table `meta`: one row per selected paragraph with every output column but the text.
+
+    Joins happen here, once; the ordered pass then joins only the text, so DuckDB's sort carries
+    the text and a few columns and stays within the memory limit (spilling, not failing).
+    """
     con.execute(
         f"""CREATE TEMP TABLE meta AS
-        SELECT s.id, p.article_id, s.repeat, s.prefix, p.n_tokens, p.language, p.section_title,
-               l.document_type, l.domain, CAST(l.educational_score AS DOUBLE) AS educational_score,
-               a.license, a.commercial
+        SELECT p.id, p.article_id, p.path, p.language, p.section_title, l.domain, l.document_type,
+               CAST(l.educational_score AS DOUBLE) AS educational_score, l.domain_scores, l.document_type_scores,
+               p.language_score, a.authors, a.article_url, a.license_url, s.prefix, p.n_tokens, a.license,
+               a.commercial, a.year, a.title, a.journal, s.repeat, {_PATH_KEY} AS _key
         {_JOINS}"""
     )
 
 
 def _ordered_query() -> str:
-    """Selected paragraphs with every output column, grouped by article, in document order."""
-    return f"""
-        SELECT p.id, p.article_id, p.path, coalesce(s.prefix, '') || p.text AS text, p.language,
-               p.section_title, l.domain, l.document_type, CAST(l.educational_score AS DOUBLE) AS educational_score,
-               l.domain_scores, l.document_type_scores, p.language_score, a.authors, a.article_url, a.license_url,
-               s.prefix, p.n_tokens, a.license, a.commercial, a.year, a.title, a.journal, s.repeat
-        {_JOINS}
-        ORDER BY p.article_id, {_PATH_KEY}, p.path"""
+    """Selected paragraphs with the raw text (`_text`), grouped by article, in document order."""
+    return """SELECT m.* EXCLUDE (_key), p.text AS _text
+        FROM meta AS m JOIN paragraphs AS p ON p.id = m.id
+        ORDER BY m.article_id, m._key, m.path"""
+
+
+def _with_text(table: pa.Table) -> pa.Table:
+    """Output columns in order (plus `repeat`): `text` is the prefix, if any, then the paragraph."""
+    prefix = pc.if_else(pc.is_null(table.column("prefix")), "", table.column("prefix"))
+    text = pc.binary_join_element_wise(prefix, table.column("_text"), "")
+    cols = [c for c in OUTPUT_COLUMNS if c != "copy"]
+    return pa.table([text if c == "text" else table.column(c) for c in cols] + [table.column("repeat")],
+                    names=[*cols, "repeat"])  # fmt: skip
 
 
 def expand_indices(article_ids: np.ndarray, repeats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -614,7 +625,8 @@ def _write_outputs(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as pool:
         try:
             reader = con.sql(_ordered_query()).to_arrow_reader(config.batch_rows)
-            for table in _article_batches(reader):
+            for raw in _article_batches(reader):
+                table = _with_text(raw)
                 if exporter is not None:
                     if pending is not None:
                         pending.result()  # at most one batch in flight: memory stays bounded
@@ -636,9 +648,10 @@ def _write_outputs(
             if exporter is not None:
                 exporter.close()
     if not parquet.files:  # empty subset: still a valid, empty Parquet file with the right columns
-        empty = con.sql(f"SELECT * EXCLUDE (repeat), CAST(0 AS BIGINT) AS copy FROM ({_ordered_query()}) LIMIT 0")
+        empty = _with_text(con.sql(f"SELECT * FROM ({_ordered_query()}) LIMIT 0").to_arrow_table())
+        empty = empty.drop_columns(["repeat"]).append_column("copy", pa.array([], pa.int64()))
         path = staging / "data" / "part-00000.parquet"
-        pq.write_table(empty.to_arrow_table().select(list(OUTPUT_COLUMNS)), path, compression="zstd")
+        pq.write_table(empty.select(list(OUTPUT_COLUMNS)), path, compression="zstd")
         parquet.files.append(path)
     return _Written(
         parquet.files,
@@ -842,7 +855,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     try:
         con.execute("SET memory_limit = $m", {"m": config.memory_limit})
         con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
-        con.execute("SET preserve_insertion_order = true")
+        # Every ordered output has its own ORDER BY; not preserving scan order saves memory.
+        con.execute("SET preserve_insertion_order = false")
         _setup_views(con, config.labels, config.commercial_only)
         _run_recipe(con, recipe, bindings)
         _build_meta(con)

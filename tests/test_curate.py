@@ -434,3 +434,11 @@ def test_cli(wd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "be-clinical: 14 rows" in capsys.readouterr().out
     assert main(["curate", "--workdir", str(wd), "--recipe", "be-clinical", "--param", "fctor=2"]) == 2
     assert "unknown parameter" in capsys.readouterr().err
+
+
+def test_empty_subset_is_valid(wd: Path, tmp_path: Path) -> None:
+    f = tmp_path / "nothing.sql"
+    f.write_text("SELECT id FROM corpus WHERE educational_score > $score_max\n")
+    manifest, table = build(wd, str(f))
+    assert table.num_rows == 0 and table.column_names == list(C.OUTPUT_COLUMNS)
+    assert manifest["stats"]["rows"] == 0 and manifest["tokens"]["text"] == 0
