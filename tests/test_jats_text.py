@@ -24,6 +24,7 @@ def text(p_inner: str) -> str:
         ("H<sub>2</sub>O and CO<sub>2</sub>", "H2O and CO2"),
         ("10<sup>6</sup> cells, 10<sup>−3</sup> M", "10^6 cells, 10^−3 M"),
         ("Na<sup>+</sup>/K<sup>+</sup>-ATPase", "Na+/K+-ATPase"),
+        ("ion y3<sup>+1</sup> and Ca<sup>2+</sup>", "ion y3+1 and Ca2+"),
         ("trans<italic>membrane</italic>", "transmembrane"),
         ("<sc>d</sc>-glucose", "d-glucose"),
         ("see <ext-link ext-link-type='uri' xlink:href='http://x.org'>http://x.org</ext-link>.", "see http://x.org."),

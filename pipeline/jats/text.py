@@ -136,7 +136,8 @@ def _only_citations(el: etree._Element) -> bool:
     return has and not (el.text or "").strip(" [(")
 
 
-_EXPONENT = re.compile(r"[-−–+]?\d")
+# A leading "+" is a charge ("y3<sup>+1</sup>"), not an exponent.
+_EXPONENT = re.compile(r"[-−–]?\d")
 
 
 def _text_before(el: etree._Element) -> str | None:
