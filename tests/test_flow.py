@@ -319,7 +319,7 @@ def test_example_configs_use_only_real_flags_of_the_real_stages(name: str) -> No
     cfg = flow.load_config(EXAMPLES / name)
     prepared = flow.prepare(cfg, skip_missing=True)  # every key parsed by the stage's own parser
     commands = [p.step.command for p in prepared]
-    assert commands[:3] == ["parse", "sample", "annotate"] and commands[-1] == "report"
+    assert commands[:3] == ["parse", "sample", "annotate"] and "report" in commands
     for p in prepared:
         if p.args is not None:
             assert p.args.workdir is not None or p.step.command == "parse"
