@@ -782,7 +782,10 @@ def _card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
             {"config_name": "documents", "data_files": [{"split": "train", "path": f"export/*.{manifest['export']['extension']}"}]},
         ],
     }
-    params = "\n".join(f"| `{k}` | `{v!r}` | {recipe.params[k].help} |" for k, v in manifest["parameters"].items())
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    params = "\n".join(f"| `{k}` | `{cell(repr(v))}` | {cell(recipe.params[k].help)} |" for k, v in manifest["parameters"].items())
     lic = "\n".join(f"| {k} | {v['articles']} | {v['documents']} |" for k, v in stats["license"].items())
     dist = "\n".join(
         f"| {head} | " + ", ".join(f"{k}: {v}" for k, v in stats["labels"][head].items()) + " |"
