@@ -243,3 +243,15 @@ def test_the_local_teacher_never_receives_the_users_key(monkeypatch: pytest.Monk
     remote_args = parser.parse_args(["--workdir", "w", "--base-url", "https://api.example/v1", "--model", "m"])
     remote = _teacher(remote_args, Workdir.of("w"), "https://api.example/v1", "m", load_prompt(), 1)
     assert resolve_api_key(remote.api_key_env) == "sk-real-user-key"
+
+
+def test_portable_runner_gives_one_row_per_paragraph(tmp_path: Path) -> None:
+    """Runners are options: the Fn API path Flink and Dataflow use gives the same rows."""
+    keys = [f"p{i}" for i in range(20)]
+    make_sample(tmp_path, keys)
+    with FakeOpenAIServer(plan={"p3": ["503", "ok"]}) as server:
+        rc = annotate(tmp_path, server.url, "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK")
+        assert rc == 0
+        assert sum(server.requests.values()) == 21
+    ann, rej = outputs(tmp_path)
+    assert len(ann) == 20 and not rej
