@@ -258,6 +258,8 @@ def annotate_and_check(
     )
     if dry_run:
         return {"dry_run": True, "estimate": est.__dict__}
+    # The budget reserves one average call's estimated cost for every call in flight.
+    teacher.est_prompt_tokens = est.prompt_tokens // max(1, est.n_calls)
     counters = run_annotation(items, out_dir, rejects_dir, teacher, prompt, beam_argv, batch_size)
     n_ann = _count_rows(str(out_dir / "*.parquet"))
     rejects = _reject_counts(rejects_dir)

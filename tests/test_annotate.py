@@ -109,6 +109,8 @@ def test_budget_stops_cleanly_and_resumes_without_paying_twice(tmp_path: Path, c
         assert 1 <= len(ann) < 8 and not rej
         paid_first = sum(server.paid.values())
         assert paid_first == len(ann)
+        spent = sum(a["prompt_tokens"] + a["completion_tokens"] for a in ann.values()) * 1000 / 1e6
+        assert spent <= 5.0  # stopped before a call that could cross the budget
         assert annotate(tmp_path, server.url, *prices, "--max-cost", "1000") == 0
         ann, rej = outputs(tmp_path)
         assert len(ann) == 8
