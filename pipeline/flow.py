@@ -383,9 +383,25 @@ def step_outputs(prep: PreparedStep, wd: Workdir) -> dict[str, Any]:
     return out
 
 
-def step_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The step's configuration as recorded (JSON-safe), without the knobs that only change speed."""
-    return {k: _json_safe(v) for k, v in sorted(vars(args).items()) if k not in NOT_CONFIG}
+def step_config(args: argparse.Namespace, command: str = "") -> dict[str, Any]:
+    """The step's configuration as recorded (JSON-safe), without the knobs that only change speed.
+
+    Local input paths are made absolute, so `examples/jats` typed in the repository and the same folder
+    given as an absolute path are the same configuration (their files are fingerprinted anyway).
+    """
+    config = {k: _json_safe(v) for k, v in sorted(vars(args).items()) if k not in NOT_CONFIG}
+    for arg in INPUT_ARGS.get(command, ()):
+        value = config.get(arg)
+        if isinstance(value, list):
+            config[arg] = [_abs(v) for v in value]
+        elif isinstance(value, str):
+            config[arg] = _abs(value)
+    return config
+
+
+def _abs(path: Any) -> Any:
+    p = str(path)
+    return p if "://" in p or not os.path.exists(p) else os.path.abspath(p)
 
 
 def _json_safe(v: Any) -> Any:
@@ -455,7 +471,7 @@ def why_redo(prep: PreparedStep, wd: Workdir) -> str | None:
         return "last run was interrupted"
     if marker.get("status") != "finished":
         return f"last run {marker.get('status', 'did not record its state')}"
-    if marker.get("command") != prep.step.command or marker.get("config_hash") != _hash(step_config(prep.args)):
+    if marker.get("command") != prep.step.command or marker.get("config_hash") != _hash(step_config(prep.args, prep.step.command)):
         return "configuration changed"
     now = step_inputs(prep, wd)
     before = marker.get("inputs", {})
@@ -471,7 +487,7 @@ def why_redo(prep: PreparedStep, wd: Workdir) -> str | None:
 def execute_step(prep: PreparedStep, wd: Workdir) -> int:
     """Run one prepared step through its command's own `run`, recording start, failure or finish."""
     assert prep.module is not None and prep.args is not None
-    config = step_config(prep.args)
+    config = step_config(prep.args, prep.step.command)
     base = {
         "marker_version": MARKER_VERSION,
         "step": prep.step.name,

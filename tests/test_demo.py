@@ -62,7 +62,7 @@ def test_demo_runs_a_config_skips_what_is_missing_and_resumes(tmp_path: Path, sh
 
 
 @pytest.mark.slow
-def test_full_demo_end_to_end(tmp_path: Path) -> None:
+def test_full_demo_end_to_end(tmp_path: Path, capsys, monkeypatch) -> None:
     """What `make demo` runs, every stage on the embedded sample (minutes: the offline teacher)."""
     if not any(JATS.glob("*.xml")):
         pytest.skip("examples/jats/ not present yet")
@@ -73,4 +73,9 @@ def test_full_demo_end_to_end(tmp_path: Path) -> None:
         if flow.import_stage(step.command) is not None:
             assert step.name in markers
             assert flow.read_marker(Workdir.of(wd), step.name)["status"] == "finished", step.name
-    assert main(["run", "--config", str(demo.DEMO_CONFIG), "--workdir", str(wd)]) == 0  # all skipped now
+    capsys.readouterr()
+    # `pmc-curate run` on the same file (relative input path, from the repository) skips every step
+    monkeypatch.chdir(REPO)
+    assert main(["run", "--config", str(demo.DEMO_CONFIG), "--workdir", str(wd)]) == 0
+    out = capsys.readouterr().out
+    assert "running" not in out and out.count("skipped") == len(markers)
