@@ -167,6 +167,7 @@ def _committed_ids(cache_path: Path) -> set[str]:
         return set()
 
 
+@pytest.mark.slow  # two real subprocesses: ~20-70 s on a busy 2-core machine
 def test_kill_9_mid_run_then_resume_repeats_no_finished_call(tmp_path: Path) -> None:
     keys = [f"k{i:02d}" for i in range(24)]
     make_sample(tmp_path, keys)
@@ -196,6 +197,7 @@ def test_kill_9_mid_run_then_resume_repeats_no_finished_call(tmp_path: Path) -> 
     assert not rej
 
 
+@pytest.mark.slow  # two real subprocesses: ~20-70 s on a busy 2-core machine
 def test_api_key_reaches_the_endpoint_and_nowhere_else(tmp_path: Path) -> None:
     secret = "sk-test-DO-NOT-LEAK-7f3a9c2e41b8d6"
     make_sample(tmp_path, ["s1", "s2", "s3"])

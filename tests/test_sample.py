@@ -116,10 +116,13 @@ def test_size_larger_than_corpus_takes_everything(tmp_path: Path) -> None:
     assert table.num_rows == 419 == len(set(table.column("id").to_pylist()))
 
 
-def test_clear_errors(tmp_path: Path) -> None:
+def test_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
     with pytest.raises(ConfigError, match="run `pmc-curate parse"):
         select(Workdir.of(tmp_path / "empty"), SampleConfig(size=5))
     wd = make_workdir(tmp_path / "w")
+    monkeypatch.setitem(sys.modules, "classifiers.uncertainty", None)  # a build without the classifier
     with pytest.raises(ConfigError, match="uncertainty"):
         select(wd, SampleConfig(size=5, strategy="uncertainty"))
 
