@@ -414,8 +414,11 @@ def _ordered_query() -> str:
 
 def _with_text(table: pa.Table) -> pa.Table:
     """Output columns in order (plus `repeat`): `text` is the prefix, if any, then the paragraph."""
-    prefix = pc.if_else(pc.is_null(table.column("prefix")), "", table.column("prefix"))
-    text = pc.binary_join_element_wise(prefix, table.column("_text"), "")
+    if table.column("prefix").null_count == table.num_rows:
+        text = table.column("_text")  # no prefix: no copy of the text
+    else:
+        prefix = pc.if_else(pc.is_null(table.column("prefix")), "", table.column("prefix"))
+        text = pc.binary_join_element_wise(prefix, table.column("_text"), "")
     cols = [c for c in OUTPUT_COLUMNS if c != "copy"]
     return pa.table([text if c == "text" else table.column(c) for c in cols] + [table.column("repeat")],
                     names=[*cols, "repeat"])  # fmt: skip
@@ -635,8 +638,11 @@ def _write_outputs(
                 if tok is not None:
                     counts = np.asarray(_count(tok, table.column("text").to_pylist()), dtype=np.int64)
                     text_tokens += int((counts * repeats).sum())
-                idx, copy = expand_indices(table.column("article_id").to_numpy(zero_copy_only=False), repeats)
                 rows = table.drop_columns(["repeat"])
+                if (repeats == 1).all():  # nothing to repeat: write the batch as it is, no copy of the text
+                    parquet.write(rows.add_column(copy_at, "copy", pa.array(np.zeros(len(repeats), np.int64))))
+                    continue
+                idx, copy = expand_indices(table.column("article_id").to_numpy(zero_copy_only=False), repeats)
                 for start in range(0, len(idx), config.batch_rows):
                     part = rows.take(pa.array(idx[start : start + config.batch_rows]))
                     copies = pa.array(copy[start : start + config.batch_rows], pa.int64())
