@@ -288,6 +288,10 @@ def normalize(raw: str) -> str:
                 out += " "
             out += part
         raw = out
+    if "  " not in raw and raw.isprintable():
+        # Every whitespace character but " " is non-printable (categories Cc, Zs, Zl, Zp), so this
+        # text is already collapsed: skip the split/join (most paragraphs; both checks run in C).
+        return raw
     return " ".join(raw.split())
 
 
