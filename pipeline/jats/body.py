@@ -67,9 +67,9 @@ def is_reference_section(sec: etree._Element, title: str | None = None) -> bool:
     duplicated "Associated Data" section: sections whose paragraphs are not body prose."""
     if (sec.get("sec-type") or "").lower() in _SKIP_SEC_TYPES:
         return True
-    for ch in sec:
-        if isinstance(ch.tag, str) and ch.tag.rpartition("}")[2] == "ref-list":
-            return True
+    # lxml's tag filter runs in C: no Python object for each of the section's other children.
+    for _ in sec.iterchildren("{*}ref-list"):
+        return True
     if title is None:
         title = _title_of(sec)
     return bool(title and _REF_TITLES.match(title))
