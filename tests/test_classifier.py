@@ -306,3 +306,18 @@ def test_uncertainty_scores_and_sample_strategy(trained: Workdir) -> None:
     assert len(picked) == 4 and {s for _, s in picked} == {"uncertainty"}
     annotated = {r[0] for r in duckdb.sql(f"SELECT id FROM read_parquet('{trained.glob('annotations')}')").fetchall()}
     assert not {i for i, _ in picked} & annotated
+
+
+@pytest.mark.shared_data
+def test_one_article_trains_without_validation_and_evaluates_on_all(tmp_path: Path, shared_sample: Path) -> None:
+    """The demo's case: a handful of annotations from one article. Nothing to early-stop on; the
+    report still comes out, labelled as evaluated on seen annotations."""
+    paragraphs = sample_paragraphs(shared_sample, max_articles=1)[:6]
+    w = Workdir.of(tmp_path)
+    write_workdir(w, paragraphs, paragraphs)
+    assert cli(["train", "--workdir", str(w.root), "--max-length", "16", "--max-steps", "1", "--batch-size", "4"]) == 0
+    cfg = json.loads((w.model / "training_config.json").read_text())
+    assert cfg["steps"] == 1 and cfg["n_validation"] == 0 and cfg["n_train"] == len(paragraphs)
+    assert json.loads((w.model / "metrics.json").read_text())["validation"] is None
+    assert cli(["evaluate", "--workdir", str(w.root)]) == 0
+    assert "SEEN in training" in (w.reports / "classifier.md").read_text()
