@@ -408,6 +408,12 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     if args.base_url is None:
         from pipeline.teacher.local import local_teacher
 
+        # The local server answers one request at a time: requests queued behind others would only
+        # run into their timeout and be sent again (measured: 25 of 251 gold calls at concurrency 16).
+        if args.concurrency > 1 or args.timeout < 600:
+            log.info("offline teacher: concurrency 1 and a 600 s timeout (it serves one request at a time)")
+        args.concurrency, args.timeout = 1, max(args.timeout, 600.0)
+
         with local_teacher(workdir.cache / "teacher-server.log") as (url, model):
             return _run_with_endpoint(args, beam_argv, workdir, prompt, url, model)
     if not args.model and not args.compare:
