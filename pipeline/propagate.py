@@ -70,7 +70,10 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
     """
 
     def __init__(self, config: PropagateConfig) -> None:
-        super().__init__(min_batch_size=1, max_batch_size=config.beam_batch_size)
+        # BatchElements adapts the batch size between these bounds by timing; starting it at one
+        # paragraph wastes its first batches on per-call overhead, so the floor is one sub-batch.
+        super().__init__(min_batch_size=min(config.batch_size, config.beam_batch_size),
+                         max_batch_size=config.beam_batch_size)
         self.config = config
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated")
         self._scored = Metrics.counter(METRICS_NAMESPACE, "scored")
