@@ -18,6 +18,7 @@ CPU seconds per request (process CPU time, all threads).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,12 @@ def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
     line = proc.stdout.readline()
     port = int(line.split()[1])
     return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by another process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def items(n: int, tag: str) -> list[dict]:
@@ -111,18 +118,20 @@ def main() -> None:
         n_seq = max(10, int(args.seconds / args.latency))
         seq_rps, seq_cpu = sequential(url, n_seq)
         print(f"server: latency {args.latency}s, {args.slots} slots -> capacity {capacity:.0f} req/s")
-        print("| client | concurrency | requests | req/s | x sequential | % of capacity | client CPU ms/request |")
-        print("|---|---|---|---|---|---|---|")
-        print(f"| sequential openai loop | 1 | {n_seq} | {seq_rps:.1f} | 1.00 | {100 * seq_rps / capacity:.1f}% | {1000 * seq_cpu:.2f} |")
+        print("| client | concurrency | requests | req/s | x sequential | % of capacity | client CPU ms/request | server CPU ms/request |")
+        print("|---|---|---|---|---|---|---|---|")
+        print(f"| sequential openai loop | 1 | {n_seq} | {seq_rps:.1f} | 1.00 | {100 * seq_rps / capacity:.1f}% | {1000 * seq_cpu:.2f} | - |")
         for c in args.concurrency:
             n = max(20, int(min(c, args.slots) / args.latency * args.seconds))
+            s0 = proc_cpu_s(proc.pid)
             rps, cpu, ok = ours(url, n, c)
+            server_cpu = (proc_cpu_s(proc.pid) - s0) / (n + min(n, c))  # + the warm-up requests
             assert ok == n, f"only {ok} of {n} annotated"
-            print(f"| TeacherClient | {c} | {n} | {rps:.1f} | {rps / seq_rps:.2f} | {100 * rps / capacity:.1f}% | {1000 * cpu:.2f} |")
+            print(f"| TeacherClient | {c} | {n} | {rps:.1f} | {rps / seq_rps:.2f} | {100 * rps / capacity:.1f}% | {1000 * cpu:.2f} | {1000 * server_cpu:.2f} |")
         if args.beam:
             n = int(capacity * args.seconds)
             rps = beam_stage(url, n, 64)
-            print(f"| Beam stage (DirectRunner, RunInference) | 64 | {n} | {rps:.1f} | {rps / seq_rps:.2f} | {100 * rps / capacity:.1f}% | - |")
+            print(f"| Beam stage (DirectRunner, RunInference) | 64 | {n} | {rps:.1f} | {rps / seq_rps:.2f} | {100 * rps / capacity:.1f}% | - | - |")
     finally:
         proc.terminate()
         proc.wait()
