@@ -68,6 +68,9 @@ class Doctype:
 _DOCTYPE_IDS = re.compile(rb"""(?:PUBLIC\s+(["'])(.*?)\1\s*(?:(["'])(.*?)\3)?|SYSTEM\s+(["'])(.*?)\5)""", re.S)
 
 
+_SIMPLE_DOCTYPE = re.compile(rb"""<!DOCTYPE(?:[^"'\[\]>]|"[^"]*"|'[^']*')*+>""")
+
+
 def _find_doctype(data: bytes, limit: int = 65536) -> tuple[int, int] | None:
     """(start, end) of a `<!DOCTYPE ...>` in the prolog, quotes and an internal subset included."""
     start = data.find(b"<!DOCTYPE", 0, limit)
@@ -77,6 +80,10 @@ def _find_doctype(data: bytes, limit: int = 65536) -> tuple[int, int] | None:
     first_elem = re.search(rb"<[A-Za-z_]", data[:start])
     if first_elem is not None:
         return None
+    # The usual declaration (no internal subset) in one regex match; brackets take the loop below.
+    m = _SIMPLE_DOCTYPE.match(data, start)
+    if m is not None:
+        return start, m.end()
     i, n = start + 9, len(data)
     quote = 0
     depth = 0
