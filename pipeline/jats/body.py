@@ -85,6 +85,7 @@ def walk_body(body: etree._Element) -> list[RawParagraph]:
 
 def _walk(container: etree._Element, prefix: str, titles: tuple[str, ...], out: list[RawParagraph]) -> None:
     counts: dict[str, int] = {}
+    section = " > ".join(titles) or None  # one join per container, not one per paragraph
     for child in container:
         tag = child.tag
         if type(tag) is not str:
@@ -95,7 +96,7 @@ def _walk(container: etree._Element, prefix: str, titles: tuple[str, ...], out: 
         if name == "p":
             text = flat_text(child)
             if text:
-                out.append(RawParagraph(f"{prefix}p[{i}]", " > ".join(titles) or None, text))
+                out.append(RawParagraph(f"{prefix}p[{i}]", section, text))
         elif name in CONTAINERS:
             t = _title_of(child) if name in TITLED else None
             if name == "sec" and is_reference_section(child, t):
