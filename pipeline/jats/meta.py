@@ -122,19 +122,23 @@ def authors_of(article_meta: etree._Element | None) -> list[str]:
     if article_meta is None:
         return []
     out: list[str] = []
-    for cg in article_meta.findall("contrib-group"):
-        for c in cg.findall("contrib"):
+    # iterchildren(tag) is what find/findall do for a plain child name, without ElementPath's
+    # Python-level path handling per call (consortium papers list hundreds of contributors).
+    for cg in article_meta.iterchildren("contrib-group"):
+        for c in cg.iterchildren("contrib"):
             if (c.get("contrib-type") or "author") != "author":
                 continue
-            name = c.find("name")
+            name = next(c.iterchildren("name"), None)
             if name is not None:
-                given = (name.findtext("given-names") or "").strip()
-                sur = (name.findtext("surname") or "").strip()
+                g = next(name.iterchildren("given-names"), None)
+                s = next(name.iterchildren("surname"), None)
+                given = ((g.text if g is not None else None) or "").strip()
+                sur = ((s.text if s is not None else None) or "").strip()
                 full = " ".join(p for p in (given, sur) if p)
                 if full:
                     out.append(full)
                 continue
-            collab = c.find("collab")
+            collab = next(c.iterchildren("collab"), None)
             if collab is not None:
                 t = inline_text(collab)
                 if t:
