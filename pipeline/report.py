@@ -274,8 +274,19 @@ def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str,
     return "\n".join(lines)
 
 
+_OWN_FILES = ".corpus-report-files.json"
+
+
+def _own_files(folder: Path) -> set[str]:
+    """Names of the files the previous corpus report wrote into `folder` (empty when none)."""
+    try:
+        return set(json.loads((folder / _OWN_FILES).read_text(encoding="utf-8")))
+    except (FileNotFoundError, ValueError):
+        return set()
+
+
 def report(workdir: Path, labels: str = "labels", threads: int | None = None) -> Path:
-    """Write W/reports/ (atomically replaced) and return the path of index.md."""
+    """Write the corpus report into W/reports/ (its own files replaced, others kept); return index.md's path."""
     if labels not in ("labels", "annotations"):
         raise ConfigError(f"--labels must be labels or annotations, not {labels!r}")
     wd = Workdir.of(workdir)
@@ -305,11 +316,17 @@ def report(workdir: Path, labels: str = "labels", threads: int | None = None) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    old = wd.root / f".reports.old-{os.getpid()}"
-    if wd.reports.exists():
-        wd.reports.rename(old)
-    staging.rename(wd.reports)
-    shutil.rmtree(old, ignore_errors=True)
+    # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
+    # this report's own files are replaced, each atomically, and its stale ones removed.
+    previous = _own_files(wd.reports)
+    wd.reports.mkdir(parents=True, exist_ok=True)
+    written = sorted(p.name for p in staging.iterdir())
+    for name in written:
+        os.replace(staging / name, wd.reports / name)
+    (wd.reports / _OWN_FILES).write_text(json.dumps(written), encoding="utf-8")
+    for name in previous - set(written):
+        (wd.reports / name).unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
     return wd.reports / "index.md"
 
 

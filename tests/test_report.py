@@ -77,3 +77,17 @@ def test_report_flags_label_values_outside_the_schema(tmp_path: Path) -> None:
     pq.write_table(t, wd / "labels" / "part-0.parquet")
     report(wd)
     assert "clinical_case" in (wd / "reports" / "index.md").read_text()
+
+
+def test_report_keeps_other_stages_files_and_drops_its_own_stale_ones(tmp_path: Path) -> None:
+    wd = build_workdir(tmp_path / "w")
+    (wd / "reports").mkdir(parents=True)
+    (wd / "reports" / "classifier.md").write_text("evaluate's report")
+    report(wd)
+    (wd / "reports" / "old-plot.png").write_bytes(b"x")
+    own = json.loads((wd / "reports" / ".corpus-report-files.json").read_text())
+    (wd / "reports" / ".corpus-report-files.json").write_text(json.dumps([*own, "old-plot.png"]))
+    report(wd)
+    assert (wd / "reports" / "classifier.md").read_text() == "evaluate's report"
+    assert not (wd / "reports" / "old-plot.png").exists()
+    assert (wd / "reports" / "index.md").exists()
