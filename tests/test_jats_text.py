@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from pipeline.jats.text import inline_text, tex_text
+from pipeline.jats.text import inline_text, normalize, tex_text
 
 NS = 'xmlns:mml="http://www.w3.org/1998/Math/MathML" xmlns:xlink="http://www.w3.org/1999/xlink"'
 
@@ -82,6 +82,21 @@ def test_nested_list_and_breaks_separated():
 
 def test_separator_never_before_closing_punctuation():
     assert text("value (<disp-formula><tex-math>x</tex-math></disp-formula>), next") == "value ($x$), next"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  plain text, single spaces  ", "plain text, single spaces"),  # fast path: already collapsed
+        ("two  spaces", "two spaces"),
+        ("no\u00a0break\u2009thin\nline\tand\x1ccontrol", "no break thin line and control"),
+        ("see\u2028[1]\u2028, then (\u2028x\u2028) and\u2028\u2028end\u2028.", "see [1], then (x) and end."),
+        ("\u2028\u2028", ""),
+    ],
+)
+def test_normalize_whitespace_and_soft_separators(raw, expected):
+    # Every whitespace character but " " must take the slow path, or it would survive in the text.
+    assert normalize(raw) == expected
 
 
 def test_unexpanded_entity_reference_dropped():
