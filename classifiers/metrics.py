@@ -1,4 +1,8 @@
-"""Agreement metrics in plain numpy (no scikit-learn dependency): the figures the paper reports.
+"""The student's evaluation figures, on integer class indices: the figures the paper reports.
+
+The agreement metrics themselves live in pipeline.agreement (shared with the teacher's gold and
+two-teacher reports, so every stage computes them the same way); this module adds calibration and
+the per-head report layout.
 
 Classification heads: accuracy, macro-F1, Cohen's kappa, confusion matrix, expected calibration error.
 Regression head: Pearson r and mean absolute error.
@@ -10,62 +14,37 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import agreement
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts[i, j] = paragraphs whose teacher label is class i and student label class j."""
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    return m
+    return agreement.confusion(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), range(n_classes))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Share of exact matches."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return float((y_true == y_pred).mean()) if len(y_true) else float("nan")
+    return agreement.accuracy(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist())
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in either truth or prediction.
-
-    Classes absent from both are left out (as scikit-learn does with labels=None), so a three-class
-    head evaluated on data without one class is not penalised for it.
-    """
-    m = confusion_matrix(y_true, y_pred, n_classes)
-    tp = np.diag(m).astype(float)
-    support_true, support_pred = m.sum(axis=1), m.sum(axis=0)
-    present = (support_true + support_pred) > 0
-    if not present.any():
-        return float("nan")
-    denom = support_true + support_pred
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return float(f1[present].mean())
+    """Unweighted mean of per-class F1 over the classes present in either truth or prediction."""
+    return agreement.macro_f1(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), range(n_classes))
 
 
 def cohen_kappa(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Cohen's kappa: agreement corrected for the agreement expected by chance from the marginals."""
-    m = confusion_matrix(y_true, y_pred, n_classes).astype(float)
-    n = m.sum()
-    if n == 0:
-        return float("nan")
-    po = np.trace(m) / n
-    pe = float((m.sum(axis=0) * m.sum(axis=1)).sum()) / (n * n)
-    if pe >= 1.0:  # both raters used one single class: agreement is total but carries no information
-        return 1.0 if po >= 1.0 else 0.0
-    return float((po - pe) / (1 - pe))
+    return agreement.cohen_kappa(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), range(n_classes))
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation; NaN when either side is constant."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2 or x.std() == 0 or y.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
+    return agreement.pearson_r(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
 
 
 def mae(x: np.ndarray, y: np.ndarray) -> float:
     """Mean absolute error."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    return float(np.abs(x - y).mean()) if len(x) else float("nan")
+    return agreement.mae(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
 
 
 def reliability(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
