@@ -202,6 +202,19 @@ def test_doctype_kept_as_dtd_version_only():
     assert doctype.name == "article" and not doctype.internal_subset
 
 
+@pytest.mark.parametrize(
+    "decl",
+    [
+        b"""<!DOCTYPE article PUBLIC "-//x>y//EN" 'a>b.dtd'>""",  # '>' inside quotes: the one-match path
+        b"""<!DOCTYPE article SYSTEM "s.dtd" [<!ENTITY e "x>y]">]>""",  # internal subset: the byte loop
+    ],
+)
+def test_doctype_end_found_past_quoted_and_bracketed_gt(decl):
+    root, doctype = parse_xml_with_doctype(decl + b"\n<article><body><p>ok</p></body></article>")
+    assert root.tag == "article" and root.findtext("body/p") == "ok"
+    assert doctype is not None and doctype.name == "article"
+
+
 def test_deeply_nested_input_is_bounded():
     depth = 100_000  # beyond libxml2's default depth limit (huge_tree=False)
     data = b"<article><body>" + b"<list-item>" * depth + b"x" + b"</list-item>" * depth + b"</body></article>"
