@@ -270,9 +270,10 @@ class CurateConfig:
     threads: int | None = None  # DuckDB threads; default: all cores
     temp_directory: Path | None = None  # default: W/cache/duckdb-tmp
     batch_rows: int = 65_536  # rows per Arrow batch streamed from DuckDB to the writers
-    # Up to this many selected paragraphs, their text-free columns are held in Arrow (~0.3 GB per
-    # million) so that DuckDB sorts only (integer position, text); beyond, one spilling sort.
-    in_memory_rows: int = 4_000_000
+    # Up to this many selected paragraphs, their text-free columns are held in Arrow (~0.4 GB per
+    # million, taken off DuckDB's memory limit meanwhile) so that DuckDB sorts only (integer
+    # position, text); beyond, one spilling sort of every column.
+    in_memory_rows: int = 2_500_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,12 +437,26 @@ def _ordered_batches(con: duckdb.DuckDBPyConnection, config: CurateConfig) -> It
     where = np.empty(meta.num_rows, np.int64)
     where[meta.column("_ord").to_numpy()] = np.arange(meta.num_rows)
     meta = meta.drop_columns(["_ord"])
-    texts = con.sql(
-        "SELECT o._ord, p.text FROM ordk AS o JOIN paragraphs AS p ON p.id = o.id ORDER BY o._ord"
-    ).to_arrow_reader(config.batch_rows)
-    for batch in texts:
-        rows = meta.take(pa.array(where[batch.column(0).to_numpy()]))
-        yield from rows.append_column("_text", pa.chunked_array([batch.column(1)])).to_batches()
+    # The Arrow columns come out of DuckDB's budget while they live: the process stays within it.
+    (limit,) = con.sql("SELECT current_setting('memory_limit')").fetchall()[0]
+    con.execute("SET memory_limit = $m", {"m": f"{max(_bytes(limit) - meta.nbytes, 256 * 2**20)}B"})
+    try:
+        texts = con.sql(
+            "SELECT o._ord, p.text FROM ordk AS o JOIN paragraphs AS p ON p.id = o.id ORDER BY o._ord"
+        ).to_arrow_reader(config.batch_rows)
+        for batch in texts:
+            rows = meta.take(pa.array(where[batch.column(0).to_numpy()]))
+            yield from rows.append_column("_text", pa.chunked_array([batch.column(1)])).to_batches()
+    finally:
+        con.execute("SET memory_limit = $m", {"m": limit})
+
+
+def _bytes(setting: str) -> int:
+    """Bytes of a DuckDB size setting as current_setting() writes it ('1.8 GiB', '500.0 MB')."""
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGTP]?)(i?)B?(?:ytes)?\s*", setting, flags=re.I)
+    if m is None:
+        raise ConfigError(f"cannot read DuckDB memory limit {setting!r}")
+    return int(float(m[1]) * (1024 if m[3] else 1000) ** "_KMGTP".index(m[2].upper() or "_"))
 
 
 def _with_text(table: pa.Table) -> pa.Table:
