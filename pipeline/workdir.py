@@ -4,95 +4,118 @@
     W/paragraphs/*.parquet    parse
     W/rejects/<stage>-*.parquet   every stage writes its own rejects (a re-run replaces only its own)
     W/sample/*.parquet        sample
-    W/annotations/*.parquet   annotate      (W/cache/teacher.sqlite: every finished LLM call)
+    W/annotations/*.parquet   annotate      (W/cache/teacher/*.parquet: checkpoints of finished LLM calls)
     W/model/                  train         (a standard Hugging Face directory + label schema + metrics)
     W/labels/*.parquet        propagate
     W/subsets/<recipe>/       curate
     W/reports/                report
     W/_stages/<stage>.json    completion markers: what each stage read and wrote
+
+W is a local path, `s3://bucket/prefix` or `gs://bucket/prefix`; every location below is a
+`pipeline.storage.Location`, so stages never branch on where the work directory lives.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.storage import Location, as_location
 
 TABLES = ("articles", "paragraphs", "rejects", "sample", "annotations", "labels")
 
 
 @dataclass(frozen=True)
 class Workdir:
-    """Paths inside a work directory. Local paths only for now; Beam sinks accept any filesystem."""
+    """Locations inside a work directory (local or on an object store)."""
 
-    root: Path
+    root: Location
 
     @classmethod
-    def of(cls, path: str | Path) -> Workdir:
-        return cls(Path(path))
+    def of(cls, path: str | os.PathLike[str] | Location) -> Workdir:
+        return cls(as_location(path))
 
-    def table(self, name: str) -> Path:
+    @property
+    def is_remote(self) -> bool:
+        return self.root.is_remote
+
+    def table(self, name: str) -> Location:
         return self.root / name
 
     @property
-    def articles(self) -> Path:
+    def articles(self) -> Location:
         return self.root / "articles"
 
     @property
-    def paragraphs(self) -> Path:
+    def paragraphs(self) -> Location:
         return self.root / "paragraphs"
 
     @property
-    def rejects(self) -> Path:
+    def rejects(self) -> Location:
         return self.root / "rejects"
 
     @property
-    def sample(self) -> Path:
+    def sample(self) -> Location:
         return self.root / "sample"
 
     @property
-    def annotations(self) -> Path:
+    def annotations(self) -> Location:
         return self.root / "annotations"
 
     @property
-    def cache(self) -> Path:
+    def cache(self) -> Location:
         return self.root / "cache"
 
     @property
-    def model(self) -> Path:
+    def model(self) -> Location:
         return self.root / "model"
 
     @property
-    def labels(self) -> Path:
+    def labels(self) -> Location:
         return self.root / "labels"
 
     @property
-    def subsets(self) -> Path:
+    def subsets(self) -> Location:
         return self.root / "subsets"
 
     @property
-    def reports(self) -> Path:
+    def reports(self) -> Location:
         return self.root / "reports"
 
     @property
-    def stages(self) -> Path:
+    def stages(self) -> Location:
         return self.root / "_stages"
 
+    @property
+    def local_cache(self) -> Path:
+        """A local folder for this work directory's machine-local state (SQLite call cache, DuckDB spill
+        files, logs): `W/cache/` for a local W, a per-workdir folder under the system's temporary
+        directory (or $PMC_CURATE_LOCAL_CACHE) for a remote one."""
+        if not self.is_remote:
+            return self.cache.local
+        base = Path(os.environ.get("PMC_CURATE_LOCAL_CACHE") or Path(tempfile.gettempdir()) / "pmc-curate")
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(self.root).replace("://", "_"))
+        return base / slug
+
     def glob(self, name: str) -> str:
-        """Glob of a table's Parquet files, as DuckDB and Polars accept it."""
+        """Glob of a table's Parquet files, as DuckDB (through `storage.duckdb_connect`) and Polars accept it."""
         return str(self.table(name) / "*.parquet")
 
-    def has_table(self, name: str) -> bool:
-        d = self.table(name)
-        return d.is_dir() and any(d.glob("*.parquet"))
+    def files(self, name: str, pattern: str = "*.parquet") -> list[Location]:
+        return self.table(name).glob(pattern)
 
-    def reset_table(self, name: str, prefix: str = "") -> Path:
+    def has_table(self, name: str) -> bool:
+        return bool(self.files(name))
+
+    def reset_table(self, name: str, prefix: str = "") -> Location:
         """Remove a table's previous output (only files starting with `prefix` when given) before a re-run."""
         d = self.table(name)
         if prefix:
             for f in d.glob(f"{prefix}*"):
                 f.unlink()
-        elif d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True, exist_ok=True)
+        else:
+            d.rmtree()
+        d.mkdir()
         return d

@@ -36,3 +36,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 for the whole session (tests.servers.S3Server)."""
+    from tests.servers import start_s3
+
+    server = start_s3()
+    yield server
+    server._server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """gcp-storage-emulator on 127.0.0.1 for the whole session (tests.servers.GcsServer)."""
+    from tests.servers import start_gcs
+
+    server = start_gcs()
+    yield server
+    server._server.stop()
+
+
+@pytest.fixture
+def s3_workdir(s3_server):
+    """A fresh `s3://bucket/run` work directory, with the S3 settings in the environment for the test."""
+    with s3_server.use():
+        yield f"s3://{s3_server.bucket()}/run"
+
+
+@pytest.fixture
+def gcs_workdir(gcs_server):
+    """A fresh `gs://bucket/run` work directory, with STORAGE_EMULATOR_HOST set for the test."""
+    with gcs_server.use():
+        yield f"gs://{gcs_server.bucket()}/run"
