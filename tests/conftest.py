@@ -70,3 +70,22 @@ def gcs_workdir(gcs_server):
     """A fresh `gs://bucket/run` work directory, with STORAGE_EMULATOR_HOST set for the test."""
     with gcs_server.use():
         yield f"gs://{gcs_server.bucket()}/run"
+
+
+@pytest.fixture(scope="module")
+def s3_worker_pool(s3_server):
+    """Beam's SDK worker pool in its own process, cwd, HOME and TMPDIR, with only the S3 server's
+    settings in its environment (tests.worker_pool.WorkerPool; `pool.beam_args()` runs a stage on it)."""
+    from tests.worker_pool import worker_pool
+
+    with worker_pool(s3_server.env()) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def gcs_worker_pool(gcs_server):
+    """Beam's SDK worker pool in its own process, with only STORAGE_EMULATOR_HOST (and the project) set."""
+    from tests.worker_pool import worker_pool
+
+    with worker_pool(gcs_server.env()) as pool:
+        yield pool
