@@ -16,34 +16,35 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob as globlib
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import apache_beam as beam
-import duckdb
-import openai
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_runners.options import pipeline_options
-from pipeline import agreement
+from pipeline import agreement, storage
 from pipeline.errors import ConfigError
 from pipeline.labels import HEADS
 from pipeline.records import Annotation, Reject, arrow_schema
-from pipeline.tables import read_table
-from pipeline.teacher.cache import RequestCache, cache_key
-from pipeline.teacher.client import Outcome, TeacherConfig, resolve_api_key
+from pipeline.storage import Location
+from pipeline.teacher.checkpoint import DEFAULT_EVERY, DEFAULT_SECONDS
+from pipeline.teacher.client import Outcome, TeacherConfig
 from pipeline.teacher.handler import TeacherModelHandler
-from pipeline.teacher.prompt import PROMPTS_ROOT, Prompt, input_hash, load_prompt
+from pipeline.teacher.preflight import (
+    EST_COMPLETION_TOKENS,
+    Estimate,
+    estimate,
+    import_checkpoints,
+    preflight,
+)
+from pipeline.teacher.prompt import PROMPTS_ROOT, Prompt, load_prompt
 from pipeline.teacher.reply import validate_labels
 from pipeline.workdir import Workdir
 
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "annotate"
 NAMESPACE = "pmc_curate_annotate"
-CHARS_PER_TOKEN = 4.0  # English BPE tokenizers average ~4 characters per token; an estimate, not a bill
-EST_COMPLETION_TOKENS = 24  # {"document_type": "Clinical case", "domain": "clinical", "educational_score": 4}
 ITEM_COLUMNS = ["id", "article_id", "title", "section_title", "text"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GOLD = PROMPTS_ROOT / "biomed-labels" / "gold.tsv"
@@ -118,71 +117,10 @@ class AnnotateParagraphs(beam.PTransform):
 
 
 # ------------------------------------------------------------------------------------------ the driver
-@dataclass
-class Estimate:
-    """What the calls not yet cached should cost."""
-
-    n_items: int
-    n_cached: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-
-    @property
-    def n_calls(self) -> int:
-        return self.n_items - self.n_cached
-
-
-def estimate(items: list[dict[str, Any]], prompt: Prompt, teacher: TeacherConfig) -> Estimate:
-    """Token and cost estimate for the uncached calls (characters / 4 per token; output ~24 tokens)."""
-    cache = RequestCache(teacher.cache_path)
-    try:
-        keys = [
-            cache_key(prompt.version, prompt.hash, teacher.model, input_hash(i.get("title"), i.get("section_title"), i["text"]))
-            for i in items
-        ]
-        cached = cache.has_many(keys)
-    finally:
-        cache.close()
-    fixed = prompt.messages("", "", "")
-    fixed_chars = sum(len(m["content"]) for m in fixed)
-    p_tok = 0
-    n_calls = 0
-    for item, key in zip(items, keys, strict=True):
-        if key in cached:
-            continue
-        n_calls += 1
-        chars = fixed_chars + len(prompt.render_user(item.get("title"), item.get("section_title"), item["text"]))
-        p_tok += int(chars / CHARS_PER_TOKEN) + 4 * len(fixed)
-    c_tok = n_calls * min(EST_COMPLETION_TOKENS, prompt.max_tokens)
-    return Estimate(len(items), len(items) - n_calls, p_tok, c_tok, teacher.cost(p_tok, c_tok))
-
-
-def preflight(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY") -> None:
-    """Fail before any paid call when the endpoint is unreachable or refuses the key."""
-    host = urlparse(base_url).hostname or ""
-    if api_key_env and os.environ.get(api_key_env) and base_url.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("sending OPENAI_API_KEY over plain http to %s; use https for remote endpoints", host)
-    client = openai.OpenAI(api_key=resolve_api_key(api_key_env), base_url=base_url, max_retries=2, timeout=30)
-    try:
-        served = [m.id for m in client.models.list()]
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-        raise ConfigError(f"{base_url} refused the credentials (HTTP {e.status_code}); set OPENAI_API_KEY") from None
-    except openai.APIConnectionError:
-        raise ConfigError(f"cannot reach the teacher endpoint {base_url}; is the server running?") from None
-    except openai.APIStatusError as e:  # some servers have no /models; the first call will tell
-        log.warning("GET %s/models answered HTTP %s; continuing", base_url, e.status_code)
-        return
-    finally:
-        client.close()
-    if served and model not in served:
-        log.warning("model %r is not among the models %s lists (%s)", model, base_url, ", ".join(served[:10]))
-
-
 def run_annotation(
     items: list[dict[str, Any]] | str,
-    out_dir: Path,
-    rejects_dir: Path,
+    out_dir: Location,
+    rejects_dir: Location,
     teacher: TeacherConfig,
     prompt: Prompt,
     beam_argv: list[str],
@@ -191,11 +129,12 @@ def run_annotation(
     """Annotate items (a list, or a Parquet glob) into out_dir/*.parquet and rejects_dir/annotate-*.parquet.
 
     Previous outputs there are replaced: they are rebuilt from the request cache, so nothing is lost.
+    Locations may be local or on an object store (Beam's sinks take str(location)).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir()
     for f in out_dir.glob("*.parquet"):
         f.unlink()
-    rejects_dir.mkdir(parents=True, exist_ok=True)
+    rejects_dir.mkdir()
     for f in rejects_dir.glob(f"{STAGE}-*"):
         f.unlink()
     pipeline = beam.Pipeline(options=pipeline_options(beam_argv))
@@ -216,20 +155,30 @@ def run_annotation(
         r.key.metric.name: r.committed
         for r in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
     }
+    cp = import_checkpoints(teacher)
+    if cp is not None:  # the final checkpoint: every call this run finished is now in the work directory
+        cp.flush()
     return counters
 
 
-def _count_rows(glob: str) -> int:
-    if not globlib.glob(glob):
-        return 0
-    return int(duckdb.sql("SELECT count(*) FROM read_parquet($g)", params={"g": glob}).fetchall()[0][0])
+def _query(sql: str, folder: Location, pattern: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` over read_parquet($g) of the files matching pattern in folder ([] when there are none)."""
+    if not folder.glob(pattern):
+        return []
+    con = storage.duckdb_connect()
+    try:
+        return con.execute(sql, {"g": str(folder / pattern)}).fetchall()
+    finally:
+        con.close()
 
 
-def _reject_counts(rejects_dir: Path) -> dict[str, int]:
-    glob = str(rejects_dir / f"{STAGE}-*.parquet")
-    if _count_rows(glob) == 0:
-        return {}
-    return dict(duckdb.sql("SELECT reason, count(*) FROM read_parquet($g) GROUP BY reason", params={"g": glob}).fetchall())
+def _count_rows(folder: Location, pattern: str = "*.parquet") -> int:
+    rows = _query("SELECT count(*) FROM read_parquet($g)", folder, pattern)
+    return int(rows[0][0]) if rows else 0
+
+
+def _reject_counts(rejects_dir: Location) -> dict[str, int]:
+    return dict(_query("SELECT reason, count(*) FROM read_parquet($g) GROUP BY reason", rejects_dir, f"{STAGE}-*.parquet"))
 
 
 def slug(name: str) -> str:
@@ -240,8 +189,8 @@ def slug(name: str) -> str:
 def annotate_and_check(
     items: list[dict[str, Any]] | str,
     n_items: int,
-    out_dir: Path,
-    rejects_dir: Path,
+    out_dir: Location,
+    rejects_dir: Location,
     teacher: TeacherConfig,
     prompt: Prompt,
     beam_argv: list[str],
@@ -261,7 +210,7 @@ def annotate_and_check(
     # The budget reserves one average call's estimated cost for every call in flight.
     teacher.est_prompt_tokens = est.prompt_tokens // max(1, est.n_calls)
     counters = run_annotation(items, out_dir, rejects_dir, teacher, prompt, beam_argv, batch_size)
-    n_ann = _count_rows(str(out_dir / "*.parquet"))
+    n_ann = _count_rows(out_dir)
     rejects = _reject_counts(rejects_dir)
     n_rej = sum(rejects.values())
     skipped = n_items - n_ann - n_rej
@@ -284,7 +233,15 @@ def annotate_and_check(
 
 def sample_items(workdir: Workdir) -> list[dict[str, Any]]:
     """The sample's rows as the dicts the prompt needs."""
-    return read_table(workdir, "sample", ITEM_COLUMNS).to_pylist()
+    if not workdir.has_table("sample"):
+        raise ConfigError(f"no sample table in {workdir.root} (expected {workdir.glob('sample')}); run `pmc-curate sample` first")
+    con = storage.duckdb_connect()
+    try:
+        cols = ", ".join(f'"{c}"' for c in ITEM_COLUMNS)
+        return con.sql(f"SELECT {cols} FROM read_parquet($g, union_by_name = true)",
+                       params={"g": workdir.glob("sample")}).to_arrow_table().to_pylist()  # fmt: skip
+    finally:
+        con.close()
 
 
 # --------------------------------------------------------------------------------------------- gold
@@ -332,15 +289,9 @@ def gold_items(gold: list[dict[str, Any]], data_dir: Path) -> list[dict[str, Any
     return [found[g["id"]] for g in gold]
 
 
-def _labels_by_id(glob: str) -> dict[str, dict[str, Any]]:
-    con = duckdb.connect()
-    try:
-        table = con.sql(
-            "SELECT id, document_type, domain, educational_score FROM read_parquet($g)", params={"g": glob}
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return {r["id"]: r for r in table.to_pylist()}
+def _labels_by_id(folder: Location) -> dict[str, dict[str, Any]]:
+    rows = _query("SELECT id, document_type, domain, educational_score FROM read_parquet($g)", folder, "*.parquet")
+    return {r[0]: {"id": r[0], "document_type": r[1], "domain": r[2], "educational_score": r[3]} for r in rows}
 
 
 def agreement_between(reference: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -352,8 +303,7 @@ def agreement_between(reference: dict[str, dict[str, Any]], other: dict[str, dic
     return report
 
 
-def _write_report(workdir: Workdir, name: str, report: dict[str, Any]) -> Path:
-    workdir.reports.mkdir(parents=True, exist_ok=True)
+def _write_report(workdir: Workdir, name: str, report: dict[str, Any]) -> Location:
     path = workdir.reports / name
     path.write_text(json.dumps(report, indent=2, default=float))
     return path
@@ -377,6 +327,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price-out", type=float, default=0.0, help="USD per million output tokens")
     parser.add_argument("--max-cost", type=float, default=None, help="USD to spend on new calls in this run; stops cleanly, resumable")
     parser.add_argument("--max-reject-rate", type=float, default=d.max_reject_rate)
+    parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_EVERY,
+                        help="at most this many finished calls are held only on local disk: a resume on another "
+                        "machine repays at most these + the calls in flight (W/cache/teacher/*.parquet)")
+    parser.add_argument("--checkpoint-seconds", type=float, default=DEFAULT_SECONDS,
+                        help="and a finished call reaches the work directory within this many seconds")
     parser.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--gold", action="store_true", help="annotate the gold set and report agreement with the hand labels")
@@ -389,7 +344,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _teacher(args: argparse.Namespace, workdir: Workdir, base_url: str, model: str, prompt: Prompt, total: int) -> TeacherConfig:
     return TeacherConfig(
         api_key_env="" if args.base_url is None else "OPENAI_API_KEY",  # the local teacher never sees the key
-        base_url=base_url, model=model, cache_path=str(workdir.cache / "teacher.sqlite"),
+        base_url=base_url, model=model, cache_path=str(workdir.local_cache / "teacher.sqlite"),
+        checkpoint_dir=str(workdir.cache / "teacher"), checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
         prompt_version=args.prompt_version, concurrency=args.concurrency, timeout_s=args.timeout,
         max_transport_attempts=args.max_attempts, backoff_base_s=args.backoff, price_in=args.price_in,
         price_out=args.price_out, max_cost=args.max_cost, progress=not args.no_progress, total=total,
@@ -403,6 +360,9 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     prompt = load_prompt(args.prompt_version)
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
+    if args.checkpoint_every < 1 or args.checkpoint_seconds <= 0:
+        raise ConfigError("--checkpoint-every must be at least 1 and --checkpoint-seconds more than 0")
+    storage.check_access(workdir.root)  # a missing bucket or a wrong endpoint stops here, before any paid call
     if args.base_url is None and args.model is not None and not args.compare:
         raise ConfigError("--model names a model at --base-url; without --base-url the offline teacher is used")
     if args.base_url is None:
@@ -414,7 +374,7 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
             log.info("offline teacher: concurrency 1 and a 600 s timeout (it serves one request at a time)")
         args.concurrency, args.timeout = 1, max(args.timeout, 600.0)
 
-        with local_teacher(workdir.cache / "teacher-server.log") as (url, model):
+        with local_teacher(workdir.local_cache / "teacher-server.log") as (url, model):
             return _run_with_endpoint(args, beam_argv, workdir, prompt, url, model)
     if not args.model and not args.compare:
         raise ConfigError("--base-url needs --model")
@@ -434,7 +394,7 @@ def _run_with_endpoint(args: argparse.Namespace, beam_argv: list[str], workdir: 
                                      beam_argv, args.batch_size, estimate(items, prompt, teacher), args.dry_run)  # fmt: skip
         if args.dry_run:
             return 0
-        report = agreement_between({g["id"]: g for g in gold}, _labels_by_id(str(out / "annotations" / "*.parquet")))
+        report = agreement_between({g["id"]: g for g in gold}, _labels_by_id(out / "annotations"))
         report.update(model=model, prompt_version=prompt.version, prompt_hash=prompt.hash, gold_file=str(args.gold_file),
                       rejected=summary["rejected"])  # fmt: skip
         path = _write_report(workdir, f"gold-agreement-{slug(model)}.json", report)
@@ -452,7 +412,7 @@ def _run_with_endpoint(args: argparse.Namespace, beam_argv: list[str], workdir: 
                                    prompt, beam_argv, args.batch_size, estimate(items, prompt, teacher), args.dry_run)  # fmt: skip
             complete &= bool(s.get("complete", True))
             if not args.dry_run:
-                labels.append(_labels_by_id(str(out / "annotations" / "*.parquet")))
+                labels.append(_labels_by_id(out / "annotations"))
         if args.dry_run:
             return 0
         a, b = args.compare

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.records import SampledParagraph, arrow_schema, as_row
+from pipeline.storage import Location, write_parquet
 from pipeline.workdir import Workdir
 
 
-def make_sample(root: Path, keys: list[str], texts: dict[str, str] | None = None) -> Workdir:
-    """W/sample with one paragraph per key; the fake server recognises a paragraph by `PKEY-<key>`."""
+def make_sample(root: str | os.PathLike[str] | Location, keys: list[str], texts: dict[str, str] | None = None) -> Workdir:
+    """W/sample (local, s3:// or gs://) with one paragraph per key; the fake server recognises a paragraph by `PKEY-<key>`."""
     wd = Workdir.of(root)
     rows = []
     for k in keys:
@@ -23,7 +23,7 @@ def make_sample(root: Path, keys: list[str], texts: dict[str, str] | None = None
             stratum="research", sample_key=k, seed=0, strategy="stratified",
         ))  # fmt: skip
     d = wd.reset_table("sample")
-    pq.write_table(pa.Table.from_pylist([as_row(r) for r in rows], schema=arrow_schema(SampledParagraph)), d / "part-0.parquet")
+    write_parquet(pa.Table.from_pylist([as_row(r) for r in rows], schema=arrow_schema(SampledParagraph)), d / "part-0.parquet")
     return wd
 
 

@@ -11,6 +11,11 @@ Two tables:
 WAL journal + one commit per call: a `kill -9` loses at most the calls still in flight, never a
 committed one (WAL with synchronous=NORMAL is durable against process crashes; FULL adds power-loss
 durability at the cost of an fsync per call).
+
+The file is machine-local. To survive the machine, finished outcomes are copied into the work
+directory as immutable Parquet shards (`pipeline/teacher/checkpoint.py`): `outcomes.checkpoint`
+names the shard that holds a row (NULL: only on this disk yet), table `shards` lists the shards
+already imported here.
 """
 
 from __future__ import annotations
@@ -34,7 +39,15 @@ CREATE TABLE IF NOT EXISTS outcomes (
     document_type TEXT, domain TEXT, educational_score INTEGER,
     prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL, attempts INTEGER, created REAL
 );
+CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY, n_rows INTEGER, imported REAL);
 """
+
+# The columns of an outcome, in order: what a checkpoint shard holds (no header, no key, no secret).
+OUTCOME_COLUMNS = (
+    "key", "prompt_version", "prompt_hash", "model", "input_hash", "paragraph_id", "status", "reason",
+    "detail", "raw", "document_type", "domain", "educational_score", "prompt_tokens",
+    "completion_tokens", "latency_s", "attempts", "created",
+)  # fmt: skip
 
 
 def cache_key(prompt_version: str, prompt_hash: str, model: str, input_hash: str) -> str:
@@ -67,6 +80,10 @@ class RequestCache:
         self._con.execute(f"PRAGMA synchronous={synchronous}")
         self._con.execute("PRAGMA busy_timeout=60000")
         self._con.executescript(_SCHEMA)
+        cols = {r[1] for r in self._con.execute("PRAGMA table_info(outcomes)")}
+        if "checkpoint" not in cols:  # caches written before checkpoints existed: every row is unsaved
+            self._con.execute("ALTER TABLE outcomes ADD COLUMN checkpoint TEXT")
+        self._con.execute("CREATE INDEX IF NOT EXISTS outcomes_unsaved ON outcomes(key) WHERE checkpoint IS NULL")
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The final outcome of a call, or None when it has not finished."""
@@ -129,6 +146,65 @@ class RequestCache:
                 f"INSERT OR REPLACE INTO outcomes ({', '.join(cols)}, created) VALUES ({', '.join('?' * len(values))})",
                 values,
             )
+
+    # ---- checkpoints (pipeline/teacher/checkpoint.py) -------------------------------------------
+    def unsaved(self) -> list[tuple[Any, ...]]:
+        """Outcomes not yet in any checkpoint shard, as tuples in OUTCOME_COLUMNS order."""
+        with self._lock:
+            return self._con.execute(
+                f"SELECT {', '.join(OUTCOME_COLUMNS)} FROM outcomes WHERE checkpoint IS NULL ORDER BY created"
+            ).fetchall()
+
+    def unsaved_among(self, keys: set[str]) -> set[str]:
+        """Which of these keys are not yet in any checkpoint shard."""
+        found: set[str] = set()
+        ks = list(keys)
+        with self._lock:
+            for i in range(0, len(ks), 500):
+                chunk = ks[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in self._con.execute(
+                    f"SELECT key FROM outcomes WHERE checkpoint IS NULL AND key IN ({marks})", chunk))  # fmt: skip
+        return found
+
+    def mark_saved(self, shard: str, rows: list[tuple[Any, ...]]) -> None:
+        """Record that `shard` (already stored) holds these rows; a row rewritten since is left unsaved."""
+        k, c = OUTCOME_COLUMNS.index("key"), OUTCOME_COLUMNS.index("created")
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.executemany(
+                    "UPDATE outcomes SET checkpoint = ? WHERE key = ? AND created = ? AND checkpoint IS NULL",
+                    [(shard, r[k], r[c]) for r in rows],
+                )
+                self._con.execute("INSERT OR REPLACE INTO shards VALUES (?,?,?)", (shard, len(rows), time.time()))
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def known_shards(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._con.execute("SELECT name FROM shards")}
+
+    def import_shard(self, shard: str, rows: list[tuple[Any, ...]]) -> int:
+        """Add a shard's outcomes (a key already here keeps its local row); returns the rows added."""
+        marks = ",".join("?" * (len(OUTCOME_COLUMNS) + 1))
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._con.total_changes
+                self._con.executemany(
+                    f"INSERT OR IGNORE INTO outcomes ({', '.join(OUTCOME_COLUMNS)}, checkpoint) VALUES ({marks})",
+                    [(*r, shard) for r in rows],
+                )
+                added = self._con.total_changes - before
+                self._con.execute("INSERT OR REPLACE INTO shards VALUES (?,?,?)", (shard, len(rows), time.time()))
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        return added
 
     def close(self) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ from openai.types.chat import ChatCompletion
 
 from pipeline.errors import RecordError, RejectReason
 from pipeline.teacher.cache import CachedAttempt, RequestCache, cache_key
+from pipeline.teacher.checkpoint import DEFAULT_EVERY, DEFAULT_SECONDS, Checkpointer
 from pipeline.teacher.prompt import Prompt, input_hash, response_format
 from pipeline.teacher.reply import parse_reply
 
@@ -61,6 +62,9 @@ class TeacherConfig:
     est_completion_tokens: int = 0
     max_reject_rate: float = 0.5  # stop calling when more than this share of new calls end rejected ...
     reject_rate_min_calls: int = 50  # ... once at least this many have finished (STYLE principle 6)
+    checkpoint_dir: str = ""  # W/cache/teacher on the work directory's store; "" = the local SQLite only
+    checkpoint_every: int = DEFAULT_EVERY  # at most this many finished calls only on local disk ...
+    checkpoint_seconds: float = DEFAULT_SECONDS  # ... or only for this long (pipeline/teacher/checkpoint.py)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """USD for a number of tokens at the user's prices."""
@@ -146,6 +150,12 @@ class TeacherClient:
         self.config = config
         self.prompt = prompt
         self.cache = RequestCache(config.cache_path)
+        self.checkpoints: Checkpointer | None = None
+        if config.checkpoint_dir:
+            # Wherever this client runs (driver or Beam worker): start from every call checkpointed so far.
+            self.checkpoints = Checkpointer.shared(config.cache_path, config.checkpoint_dir, config.checkpoint_every,
+                                                   config.checkpoint_seconds)  # fmt: skip
+            self.checkpoints.import_shards()
         self.stats = RunStats()
         self.fatal: str | None = None
         self.budget_exhausted = False
@@ -195,8 +205,17 @@ class TeacherClient:
 
         return asyncio.run_coroutine_threadsafe(gather(), self._loop).result()
 
+    def checkpoint(self) -> None:
+        """Write the finished calls not yet checkpointed to the work directory now (end of a bundle)."""
+        if self.checkpoints is not None:
+            try:
+                self.checkpoints.flush()
+            except Exception as e:  # the background thread retries; the driver's final flush reports
+                log.warning("checkpoint to %s failed: %s", self.checkpoints.store, type(e).__name__)
+
     def close(self) -> None:
-        """Close the HTTP client, the loop thread, the cache and the progress bar."""
+        """Close the HTTP client, the loop thread, the cache and the progress bar (after a last checkpoint)."""
+        self.checkpoint()
         for client in self._clients:
             asyncio.run_coroutine_threadsafe(client.close(), self._loop).result()
         self._clients = []
@@ -218,6 +237,7 @@ class TeacherClient:
             return self._finish(Outcome(item, "skipped", ih, reason="fatal" if self.fatal else "budget"))
         assert self._sem is not None
         async with self._sem:
+            await self._checkpoint_room()
             if self.fatal or not self._reserve():
                 return self._finish(Outcome(item, "skipped", ih, reason="fatal" if self.fatal else "budget"))
             try:
@@ -225,6 +245,22 @@ class TeacherClient:
             finally:
                 self._reserved -= self._est_call_cost
         return self._finish(outcome)
+
+    async def _checkpoint_room(self) -> None:
+        """Start no call while a whole checkpoint interval of finished calls is only on local disk."""
+        cp = self.checkpoints
+        if cp is None:
+            return
+        while not cp.has_room() and not cp.failed and not self.fatal:
+            await asyncio.sleep(0.01)
+        if cp.failed and not self.fatal:
+            self.fatal = cp.failed
+            log.error("stopping calls: %s", cp.failed)
+
+    def _put(self, key: str, outcome: Outcome) -> None:
+        self.cache.put(key, self._cache_row(outcome))
+        if self.checkpoints is not None:
+            self.checkpoints.finished(key)
 
     def _reserve(self) -> bool:
         if self.config.max_cost is None:
@@ -281,14 +317,14 @@ class TeacherClient:
                 continue
             outcome = Outcome(item, "annotated", ih, labels=labels, prompt_tokens=tokens_in,
                               completion_tokens=tokens_out, latency_s=latency, attempts=n)
-            self.cache.put(key, self._cache_row(outcome))
+            self._put(key, outcome)
             return outcome
         reason = (last.error if last and last.error else RejectReason.REPLY_SCHEMA.value)
         outcome = Outcome(item, "rejected", ih, reason=reason,
                           detail=f"reply still invalid after {n} attempts ({reason})",
                           raw=(last.content or "")[:2000] if last else None, prompt_tokens=tokens_in,
                           completion_tokens=tokens_out, latency_s=latency, attempts=n)
-        self.cache.put(key, self._cache_row(outcome))
+        self._put(key, outcome)
         return outcome
 
     async def _call(self, messages: list[dict[str, str]], temperature: float) -> tuple[Any, float]:

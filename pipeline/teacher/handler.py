@@ -34,6 +34,9 @@ class TeacherModelHandler(ModelHandler[dict, PredictionResult, TeacherClient]):
     ) -> Iterable[PredictionResult]:
         """Annotate a batch; the model id travels on every result (STYLE principle 5)."""
         outcomes: list[Outcome] = model.annotate_many(list(batch))
+        if len(batch) < self._batch_size:
+            # A short batch ends its bundle: checkpoint now, a worker may be torn down before the timer.
+            model.checkpoint()
         return [PredictionResult(example, o, model_id=self._config.model) for example, o in zip(batch, outcomes, strict=True)]
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
