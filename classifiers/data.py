@@ -11,9 +11,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
 from pipeline.workdir import Workdir
@@ -88,7 +88,7 @@ def load_examples(workdir: Workdir) -> list[Example]:
     for table in ("annotations", "paragraphs"):
         if not workdir.has_table(table):
             raise ConfigError(f"no {table} table in {workdir.root}; run the stage that writes it first")
-    con = duckdb.connect()
+    con = storage.duckdb_connect()
     try:
         rows = con.sql(
             """

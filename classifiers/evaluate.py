@@ -3,7 +3,9 @@
     pmc-curate evaluate --workdir W [--model DIR] [--split validation|all]
 
 Writes W/reports/classifier.md (Markdown, the figures beside Biomed-Enriched's), the plots it
-links (confusion matrices, reliability diagrams, score scatter) and classifier_metrics.json.
+links (confusion matrices, reliability diagrams, score scatter) and classifier_metrics.json. The model
+and the report folder may be on an object store: the model is read through one local copy, the report
+is built locally and each of its files written in one piece; other files in W/reports/ are left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import logging
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from classifiers.data import Example, label_arrays, load_examples, model_input, 
 from classifiers.model import load_config
 from classifiers.predict import Predictions, Predictor
 from classifiers.train import evaluate_predictions
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.labels import HEADS
 from pipeline.workdir import Workdir
@@ -47,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=10, help="confidence bins of the calibration plots")
 
 
-def held_out(workdir: Workdir, model_dir: Path, split: str) -> tuple[list[Example], str]:
+def held_out(workdir: Workdir, model_dir: str | Path | storage.Location, split: str) -> tuple[list[Example], str]:
     """The annotations to evaluate on and the split's name: the training run's validation articles, or all.
 
     When training held out no article (all annotations from one article), every annotation is used
@@ -174,11 +178,13 @@ def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: l
     return "\n".join(lines)
 
 
-def evaluate(workdir: Workdir, model_dir: Path, out: Path, split: str = "validation", device: str = "auto",
-             batch_size: int = 64, bins: int = 10) -> dict[str, Any]:
+def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: str | Path | storage.Location,
+             split: str = "validation", device: str = "auto", batch_size: int = 64, bins: int = 10) -> dict[str, Any]:
     """Predict the held-out annotations, write the report, return the metrics."""
-    examples, split = held_out(workdir, model_dir, split)
-    predictor = Predictor.from_dir(model_dir, device=device, batch_size=batch_size)
+    model_loc, out = storage.as_location(model_dir), storage.as_location(out)
+    local_model = storage.local_copy(model_loc)  # the directory itself when local
+    examples, split = held_out(workdir, local_model, split)
+    predictor = Predictor.from_dir(local_model, device=device, batch_size=batch_size, name=model_loc.name)
     pred = predictor.predict([model_input(e.text, e.section_title) for e in examples])
     metrics = evaluate_predictions(examples, pred)
     if bins != 10:
@@ -188,11 +194,15 @@ def evaluate(workdir: Workdir, model_dir: Path, out: Path, split: str = "validat
         for h in HEADS:
             if h.kind == "classification":
                 metrics[h.name] = classification_report(y[h.name], pred.probs[h.name], h.classes, bins)
-    out.mkdir(parents=True, exist_ok=True)
-    plots = plot_report(examples, pred, metrics, out)
     doc = dict(metrics, model_id=predictor.model_id, split=split, paper=PAPER)
-    (out / "classifier_metrics.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "classifier.md").write_text(render_markdown(metrics, predictor.model_id, split, plots))
+    with tempfile.TemporaryDirectory(prefix="pmc-curate-evaluate-") as tmp:
+        plots = plot_report(examples, pred, metrics, Path(tmp))
+        files = {p: (Path(tmp) / p).read_bytes() for p in plots}
+    files["classifier_metrics.json"] = (json.dumps(doc, indent=2) + "\n").encode()
+    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots).encode()
+    out.mkdir()
+    for name, data in files.items():  # only evaluate's own files: report's survive; the page goes last
+        (out / name).write_bytes(data)
     return doc
 
 
@@ -201,8 +211,9 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     if beam_argv:
         raise ConfigError(f"unknown flags for evaluate: {' '.join(beam_argv)}")
     workdir = Workdir.of(args.workdir)
-    model_dir = Path(args.model) if args.model else workdir.model
-    out = Path(args.out) if args.out else workdir.reports
+    model_dir = storage.as_location(args.model) if args.model else workdir.model
+    out = storage.as_location(args.out) if args.out else workdir.reports
+    storage.check_access(out.parent)  # an unreachable store fails now, before the predictions
     m = evaluate(workdir, model_dir, out, args.split, args.device, args.batch_size, args.bins)
     t, d, s = m["document_type"], m["domain"], m["educational_score"]
     print(f"{m['n']} held-out paragraphs: type F1 {_fmt(t['macro_f1'])} kappa {_fmt(t['kappa'])} "

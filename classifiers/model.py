@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.labels import HEADS, SCORE_MAX, SCORE_MIN, Head
 
@@ -86,9 +87,13 @@ class StudentModel(nn.Module):
         return cls(AutoModel.from_config(config), pooling=pooling)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> StudentModel:
-        """Load a student saved by save(); ConfigError if it is missing or its label schema differs."""
-        path = Path(path)
+    def from_dir(cls, path: str | Path | storage.Location) -> StudentModel:
+        """Load a student saved by save() (local, or on an object store: one local copy per process and
+        content version); ConfigError if it is missing or its label schema differs."""
+        loc = storage.as_location(path)
+        if loc.is_remote and not (loc / HEADS_FILE).is_file():
+            raise ConfigError(f"{loc} is not a trained student (missing {HEADS_FILE}); run `pmc-curate train` first")
+        path = storage.local_copy(loc)
         for name in ("config.json", HEADS_FILE, SCHEMA_FILE):
             if not (path / name).is_file():
                 raise ConfigError(f"{path} is not a trained student (missing {name}); run `pmc-curate train` first")
@@ -132,9 +137,9 @@ class StudentModel(nn.Module):
         return result
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """training_config.json of a saved student ({} when absent)."""
-    f = Path(path) / CONFIG_FILE
+def load_config(path: str | Path | storage.Location) -> dict[str, Any]:
+    """training_config.json of a saved student, local or on an object store ({} when absent)."""
+    f = storage.as_location(path) / CONFIG_FILE
     return json.loads(f.read_text()) if f.is_file() else {}
 
 

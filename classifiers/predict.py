@@ -22,6 +22,7 @@ import torch
 from transformers import AutoTokenizer
 
 from classifiers.model import StudentModel, load_config
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.labels import HEADS, SCORE_MAX, SCORE_MIN
 
@@ -94,17 +95,26 @@ class Predictor:
     @classmethod
     def from_dir(
         cls,
-        model_dir: str | Path,
+        model_dir: str | Path | storage.Location,
         *,
         device: str | None = "cpu",
         batch_size: int = 64,
         max_length: int | None = None,
         precision: str = "auto",
+        name: str | None = None,
     ) -> Predictor:
-        """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with."""
-        model = StudentModel.from_dir(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        cfg = load_config(model_dir)
+        """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with.
+
+        `model_dir` may be on an object store (one local copy per process and content version). `name`
+        is the model directory's own name when `model_dir` is a local copy of it: a model without a
+        recorded model_id is named after its directory, never after a temporary folder.
+        """
+        loc = storage.as_location(model_dir)
+        name = name or loc.name
+        model = StudentModel.from_dir(loc)  # checks the directory first
+        local = storage.local_copy(loc)  # the same folder StudentModel read (memoised per content version)
+        tokenizer = AutoTokenizer.from_pretrained(str(local))
+        cfg = load_config(local)
         return cls(
             model,
             tokenizer,
@@ -112,7 +122,7 @@ class Predictor:
             device=device,
             batch_size=batch_size,
             precision=precision,
-            model_id=str(cfg.get("model_id", Path(model_dir).name)),
+            model_id=str(cfg.get("model_id") or name),
         )
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:

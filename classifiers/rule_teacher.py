@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.records import Annotation, Paragraph, arrow_schema, as_row
 from pipeline.workdir import Workdir
@@ -75,11 +75,11 @@ def annotations_for(paragraphs: Iterable[Paragraph], window_words: int | None = 
     return out
 
 
-def write_table(rows: Sequence[object], cls: type, path: Path) -> None:
-    """Write record dataclasses to one Parquet file with the schema derived from their class."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_table(rows: Sequence[object], cls: type, path: str | Path | storage.Location) -> None:
+    """Write record dataclasses to one Parquet file (local or on an object store) with the schema
+    derived from their class."""
     table = pa.Table.from_pylist([as_row(r) for r in rows], schema=arrow_schema(cls))
-    pq.write_table(table, path)
+    storage.write_parquet(table, storage.as_location(path))
 
 
 def write_workdir(

@@ -4,7 +4,8 @@
                      [--batch-size B] [--lr LR] [--seed S] [--loss-weights document_type=1,domain=1,educational_score=1]
 
 Shared encoder, CE heads for document type and domain, MSE head for the score (the paper's setup),
-split by article, early stopping on the validation loss, best checkpoint saved to W/model/.
+split by article, early stopping on the validation loss, best checkpoint saved to W/model/ (built in a
+local folder, then published to W/model, which may be on an object store; so may `--out`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from classifiers.data import Example, label_arrays, load_examples, model_input, 
 from classifiers.metrics import classification_report, regression_report
 from classifiers.model import METRICS_FILE, StudentModel
 from classifiers.predict import Predictions, Predictor, resolve_device
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.labels import HEADS, HEADS_BY_NAME, SCORE_MAX, SCORE_MIN
 from pipeline.workdir import Workdir
@@ -113,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=["mean", "cls"], default=d.pooling)
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default=d.precision)
-    parser.add_argument("--out", default="", help="model directory (default: W/model)")
+    parser.add_argument("--out", default="", help="model directory, local or s3:// / gs:// (default: W/model)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -217,9 +219,14 @@ def _model_id(out_dir: Path) -> str:
     return f"pmc-curate-student-{h.hexdigest()[:12]}"
 
 
-def train(workdir: Workdir, cfg: TrainConfig, out_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train, early-stop, save the best checkpoint to out_dir (default W/model); return metrics.json."""
-    out_dir = Path(out_dir or workdir.model)
+def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Location | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train, early-stop, save the best checkpoint to out_dir (default W/model); return metrics.json.
+
+    The model directory is built locally and replaces `out_dir` only once complete, so a reader of
+    W/model (local or on an object store) never sees half of a model.
+    """
+    final = storage.as_location(out_dir) if out_dir else workdir.model
     base = cfg.base_model or default_base_model()
     seed_everything(cfg.seed)
     examples = load_examples(workdir)
@@ -327,21 +334,22 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: Path | None = None, progr
     config = asdict(cfg)
     config.update(base_model=base, n_train=len(train_ex), n_validation=len(val_ex),
                   n_train_articles=n_art[0], n_validation_articles=n_art[1], steps=step, best_step=best["step"])
-    model.save(out_dir, tokenizer, config)
-    config["model_id"] = _model_id(out_dir)
-    (out_dir / "training_config.json").write_text(
-        json.dumps(dict(json.loads((out_dir / "training_config.json").read_text()), model_id=config["model_id"]),
-                   indent=2, sort_keys=True) + "\n")
-    metrics = {
-        "model_id": config["model_id"],
-        "validation": best["metrics"],
-        "validation_loss": None if math.isinf(best["loss"]) else best["loss"],
-        "best_step": best["step"],
-        "steps": step,
-        "train_seconds": round(train_s, 1),
-        "history": history,
-    }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    with storage.local_staging(final, prefix="pmc-curate-model-") as out_dir:
+        model.save(out_dir, tokenizer, config)
+        config["model_id"] = _model_id(out_dir)
+        (out_dir / "training_config.json").write_text(
+            json.dumps(dict(json.loads((out_dir / "training_config.json").read_text()), model_id=config["model_id"]),
+                       indent=2, sort_keys=True) + "\n")
+        metrics = {
+            "model_id": config["model_id"],
+            "validation": best["metrics"],
+            "validation_loss": None if math.isinf(best["loss"]) else best["loss"],
+            "best_step": best["step"],
+            "steps": step,
+            "train_seconds": round(train_s, 1),
+            "history": history,
+        }
+        (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -352,9 +360,10 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = config_from_args(args)
     workdir = Workdir.of(args.workdir)
-    metrics = train(workdir, cfg, Path(args.out) if args.out else None)
+    out = storage.as_location(args.out) if args.out else workdir.model
+    storage.check_access(out.parent)  # an unreachable store fails now, not after the training run
+    metrics = train(workdir, cfg, out)
     v = metrics["validation"]
-    out = Path(args.out) if args.out else workdir.model
     print(f"saved {metrics['model_id']} to {out} after {metrics['steps']} steps ({metrics['train_seconds']} s)")
     if v:
         print(f"validation ({v['n']} paragraphs): type macro-F1 {v['document_type']['macro_f1']:.3f} "

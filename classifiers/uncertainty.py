@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import duckdb
 import numpy as np
 
 from classifiers.data import model_input
 from classifiers.predict import Predictions, Predictor, entropy
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.labels import HEADS
 from pipeline.workdir import Workdir
@@ -40,7 +40,7 @@ def uncertainty_scores(
     ids = list(dict.fromkeys(paragraph_ids))
     if not ids:
         return {}
-    con = duckdb.connect()
+    con = storage.duckdb_connect()
     try:
         rows = con.sql(
             "SELECT id, text, section_title FROM read_parquet($g, union_by_name = true) "

@@ -10,26 +10,34 @@ Exactly one label row per paragraph, or one reject with its reason; paragraphs a
 rewritten (selection happens later, in SQL). The model is loaded once per worker process (Beam's
 `Shared` handle); Beam batches elements, then run_inference sorts each batch by token length and
 cuts it into sub-batches padded only to their own longest member (classifiers.predict).
+
+W (and --model) may be on s3:// or gs://. Workers then copy the model directory into a local temporary
+folder with Beam's own FileSystems (which take their settings from the pipeline options the workers
+receive), once per worker process and content version of the model, however many bundles they run.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import duckdb
 from apache_beam.io.parquetio import ReadFromParquet, WriteToParquet
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from beam_runners.options import pipeline_options
+from pipeline import storage
 from pipeline.errors import ConfigError, RejectReason
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.records import Label, Reject, arrow_schema, as_row
@@ -62,6 +70,61 @@ def _input_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Local copies of remote model directories made by this process: (url, files) -> local folder.
+_model_copies: dict[tuple[str, tuple[tuple[str, int, float, str], ...]], str] = {}
+_model_copies_lock = threading.Lock()
+model_downloads = 0  # remote model directories this process has copied (tests read it)
+
+
+def _remove_model_copies() -> None:
+    for d in _model_copies.values():
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_remove_model_copies)
+
+
+def local_model_dir(model_dir: str) -> str:
+    """A local folder holding `model_dir`: itself when local; else this process's copy of it.
+
+    Remote directories are listed and copied with Beam's FileSystems (so a worker uses the storage
+    settings of its pipeline options) into a temporary folder, once per process and content version:
+    the copy is keyed by the URL and every file's name, size, modification time and checksum, so
+    bundles reuse it and a retrained model is fetched afresh.
+    """
+    global model_downloads
+    if not storage.is_remote(model_dir):
+        return str(storage.as_location(model_dir))
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    prefix = str(storage.as_location(model_dir)) + "/"
+    with _model_copies_lock:  # one download per process, even with several bundle threads
+        files = sorted((m for r in FileSystems.match([prefix + "**"]) for m in r.metadata_list), key=lambda m: m.path)
+        if not files:
+            raise ConfigError(f"no trained student in {model_dir}; run `pmc-curate train` first")
+        # Modification times have 1 s resolution on S3: the content checksum (ETag, crc32c) tells rewrites apart.
+        key = (prefix, tuple((m.path, int(m.size_in_bytes), float(m.last_updated_in_seconds),
+                              str(FileSystems.checksum(m.path))) for m in files))
+        hit = _model_copies.get(key)
+        if hit is not None and os.path.isdir(hit):
+            return hit
+        dst = tempfile.mkdtemp(prefix=f"pmc-curate-model-{os.getpid()}-")
+        for m in files:
+            target = os.path.join(dst, *m.path[len(prefix):].split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with FileSystems.open(m.path, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+                    open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        for stale in [k for k in _model_copies if k[0] == prefix]:  # older versions of this model
+            shutil.rmtree(_model_copies.pop(stale), ignore_errors=True)
+        _model_copies[key] = dst
+        model_downloads += 1
+        log.info("copied model %s (%d files, %d bytes) to %s", model_dir, len(files),
+                 sum(m.size_in_bytes for m in files), dst)
+        return dst
+
+
 class StudentModelHandler(ModelHandler[dict, dict, Any]):
     """Beam ModelHandler around a trained student (classifiers.predict.Predictor).
 
@@ -79,15 +142,18 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
         self._scored = Metrics.counter(METRICS_NAMESPACE, "scored")
 
     def load_model(self) -> Any:
-        """Load the student once per process (Beam keeps it in a Shared handle)."""
+        """Load the student once per process (Beam keeps it in a Shared handle; a remote model directory
+        is copied once per process, see local_model_dir)."""
         import torch
 
         from classifiers.predict import Predictor
 
         if self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
+        model_dir = self.config.model_dir
         return Predictor.from_dir(
-            self.config.model_dir,
+            local_model_dir(model_dir),
+            name=storage.as_location(model_dir).name,  # the directory's name, never the local copy's
             device=self.config.device,
             batch_size=self.config.batch_size,
             max_length=self.config.max_length,
@@ -213,7 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summarize(workdir: Workdir) -> dict[str, Any]:
     """Counts from what was written: paragraphs, labels, truncated, rejects by reason."""
-    con = duckdb.connect()
+    con = storage.duckdb_connect()
     try:
         out: dict[str, Any] = {}
         out["paragraphs"] = con.sql("SELECT count(*) FROM read_parquet($g)", params={"g": workdir.glob("paragraphs")}).fetchall()[0][0]
@@ -225,7 +291,7 @@ def summarize(workdir: Workdir) -> dict[str, Any]:
         else:
             n, t, models = 0, 0, []
         out.update(labels=n, truncated=int(t), model_ids=models)
-        rej = sorted(workdir.rejects.glob(f"{STAGE}-*.parquet"))
+        rej = workdir.rejects.glob(f"{STAGE}-*.parquet")
         out["rejects"] = dict(
             con.sql("SELECT reason, count(*) FROM read_parquet($g) GROUP BY 1 ORDER BY 1",
                     params={"g": [str(f) for f in rej]}).fetchall()
@@ -239,7 +305,7 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
     """Run the Beam pipeline; return summarize() of its output (also written to W/_stages/propagate.json)."""
     if not workdir.has_table("paragraphs"):
         raise ConfigError(f"no paragraphs table in {workdir.root}; run `pmc-curate parse` first")
-    if not (Path(config.model_dir) / "heads.safetensors").is_file():
+    if not (storage.as_location(config.model_dir) / "heads.safetensors").is_file():
         raise ConfigError(f"no trained student in {config.model_dir}; run `pmc-curate train` first")
     if config.batch_size < 1 or config.beam_batch_size < 1:
         raise ConfigError("--batch-size and --beam-batch-size must be >= 1")
@@ -249,13 +315,11 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but torch sees no CUDA device")
     workdir.reset_table("labels")
-    workdir.rejects.mkdir(parents=True, exist_ok=True)
     workdir.reset_table("rejects", prefix=f"{STAGE}-")
     with beam.Pipeline(options=pipeline_options(beam_argv)) as p:
         _ = p | "Propagate" >> Propagate(workdir, config)
     summary = summarize(workdir)
     summary["model_dir"] = config.model_dir
-    workdir.stages.mkdir(parents=True, exist_ok=True)
     (workdir.stages / f"{STAGE}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     missing = summary["paragraphs"] - summary["labels"] - sum(summary["rejects"].values())
     if missing:

@@ -121,7 +121,7 @@ def test_load_examples_joins_text_and_rejects_unknown_labels(tmp_path: Path, sha
         assert (DOCUMENT_TYPES[e.document_type], DOMAINS[e.domain], e.educational_score) == (t, d, s)
     import pyarrow.parquet as pq
 
-    f = next(w.annotations.glob("*.parquet"))
+    f = w.annotations.glob("*.parquet")[0].local
     table = pq.read_table(f)
     bad = table.set_column(table.schema.get_field_index("domain"), "domain", [["veterinary"] * table.num_rows])
     pq.write_table(bad, f)
