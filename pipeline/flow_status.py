@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import socket
 from typing import Any
 
-import duckdb
-
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.flow import STAGE_IO, _alive, _files, count_rows
 from pipeline.workdir import Workdir
@@ -27,7 +26,7 @@ def rejects_by_reason(wd: Workdir, command: str) -> dict[str, int]:
     files = sorted(wd.rejects.glob(f"{command}-*.parquet"))
     if not files:
         return {}
-    con = duckdb.connect()
+    con = storage.duckdb_connect()
     try:
         rows = con.sql(
             "SELECT reason, count(*) AS n FROM read_parquet($files, union_by_name = true) GROUP BY reason ORDER BY n DESC, reason",
@@ -67,7 +66,9 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
     for m in markers:
         # A marker without a status was written by the stage itself, run by hand: it finished.
         state = m.get("status", "finished (by hand)")
-        if state == "running" and not _alive(m.get("pid")):
+        if state == "running" and m.get("host") not in (None, socket.gethostname()):
+            state = f"running on {m.get('host')}"  # another machine's process: its lock's heartbeat tells more
+        elif state == "running" and not _alive(m.get("pid")):
             state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
         entries.append({
             "step": m["step"],
@@ -126,7 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate status`."""
-    wd = Workdir.of(Path(args.workdir))
+    wd = Workdir.of(args.workdir)
+    storage.check_access(wd.root, write=False)
     if not wd.root.is_dir():
         raise ConfigError(f"no work directory at {wd.root}")
     entries = collect(wd)

@@ -25,8 +25,10 @@ from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.metrics import Metrics
 
 from beam_runners.options import pipeline_options
+from pipeline import storage
 from pipeline.errors import ConfigError, RecordError, RejectReason
 from pipeline.jats import DEFAULT_MIN_TOKENS, ParsedArticle, language_id_name, parse_articles, tokenizer_name
+from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.records import Article, Paragraph, Reject, arrow_schema, as_row
 from pipeline.workdir import Workdir
@@ -55,6 +57,9 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     Beam filesystem, to a sorted list of paths. ConfigError when an input matches nothing."""
     paths: set[str] = set()
     for spec in inputs:
+        if "://" not in spec:
+            # Absolute, so workers in another directory (Flink, Dataflow, a worker pool) read the same files.
+            spec = os.path.abspath(spec) + ("/" if spec.endswith("/") else "")
         if _GLOB_CHARS & set(spec):
             found = [m.path for m in FileSystems.match([spec])[0].metadata_list]
             found = [p for p in found if _wanted(p)]
@@ -276,9 +281,7 @@ class WriteParseOutputs(beam.PTransform):
 
 def summarize(workdir: Workdir) -> dict[str, Any]:
     """Counts per outcome and per reject reason, read back from the written tables (runner-independent)."""
-    import duckdb
-
-    con = duckdb.connect()
+    con = storage.duckdb_connect()
     try:
         def one(sql: str, glob: str) -> Any:
             return con.sql(sql, params={"g": glob}).fetchall()[0][0]
@@ -329,20 +332,23 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
         raise ConfigError("--min-tokens must be >= 0")
     if args.max_file_mb <= 0:
         raise ConfigError("--max-file-mb must be > 0")
+    require_tokenizer()
     workdir = Workdir.of(args.workdir)
+    storage.check_access(workdir.root)  # a missing bucket or a dead endpoint stops here, before any work
     max_bytes = int(args.max_file_mb * 2**20)
+    options = pipeline_options(beam_argv)
+    FileSystems.set_options(options)  # the launcher lists the inputs with the same --s3_* settings as the workers
     transform = ParseArticles(args.inputs, min_tokens=args.min_tokens, max_bytes=max_bytes)  # ConfigError early
     for name in (OUT_ARTICLES, OUT_PARAGRAPHS):
         workdir.reset_table(name)
     workdir.reset_table("rejects", prefix=f"{STAGE}-")
     t0 = time.time()
-    with beam.Pipeline(options=pipeline_options(beam_argv)) as p:
+    with beam.Pipeline(options=options) as p:
         _ = p | "ParseArticles" >> transform | "Write" >> WriteParseOutputs(workdir, args.min_tokens)
     s = summarize(workdir)
     s["seconds"] = round(time.time() - t0, 2)
     s["inputs"] = list(args.inputs)
     s["input_files"] = len(transform.paths)
-    workdir.stages.mkdir(parents=True, exist_ok=True)
     (workdir.stages / f"{STAGE}.json").write_text(json.dumps({"stage": STAGE, **s, **schema_metadata(args.min_tokens)}, indent=2))
     print(format_summary(s))
     return 0

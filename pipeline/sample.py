@@ -24,13 +24,12 @@ import importlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.records import SampledParagraph, arrow_schema, column_names
 from pipeline.tables import connect
@@ -189,13 +188,11 @@ def _count(values: list[str]) -> dict[str, int]:
 
 
 def write_sample(workdir: Workdir, table: pa.Table, summary: dict[str, Any]) -> str:
-    """Replace W/sample with the new sample (written to a temp file and renamed: never half a file)."""
+    """Replace W/sample with the new sample (one whole-file write: never half a file)."""
     out = workdir.reset_table("sample")
     path = out / "part-00000.parquet"
-    tmp = out / ".part-00000.parquet.tmp"
     meta = {b"pmc_curate.sample": json.dumps(summary).encode()}
-    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), tmp)
-    os.replace(tmp, path)
+    storage.write_parquet(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
     return str(path)
 
 

@@ -11,8 +11,9 @@ Settings, given once, reach every stage:
   `AWS_DEFAULT_REGION` (boto's own environment), or Beam's `--s3_endpoint_url`, `--s3_access_key_id`,
   `--s3_secret_access_key`, `--s3_session_token`, `--s3_region_name`, `--s3_verify`, `--s3_disable_ssl`
   flags on any command (`configure(argv)` reads them; they still go on to Beam);
-- GCS: Google application-default credentials, or `STORAGE_EMULATOR_HOST` for an emulator (then
-  access is anonymous, and Beam is told `--no_auth` so it does not spend ~28 s looking for credentials).
+- GCS: Google application-default credentials, or `STORAGE_EMULATOR_HOST` for an emulator (then our
+  access is anonymous; Beam's own GCS client still searches for credentials first, ~18-28 s per
+  process on a machine that has none: Beam 2.77 has no switch for that).
 
 Secrets given this way are registered with `pipeline.secrets`, so nothing we write or log shows them.
 """
@@ -27,6 +28,7 @@ import posixpath
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,7 @@ class _Settings:
 
 
 _settings = _Settings()
+_seen_schemes: set[str] = set()  # remote schemes named by a Location in this process
 _fs_cache: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
@@ -93,6 +96,23 @@ def configure(argv: Sequence[str]) -> list[str]:
     return argv
 
 
+def strip_flags(argv: Sequence[str]) -> list[str]:
+    """argv without Beam's `--s3_*` flags (for stages that do not run on Beam: storage already has them)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            if not a.startswith("--"):
+                continue
+        key, eq, _ = a[2:].partition("=") if a.startswith("--") else ("", "", "")
+        if key in S3_FLAGS:
+            skip = not eq and key != "s3_disable_ssl"
+            continue
+        out.append(a)
+    return out
+
+
 def register_env_secrets() -> None:
     """Register the secret values of the standard environment, so they are redacted wherever we write."""
     for name in SECRET_ENV:
@@ -100,19 +120,12 @@ def register_env_secrets() -> None:
             secrets.register(os.environ[name])
 
 
-def beam_flags(argv: Sequence[str]) -> list[str]:
-    """Flags Beam needs for the configured storage and does not have yet (appended to a stage's argv)."""
-    extra: list[str] = []
-    if os.environ.get("STORAGE_EMULATOR_HOST") and "--no_auth" not in argv:
-        extra.append("--no_auth")  # an emulator needs no credentials; Beam would search for them ~28 s
-    return extra
-
-
 def reset() -> None:
     """Forget flag settings and cached filesystems (tests that start new servers)."""
     with _lock:
         _settings.s3.clear()
         _fs_cache.clear()
+        _seen_schemes.clear()
 
 
 # ------------------------------------------------------------------------------------------ schemes
@@ -196,10 +209,11 @@ def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) 
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-    for sch in REMOTE_SCHEMES:
+    for sch in sorted(_seen_schemes):
         # DuckDB routes a URL to the registered filesystem whose protocol matches (s3fs: s3/s3a, gcsfs: gs/gcs).
-        with contextlib.suppress(ConfigError):
-            con.register_filesystem(filesystem(f"{sch}://x"))
+        # Only schemes this process has named: building a gcsfs client looks for Google credentials, which
+        # takes ~15 s on a machine that has none.
+        con.register_filesystem(filesystem(f"{sch}://x"))
     return con
 
 
@@ -225,6 +239,7 @@ class Location:
             s = str(Path(s)) if s else "."
         else:
             s = f"{sch}://" + s.split("://", 1)[1].strip("/")
+            _seen_schemes.add(sch)
         self._s = s
 
     # --- names
@@ -369,7 +384,9 @@ class Location:
             return
         d = os.path.dirname(os.path.abspath(self._s))
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{self.name}.tmp")
+        # os.open with 0o666, not mkstemp (0o600): the file gets the umask's permissions, like open(..., "w").
+        tmp = os.path.join(d, f".{self.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -448,6 +465,18 @@ class Location:
         return dst
 
 
+def expand(spec: str) -> list[Location]:
+    """The files a spec names: a file, every file below a folder, or a glob; on any accepted filesystem."""
+    loc = Location(spec.rstrip("/") or spec)
+    if any(c in spec for c in "*?["):
+        cut = min(i for i, c in enumerate(str(loc)) if c in "*?[")
+        base = str(loc)[:cut].rsplit("/", 1)[0]
+        return Location(base).glob(str(loc)[len(base) + 1:])
+    if loc.is_file():
+        return [loc]
+    return loc.glob("**") if loc.is_dir() else []
+
+
 def as_location(value: str | os.PathLike[str] | Location) -> Location:
     return value if isinstance(value, Location) else Location(value)
 
@@ -503,16 +532,31 @@ def local_copy(location: str | os.PathLike[str] | Location) -> Path:
 
 
 @contextlib.contextmanager
-def local_staging(final: Location, prefix: str = "pmc-curate-") -> Iterator[Path]:
-    """A local folder to build output in; on success it replaces `final` (local rename or upload)."""
+def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A local folder to build output in; on success it replaces `final`.
+
+    Locally the folder is built beside `final` and swapped in by renames (no copy: a reader sees the old
+    folder or the new one); on an object store it is built under `dir` (default: the system's temporary
+    folder) and uploaded.
+    """
     if not final.is_remote:
         final.parent.mkdir()
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent.local))
+        staging = final.parent.local / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()  # os.mkdir, not mkdtemp: the folder gets the umask's permissions, like any other
     else:
-        staging = Path(tempfile.mkdtemp(prefix=prefix))
+        if dir is not None:
+            os.makedirs(dir, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
     try:
         yield staging
-        final.upload_from(staging)
+        if final.is_remote:
+            final.upload_from(staging)
+        else:
+            old = final.parent.local / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            if final.exists():
+                os.replace(final.local, old)
+            os.replace(staging, final.local)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -325,9 +325,9 @@ def test_example_configs_use_only_real_flags_of_the_real_stages(name: str) -> No
             assert p.args.workdir is not None or p.step.command == "parse"
 
 
-def test_remote_workdir_is_refused_with_a_clear_message() -> None:
-    cfg = flow.config_from_dict({"workdir": "gs://bucket/w", "steps": {"parse": {"inputs": ["x"]}}})
-    with pytest.raises(ConfigError, match="remote filesystems"):
+def test_a_workdir_on_a_filesystem_we_do_not_know_is_refused_with_the_accepted_schemes() -> None:
+    cfg = flow.config_from_dict({"workdir": "hdfs://cluster/w", "steps": {"parse": {"inputs": ["x"]}}})
+    with pytest.raises(ConfigError, match=r"unsupported filesystem hdfs://.*s3://bucket/prefix or gs://bucket/prefix"):
         flow.run_flow(cfg, echo=lambda s: None)
 
 

