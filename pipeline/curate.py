@@ -11,8 +11,9 @@ DuckDB's parameter binding (`$name`), never pasted into the SQL text. Label valu
 (`$type_clinical_case`, `$domain_clinical`, ...), derived from pipeline.labels, so a recipe cannot
 drift from the label schema.
 
-Everything is written into a staging folder and renamed into W/subsets/NAME at the end: a failing
-recipe leaves nothing behind. See docs/curate.md.
+W is a local path, s3://bucket/prefix or gs://bucket/prefix (pipeline.storage). Everything is
+written into a local staging folder and published to W/subsets/NAME at the end (a rename locally,
+an upload to an object store): a failing recipe leaves nothing behind. See docs/curate.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import labels as label_schema
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
@@ -256,7 +257,7 @@ def resolve_params(recipe: Recipe, overrides: list[str] | None) -> tuple[dict[st
 class CurateConfig:
     """One curate run. CLI flags map one-to-one onto these fields."""
 
-    workdir: Path
+    workdir: str | os.PathLike[str] | storage.Location  # a local path or an s3:// / gs:// URL
     recipe: str
     params: list[str] = field(default_factory=list)
     commercial_only: bool = False
@@ -268,7 +269,7 @@ class CurateConfig:
     # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
     memory_limit: str = "2GB"
     threads: int | None = None  # DuckDB threads; default: all cores
-    temp_directory: Path | None = None  # default: W/cache/duckdb-tmp
+    temp_directory: Path | None = None  # a local folder; default: the work directory's local cache /duckdb-tmp
     batch_rows: int = 65_536  # rows per Arrow batch streamed from DuckDB to the writers
     # Up to this many selected paragraphs, their text-free columns are held in Arrow (~0.4 GB per
     # million, taken off DuckDB's memory limit meanwhile) so that DuckDB sorts only (integer
@@ -281,21 +282,12 @@ class CurateConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def _fingerprint(workdir: Workdir, table: str) -> dict[str, Any]:
-    """A cheap, stable fingerprint of a table: its files' names, sizes and mtimes, hashed."""
-    files = sorted(workdir.table(table).glob("*.parquet"))
-    listing = [{"file": f.name, "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files]
-    digest = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
-    return {"path": str(workdir.table(table)), "files": len(files), "bytes": sum(x["bytes"] for x in listing),
-            "sha256_of_listing": digest}  # fmt: skip
-
-
 def _parquet_metadata(workdir: Workdir, table: str) -> dict[str, str]:
     """Key-value metadata of a table's first Parquet file (e.g. which tokenizer counted n_tokens)."""
-    files = sorted(workdir.table(table).glob("*.parquet"))
+    files = workdir.files(table)
     if not files:
         return {}
-    meta = pq.read_schema(files[0]).metadata or {}
+    meta = storage.read_parquet_metadata(files[0]).schema.to_arrow_schema().metadata or {}
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in meta.items() if b"ARROW" not in k}
 
 
@@ -626,8 +618,7 @@ class _Exporter:
     def __init__(self, jsonl: _ShardedJsonl, name: str) -> None:
         self.jsonl, self.name = jsonl, name
         self.headings: dict[str, int] = {}
-        self.con = duckdb.connect()  # the main connection is busy streaming the selection
-        self.con.execute("SET threads = 1")
+        self.con = storage.duckdb_connect(threads=1)  # the main connection is busy streaming the selection
 
     def add(self, table: pa.Table) -> None:
         batch = table.select(["article_id", "section_title", "repeat", "title", "year", "journal", "license",
@@ -890,6 +881,7 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     if config.shard_mb <= 0:
         raise ConfigError("--shard-mb must be positive")
     wd = Workdir.of(config.workdir)
+    storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
     for table in ("articles", "paragraphs", config.labels):
         if not wd.has_table(table):
             raise ConfigError(
@@ -900,33 +892,34 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"subset name {name!r}: use letters, digits, '.', '_' and '-'")
     final = wd.subsets / name
-    wd.subsets.mkdir(parents=True, exist_ok=True)
-    staging = wd.subsets / f".{name}.tmp-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    temp_dir = config.temp_directory or (wd.cache / "duckdb-tmp")
+    # DuckDB spills to a local folder, also when the work directory is on an object store.
+    temp_dir = config.temp_directory or (wd.local_cache / "duckdb-tmp")
     temp_dir.mkdir(parents=True, exist_ok=True)
-    con = connect(wd, tables=("articles", "paragraphs", config.labels), threads=config.threads)
-    try:
-        con.execute("SET memory_limit = $m", {"m": config.memory_limit})
-        con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
-        # Every ordered output has its own ORDER BY; not preserving scan order saves memory.
-        con.execute("SET preserve_insertion_order = false")
-        _setup_views(con, config.labels, config.commercial_only)
-        _run_recipe(con, recipe, bindings)
-        _build_meta(con)
-        reuse = _n_tokens_is_export_tokenizer(con)
-        timings = {"select_s": round(time.perf_counter() - t0, 3)}
-        t = time.perf_counter()
-        written = _write_outputs(con, staging, config, name, count_text=not reuse)
-        timings["write_s"] = round(time.perf_counter() - t, 3)
-        t = time.perf_counter()
-        meta = _parquet_metadata(wd, "paragraphs")
-        tok_name = next((v for k, v in meta.items() if "tokenizer" in k.lower()), None)
-        tokens = _token_counts(con, written, reuse, tok_name)
-        timings["tokens_s"] = round(time.perf_counter() - t, 3)
-        stats = _stats(con)
+    # Built locally, then swapped in (renames) or uploaded: a reader sees the old subset or the new one,
+    # never a half-written one (on an object store manifest.json comes after the files it lists).
+    with storage.local_staging(final, dir=wd.local_cache / "staging") as staging:
+        con = connect(wd, tables=("articles", "paragraphs", config.labels), threads=config.threads)
+        try:
+            con.execute("SET memory_limit = $m", {"m": config.memory_limit})
+            con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
+            # Every ordered output has its own ORDER BY; not preserving scan order saves memory.
+            con.execute("SET preserve_insertion_order = false")
+            _setup_views(con, config.labels, config.commercial_only)
+            _run_recipe(con, recipe, bindings)
+            _build_meta(con)
+            reuse = _n_tokens_is_export_tokenizer(con)
+            timings = {"select_s": round(time.perf_counter() - t0, 3)}
+            t = time.perf_counter()
+            written = _write_outputs(con, staging, config, name, count_text=not reuse)
+            timings["write_s"] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            meta = _parquet_metadata(wd, "paragraphs")
+            tok_name = next((v for k, v in meta.items() if "tokenizer" in k.lower()), None)
+            tokens = _token_counts(con, written, reuse, tok_name)
+            timings["tokens_s"] = round(time.perf_counter() - t, 3)
+            stats = _stats(con)
+        finally:
+            con.close()
         manifest: dict[str, Any] = {
             "name": name,
             "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -945,23 +938,14 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             "export": {"format": "jsonl", "compression": config.compression, "shard_mb": config.shard_mb,
                        "extension": {"zstd": "jsonl.zst", "gzip": "jsonl.gz"}[config.compression],
                        "separator": SEPARATOR},  # fmt: skip
-            "inputs": {t: _fingerprint(wd, t) for t in ("articles", "paragraphs", config.labels)},
+            # Names, sizes and versions (mtime locally, ETag / generation remotely): one listing, no reads.
+            "inputs": {t: {"path": str(wd.table(t)), **storage.fingerprint(wd.files(t), wd.table(t))}
+                       for t in ("articles", "paragraphs", config.labels)},  # fmt: skip
             "software": {"duckdb": duckdb.__version__, "pyarrow": pa.__version__},
         }
         manifest["timings"] = timings
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         (staging / "README.md").write_text(_card(name, recipe, manifest), encoding="utf-8")
-    except BaseException:
-        con.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    con.close()
-    # Swap in atomically: a reader sees the old subset or the new one, never a half-written one.
-    old = wd.subsets / f".{name}.old-{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
     manifest["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     log.info("subset %s: %d rows, %d articles, %d documents, %d tokens in %.1f s -> %s", name,
              manifest["stats"]["rows"], manifest["stats"]["articles"], manifest["stats"]["documents"],
@@ -976,7 +960,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `pmc-curate curate`; they map one-to-one onto CurateConfig."""
-    parser.add_argument("--workdir", required=True, type=Path, help="work directory (reads articles, paragraphs, labels)")
+    parser.add_argument("--workdir", required=True,
+                        help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
     parser.add_argument("--recipe", required=True,
                         help=f"built-in recipe ({', '.join(builtin_recipes())}) or path to a .sql file")  # fmt: skip
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -990,7 +975,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-export", dest="export", action="store_false", help="skip the JSONL text export")
     parser.add_argument("--memory-limit", default=CurateConfig.memory_limit, help="DuckDB memory limit (spills beyond)")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
-    parser.add_argument("--temp-directory", type=Path, default=None, help="DuckDB spill folder (default: W/cache/duckdb-tmp)")
+    parser.add_argument("--temp-directory", type=Path, default=None, help="local DuckDB spill folder (default: W/cache/duckdb-tmp)")
 
 
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
@@ -1008,6 +993,6 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     s = manifest["stats"]
     print(
         f"{manifest['name']}: {s['rows']} rows, {s['articles']} articles, {s['documents']} documents, "
-        f"{manifest['tokens']['text']} tokens -> {Path(args.workdir) / 'subsets' / manifest['name']}"
+        f"{manifest['tokens']['text']} tokens -> {Workdir.of(args.workdir).subsets / manifest['name']}"
     )
     return 0

@@ -6,7 +6,9 @@ Writes W/reports/index.md, W/reports/*.png and W/reports/stats.json: label distr
 histogram, type x domain, per-license and per-year counts, the paper's heterogeneity statistics
 (share of articles mixing types and domains, score range within an article) beside the paper's
 numbers, and the subsets already built under W/subsets. All aggregation runs in DuckDB, so the
-report of a 146M-paragraph corpus costs a few group-bys, not a load into memory.
+report of a 146M-paragraph corpus costs a few group-bys, not a load into memory. W is a local path,
+s3://bucket/prefix or gs://bucket/prefix: the page and plots are built in a local temporary folder
+and published file by file (pipeline.storage).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from pipeline import labels as label_schema
+from pipeline import storage
 from pipeline.errors import ConfigError
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
@@ -191,7 +194,7 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 def _subsets(wd: Workdir) -> list[dict[str, Any]]:
     out = []
-    for m in sorted(wd.subsets.glob("*/manifest.json")) if wd.subsets.is_dir() else []:
+    for m in wd.subsets.glob("*/manifest.json"):  # sorted; none when there is no W/subsets
         man = json.loads(m.read_text())
         out.append({"name": man["name"], "rows": man["stats"]["rows"], "articles": man["stats"]["articles"],
                     "documents": man["stats"]["documents"], "tokens": man["tokens"]["text"],
@@ -277,7 +280,7 @@ def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str,
 _OWN_FILES = ".corpus-report-files.json"
 
 
-def _own_files(folder: Path) -> set[str]:
+def _own_files(folder: storage.Location) -> set[str]:
     """Names of the files the previous corpus report wrote into `folder` (empty when none)."""
     try:
         return set(json.loads((folder / _OWN_FILES).read_text(encoding="utf-8")))
@@ -285,11 +288,15 @@ def _own_files(folder: Path) -> set[str]:
         return set()
 
 
-def report(workdir: Path, labels: str = "labels", threads: int | None = None) -> Path:
-    """Write the corpus report into W/reports/ (its own files replaced, others kept); return index.md's path."""
+def report(
+    workdir: str | os.PathLike[str] | storage.Location, labels: str = "labels", threads: int | None = None
+) -> Path | storage.Location:
+    """Write the corpus report into W/reports/ (its own files replaced, others kept); return index.md's
+    location (a Path for a local work directory)."""
     if labels not in ("labels", "annotations"):
         raise ConfigError(f"--labels must be labels or annotations, not {labels!r}")
     wd = Workdir.of(workdir)
+    storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
     for table in ("articles", "paragraphs", labels):
         if not wd.has_table(table):
             raise ConfigError(
@@ -303,36 +310,33 @@ def report(workdir: Path, labels: str = "labels", threads: int | None = None) ->
         stats = compute_stats(con)
     finally:
         con.close()
-    staging = wd.root / f".reports.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with tempfile.TemporaryDirectory(prefix="pmc-curate-report-") as tmp:
+        staging = Path(tmp)  # local scratch, not part of the work directory
         plots = _plots(stats, staging)
         subsets = _subsets(wd)
         (staging / "stats.json").write_text(
             json.dumps({"stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str)
         )
         (staging / "index.md").write_text(render(stats, plots, subsets, labels), encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
-    # this report's own files are replaced, each atomically, and its stale ones removed.
-    previous = _own_files(wd.reports)
-    wd.reports.mkdir(parents=True, exist_ok=True)
-    written = sorted(p.name for p in staging.iterdir())
-    for name in written:
-        os.replace(staging / name, wd.reports / name)
+        # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
+        # this report's own files are replaced, each atomically (a rename locally, one PUT remotely),
+        # and its stale ones removed.
+        previous = _own_files(wd.reports)
+        wd.reports.mkdir(parents=True, exist_ok=True)
+        written = sorted(p.name for p in staging.iterdir())
+        for name in written:
+            (wd.reports / name).write_bytes((staging / name).read_bytes())
     (wd.reports / _OWN_FILES).write_text(json.dumps(written), encoding="utf-8")
     for name in previous - set(written):
         (wd.reports / name).unlink(missing_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    return wd.reports / "index.md"
+    index = wd.reports / "index.md"
+    return index if index.is_remote else index.local
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `pmc-curate report`."""
-    parser.add_argument("--workdir", required=True, type=Path, help="work directory (reads articles, paragraphs, labels)")
+    parser.add_argument("--workdir", required=True,
+                        help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
     parser.add_argument("--labels", choices=("labels", "annotations"), default="labels",
                         help="label table: the student's labels, or the teacher's annotations")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
