@@ -535,7 +535,7 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
             echo(f"[{name}] finished {m.get('ended_at', '?')}, inputs and config unchanged: skipped")
             continue
         echo(f"[{name}] {'would run' if dry_run else 'running'} ({reason}): pmc-curate {prep.step.command} "
-             + " ".join(prep.argv + prep.beam_argv))
+             + " ".join(secrets.redact_argv(prep.argv + prep.beam_argv)))
         if dry_run:
             redo_rest = redo_rest or name
             continue

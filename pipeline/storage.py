@@ -209,10 +209,10 @@ def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) 
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-    for sch in sorted(_seen_schemes):
+    for sch in sorted(_seen_schemes | {"s3"}):
         # DuckDB routes a URL to the registered filesystem whose protocol matches (s3fs: s3/s3a, gcsfs: gs/gcs).
-        # Only schemes this process has named: building a gcsfs client looks for Google credentials, which
-        # takes ~15 s on a machine that has none.
+        # gs:// only once this process has named a gs:// location: building a gcsfs client looks for Google
+        # credentials, which takes ~15 s on a machine that has none. An s3fs client costs nothing until used.
         con.register_filesystem(filesystem(f"{sch}://x"))
     return con
 
