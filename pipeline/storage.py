@@ -209,7 +209,8 @@ def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) 
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
-    for sch in sorted(_seen_schemes | {"s3"}):
+    emulated = {"gs"} if os.environ.get("STORAGE_EMULATOR_HOST") else set()  # anonymous: no credential search
+    for sch in sorted(_seen_schemes | {"s3"} | emulated):
         # DuckDB routes a URL to the registered filesystem whose protocol matches (s3fs: s3/s3a, gcsfs: gs/gcs).
         # gs:// only once this process has named a gs:// location: building a gcsfs client looks for Google
         # credentials, which takes ~15 s on a machine that has none. An s3fs client costs nothing until used.

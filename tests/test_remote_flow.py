@@ -49,12 +49,22 @@ def _config(tmp: Path, teacher_url: str, extra_beam: dict[str, dict[str, str]] |
     return path
 
 
-def _round(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 4)
-    if isinstance(v, list):
-        return [_round(x) for x in v]
-    return v
+def _close(a: Any, b: Any) -> bool:
+    """Equal, floats within 1e-3 (CPU kernels may sum in another order under another thread count)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-3
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    return a == b
+
+
+def assert_same_tables(got: dict[str, list[dict[str, Any]]], want: dict[str, list[dict[str, Any]]]) -> None:
+    for name, rows in want.items():
+        assert len(got[name]) == len(rows), name
+        bad = [(g, w) for g, w in zip(got[name], rows, strict=True) if not _close(g, w)]
+        assert not bad, (name, bad[:2])
 
 
 def read_tables(workdir: str) -> dict[str, list[dict[str, Any]]]:
@@ -68,7 +78,8 @@ def read_tables(workdir: str) -> dict[str, list[dict[str, Any]]]:
             continue
         rows = con.sql("SELECT * FROM read_parquet($f, union_by_name = true)",
                        params={"f": [str(f) for f in files]}).to_arrow_table().to_pylist()
-        out[name] = sorted(({k: _round(v) for k, v in r.items() if k not in VOLATILE} for r in rows), key=repr)
+        out[name] = sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in rows), key=lambda r: repr(
+            (r.get("id"), r.get("pmcid"), r.get("source"), r.get("reason"), r.get("record_id"))))
     return out
 
 
@@ -143,10 +154,8 @@ def test_demo_flow_on_s3_with_external_workers_equals_the_local_run_and_leaks_no
     with s3_server.use():
         remote = {"tables": read_tables(workdir), "manifests": manifests(workdir),
                   "reports": sorted(p.name for p in Location(f"{workdir}/reports").iterdir())}
-        for name, rows in local_run["tables"].items():
-            assert len(remote["tables"][name]) == len(rows), name
-            assert remote["tables"][name] == rows, name
-        assert remote["manifests"] == local_run["manifests"] and len(remote["manifests"]) == 7
+        assert_same_tables(remote["tables"], local_run["tables"])
+        assert _close(remote["manifests"], local_run["manifests"]) and len(remote["manifests"]) == 7, remote["manifests"]
         assert remote["reports"] == local_run["reports"]
         markers = {m.stem: json.loads(m.read_text()) for m in Location(workdir).glob("_stages/*.json")}
         assert all(m["status"] == "finished" for m in markers.values()), {k: m["status"] for k, m in markers.items()}
@@ -173,10 +182,8 @@ def test_flow_on_gcs_without_workers_equals_the_local_run(tmp_path: Path, gcs_se
     r = _run_cli(["run", "--config", str(_config(tmp_path, teacher.url)), "--workdir", workdir], env, tmp_path)
     assert r.returncode == 0, r.stderr[-6000:]
     with gcs_server.use():
-        tables = read_tables(workdir)
-        for name, rows in local_run["tables"].items():
-            assert tables[name] == rows, name
-        assert manifests(workdir) == local_run["manifests"]
+        assert_same_tables(read_tables(workdir), local_run["tables"])
+        assert _close(manifests(workdir), local_run["manifests"])
 
 
 def test_a_missing_bucket_stops_the_flow_before_any_step(tmp_path: Path, s3_server) -> None:
