@@ -330,6 +330,7 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate propagate`."""
     workdir = Workdir.of(args.workdir)
+    storage.check_access(workdir.root)  # a missing bucket, a dead endpoint or a 403 stops here, before any work
     config = PropagateConfig(
         model_dir=args.model or str(workdir.model),
         device=args.device,

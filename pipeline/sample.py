@@ -209,6 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Select and write the sample; print what was picked per stratum."""
     workdir = Workdir.of(args.workdir)
+    storage.check_access(workdir.root)  # a missing bucket, a dead endpoint or a 403 stops here, before any work
     config = SampleConfig(size=args.size, seed=args.seed, strategy=args.strategy, floor_share=args.floor_share)
     table, summary = select(workdir, config)
     path = write_sample(workdir, table, summary)
