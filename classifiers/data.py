@@ -48,12 +48,16 @@ def is_validation(article_id: str, seed: int, validation_fraction: float) -> boo
 
 
 def split_by_article(
-    examples: Sequence[Example], seed: int, validation_fraction: float
+    examples: Sequence[Example], seed: int, validation_fraction: float, min_validation: int = 0,
+    max_validation_share: float = 0.3,
 ) -> tuple[list[Example], list[Example]]:
     """(train, validation). Every article's paragraphs go to one side only.
 
     With very few articles the hash can put all of them on one side; then the article whose hash is
     smallest (resp. largest) is moved so that both sides are non-empty whenever there are >= 2 articles.
+    `min_validation`: while the validation side has fewer paragraphs than this (and less than
+    `max_validation_share` of all), the next article in hash order joins it: a few hundred labels then
+    still give a validation set large enough to early-stop on, and many labels keep the plain fraction.
     """
     articles = sorted({e.article_id for e in examples})
     val_articles = {a for a in articles if is_validation(a, seed, validation_fraction)}
@@ -63,6 +67,18 @@ def split_by_article(
             val_articles = {keyed[0]}
         elif len(val_articles) == len(articles):
             val_articles.discard(keyed[-1])
+        if min_validation > 0:
+            size = {a: 0 for a in articles}
+            for e in examples:
+                size[e.article_id] += 1
+            n_val = sum(size[a] for a in val_articles)
+            cap = max_validation_share * len(examples)
+            for a in keyed[:-1]:  # never the last article: training keeps at least one
+                if n_val >= min_validation:
+                    break
+                if a not in val_articles and n_val + size[a] <= cap:
+                    val_articles.add(a)
+                    n_val += size[a]
     train = [e for e in examples if e.article_id not in val_articles]
     val = [e for e in examples if e.article_id in val_articles]
     return train, val

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.data import Example, label_arrays, load_examples, model_input, split_by_article
-from classifiers.model import load_config
+from classifiers.model import METRICS_FILE, load_config
 from classifiers.predict import Predictions, Predictor
 from classifiers.train import evaluate_predictions
 from pipeline import storage
@@ -30,6 +30,7 @@ from pipeline.labels import HEADS
 from pipeline.workdir import Workdir
 
 log = logging.getLogger(__name__)
+CURVE_FILE = "learning_curve.json"
 
 # Biomed-Enriched (arXiv 2506.20331), XLM-R student vs Llama-3.1-70B on 39,800 held-out paragraphs.
 PAPER = {
@@ -49,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bins", type=int, default=10, help="confidence bins of the calibration plots")
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="also train students (and baselines) on 150/300/600/1200/all labels, score them on "
+                             "held-out articles and add the curve to the report (one training run per size)")
+    parser.add_argument("--curve-sizes", default="150,300,600,1200,0", help="label counts (0: all)")
 
 
 def held_out(workdir: Workdir, model_dir: str | Path | storage.Location, split: str) -> tuple[list[Example], str]:
@@ -61,7 +66,8 @@ def held_out(workdir: Workdir, model_dir: str | Path | storage.Location, split: 
     if split == "all":
         return examples, "all annotations"
     cfg = load_config(model_dir)
-    _, val = split_by_article(examples, int(cfg.get("seed", 13)), float(cfg.get("validation_fraction", 0.1)))
+    _, val = split_by_article(examples, int(cfg.get("seed", 13)), float(cfg.get("validation_fraction", 0.1)),
+                              int(cfg.get("min_validation", 0)))
     if not val:
         log.warning("training held out no article; evaluating on all annotations (optimistic: seen in training)")
         return examples, "all annotations: training held out no article, so these were SEEN in training"
@@ -138,8 +144,55 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
     return names
 
 
-def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: list[str]) -> str:
-    """The report page: our figures beside the paper's, then per-class detail and the plots."""
+def _baseline_lines(training: dict[str, Any]) -> list[str]:
+    """The student beside the baselines fit on its own split (from W/model/metrics.json)."""
+    from classifiers.baselines import BASELINES
+
+    v, base = training.get("validation"), training.get("baselines") or {}
+    if not v or not base:
+        return []
+    rows = [("document_type", "macro_f1", "macro-F1"), ("document_type", "kappa", "Cohen's kappa"),
+            ("domain", "macro_f1", "macro-F1"), ("educational_score", "pearson_r", "Pearson r"),
+            ("educational_score", "mae", "MAE")]
+    names = [b for b in BASELINES if b in base]
+    lines = ["## The student beside cheaper models (same split)", "",
+             f"Fit on the student's training articles, scored on its {v['n']} validation paragraphs "
+             "(the training run's split, so the student column is from W/model/metrics.json). majority: "
+             "the most frequent class / the mean score; tfidf: TF-IDF + logistic regression / ridge; "
+             "frozen_encoder: the untouched base encoder, mean-pooled, with linear heads (the FineWeb-Edu recipe).",
+             "", "| head | metric | student | " + " | ".join(names) + " | paper |",
+             "|---|---|---|" + "---|" * len(names) + "---|"]
+    for head, key, label in rows:
+        paper = PAPER.get(head, {}).get(key, "-")
+        lines.append(f"| {head} | {label} | {_fmt(v[head][key])} | "
+                     + " | ".join(_fmt(base[b][head][key]) for b in names) + f" | {paper} |")
+    lines.append("")
+    for head, row in (training.get("gaps") or {}).items():
+        parts = [f"{'+' if g >= 0 else ''}{g:.3f} vs {b}" for b, g in row.items() if g is not None]
+        best = max(((g, b) for b, g in row.items() if g is not None and b != "majority"), default=None)
+        verdict = "" if best is None else (" — a cheaper model does as well here" if best[0] <= 0
+                                           else " — the student is ahead of every cheaper model")
+        lines.append(f"- **{head}**: student minus baseline: {', '.join(parts)}{verdict}.")
+    return lines + [""]
+
+
+def _calibration_lines(training: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    cal = training.get("calibration") or {}
+    if not cal:
+        return []
+    lines = ["## Calibration (temperature scaling, fit on validation)", "",
+             "| head | temperature | ECE before | ECE after (validation) | ECE in this report |", "|---|---|---|---|---|"]
+    for head, c in cal.items():
+        lines.append(f"| {head} | {c['temperature']:.3f} | {_fmt(c['ece_before'])} | {_fmt(c['ece_after'])} | "
+                     f"{_fmt(metrics[head]['ece'])} |")
+    return lines + ["", "The temperatures are stored with the heads: evaluate, propagate and uncertainty sampling "
+                    "all read calibrated probabilities. On the validation split the 'after' ECE is in-sample "
+                    "(the temperature was fit there).", ""]
+
+
+def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: list[str],
+                    training: dict[str, Any] | None = None, curve: dict[str, Any] | None = None) -> str:
+    """The report page: our figures beside the paper's, baselines, calibration, the plots, detail."""
     t, d, s = metrics["document_type"], metrics["domain"], metrics["educational_score"]
     lines = [
         "# Student vs teacher agreement",
@@ -164,7 +217,27 @@ def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: l
         "The paper's figures are for XLM-RoBERTa-base against Llama-3.1-70B labels on 39,800 paragraphs; "
         "compare only runs with a comparable teacher and sample size.",
         "",
+        "## Figures beside the paper's", "",
+        "| this run | Biomed-Enriched (paper) |", "|---|---|",
     ]
+    paper_of = {
+        "confusion.png": f"type macro-F1 {PAPER['document_type']['macro_f1']}, kappa {PAPER['document_type']['kappa']}; "
+                         f"domain macro-F1 {PAPER['domain']['macro_f1']}",
+        "reliability.png": "calibration not reported",
+        "score.png": f"score Pearson r {PAPER['educational_score']['pearson_r']}, MAE {PAPER['educational_score']['mae']}",
+        "learning_curve.png": "one point: ~400K teacher labels, 39,800 held-out paragraphs",
+    }
+    lines += [f"| ![{p}]({p}) | {paper_of.get(p, '')} |" for p in plots]
+    lines.append("")
+    lines += _baseline_lines(training or {})
+    lines += _calibration_lines(training or {}, metrics)
+    if curve:
+        from classifiers.learning_curve import markdown_table
+
+        lines += ["## Learning curve", "",
+                  f"Held-out test: {curve['n_test']} paragraphs of {curve['n_test_articles']} articles never "
+                  "trained on; each size is the first N other annotations in hash order.", ""]
+        lines += markdown_table(curve) + [""]
     for h in HEADS:
         if h.kind != "classification":
             continue
@@ -174,13 +247,14 @@ def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: l
                   "|---|" + "---|" * len(h.classes)]
         lines += [f"| {c} | " + " | ".join(str(x) for x in row) + " |" for c, row in zip(h.classes, m, strict=True)]
         lines.append("")
-    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     return "\n".join(lines)
 
 
 def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: str | Path | storage.Location,
-             split: str = "validation", device: str = "auto", batch_size: int = 64, bins: int = 10) -> dict[str, Any]:
-    """Predict the held-out annotations, write the report, return the metrics."""
+             split: str = "validation", device: str = "auto", batch_size: int = 64, bins: int = 10,
+             curve: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Predict the held-out annotations, write the report, return the metrics (`curve`: a learning
+    curve to include; else the one an earlier run left in the report folder, if any)."""
     model_loc, out = storage.as_location(model_dir), storage.as_location(out)
     local_model = storage.local_copy(model_loc)  # the directory itself when local
     examples, split = held_out(workdir, local_model, split)
@@ -194,16 +268,44 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
         for h in HEADS:
             if h.kind == "classification":
                 metrics[h.name] = classification_report(y[h.name], pred.probs[h.name], h.classes, bins)
-    doc = dict(metrics, model_id=predictor.model_id, split=split, paper=PAPER)
+    mfile = local_model / METRICS_FILE
+    training = json.loads(mfile.read_text()) if mfile.is_file() else {}
+    doc = dict(metrics, model_id=predictor.model_id, split=split, paper=PAPER,
+               baselines=training.get("baselines") or {}, gaps=training.get("gaps") or {},
+               calibration=training.get("calibration") or {})
     with tempfile.TemporaryDirectory(prefix="pmc-curate-evaluate-") as tmp:
         plots = plot_report(examples, pred, metrics, Path(tmp))
+        if curve is None and (out / CURVE_FILE).is_file():  # from an earlier `evaluate --learning-curve`
+            curve = json.loads((out / CURVE_FILE).read_text())
+        if curve:
+            from classifiers.learning_curve import plot_curve
+
+            plot_curve(curve, Path(tmp) / "learning_curve.png")
+            plots.append("learning_curve.png")
+            doc["learning_curve"] = curve
         files = {p: (Path(tmp) / p).read_bytes() for p in plots}
+    if curve:
+        files[CURVE_FILE] = (json.dumps(curve, indent=2) + "\n").encode()
     files["classifier_metrics.json"] = (json.dumps(doc, indent=2) + "\n").encode()
-    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots).encode()
+    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots, training, curve).encode()
     out.mkdir()
     for name, data in files.items():  # only evaluate's own files: report's survive; the page goes last
         (out / name).write_bytes(data)
     return doc
+
+
+def run_learning_curve(workdir: Workdir, model_dir: storage.Location, sizes: list[int], device: str) -> dict[str, Any]:
+    """The learning curve over W's annotations with the trained model's settings (defaults without one)."""
+    from dataclasses import fields
+
+    from classifiers.learning_curve import learning_curve
+    from classifiers.train import TrainConfig
+
+    cfg = load_config(model_dir) if (model_dir / "training_config.json").is_file() else {}
+    names = {f.name for f in fields(TrainConfig)} - {"max_steps"}
+    tc = TrainConfig(**{k: v for k, v in cfg.items() if k in names})
+    tc.device = device
+    return learning_curve(load_examples(workdir), tc, sizes)
 
 
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
@@ -214,7 +316,11 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     model_dir = storage.as_location(args.model) if args.model else workdir.model
     out = storage.as_location(args.out) if args.out else workdir.reports
     storage.check_access(out.parent)  # an unreachable store fails now, before the predictions
-    m = evaluate(workdir, model_dir, out, args.split, args.device, args.batch_size, args.bins)
+    curve = None
+    if args.learning_curve:
+        curve = run_learning_curve(workdir, model_dir, [int(x) for x in args.curve_sizes.split(",") if x.strip()],
+                                   args.device)
+    m = evaluate(workdir, model_dir, out, args.split, args.device, args.batch_size, args.bins, curve)
     t, d, s = m["document_type"], m["domain"], m["educational_score"]
     print(f"{m['n']} held-out paragraphs: type F1 {_fmt(t['macro_f1'])} kappa {_fmt(t['kappa'])} "
           f"(paper 0.925/0.821); domain F1 {_fmt(d['macro_f1'])} (paper 0.954); "

@@ -7,7 +7,8 @@ On disk (`W/model/`) the directory is a standard Hugging Face model directory of
 (`config.json`, `model.safetensors`, tokenizer files: `AutoModel.from_pretrained(W/model)` and
 `AutoTokenizer.from_pretrained(W/model)` load it) plus:
 
-- `heads.safetensors`   the head weights (`<head>.weight`, `<head>.bias`)
+- `heads.safetensors`   the head weights (`<head>.weight`, `<head>.bias`) and each classification
+  head's calibration temperature (`<head>.temperature`)
 - `label_schema.json`   head names, kinds, class order, score range (checked against pipeline.labels)
 - `training_config.json` the training configuration, pooling, model_id
 - `metrics.json`        validation figures written by `pmc-curate train`
@@ -34,6 +35,7 @@ HEADS_FILE = "heads.safetensors"
 SCHEMA_FILE = "label_schema.json"
 CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
+TEMPERATURE_SUFFIX = ".temperature"
 
 
 def label_schema() -> dict[str, Any]:
@@ -66,6 +68,9 @@ class StudentModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict({h.name: nn.Linear(hidden, _head_width(h)) for h in HEADS})
+        # Temperature scaling of each classification head (classifiers.calibration, fit on validation
+        # after training; 1 = raw softmax). Saved in heads.safetensors as `<head>.temperature`.
+        self.temperature: dict[str, float] = {h.name: 1.0 for h in HEADS if h.kind == "classification"}
         # Start the regression head at the middle of the scale so early MSE gradients are sane.
         for h in HEADS:
             if h.kind == "regression":
@@ -106,7 +111,9 @@ class StudentModel(nn.Module):
         encoder = AutoModel.from_pretrained(path)
         model = cls(encoder, dropout=float(cfg.get("dropout", 0.1)), pooling=cfg.get("pooling", "mean"))
         state = load_file(str(path / HEADS_FILE))
-        model.heads.load_state_dict({k: v for k, v in state.items()})
+        for k in [k for k in state if k.endswith(TEMPERATURE_SUFFIX)]:
+            model.temperature[k[: -len(TEMPERATURE_SUFFIX)]] = float(state.pop(k))
+        model.heads.load_state_dict(state)
         return model
 
     def save(self, path: str | Path, tokenizer: Any, training_config: dict[str, Any]) -> None:
@@ -115,7 +122,9 @@ class StudentModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(path)
         tokenizer.save_pretrained(path)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}, str(path / HEADS_FILE))
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
+        tensors.update({f"{k}{TEMPERATURE_SUFFIX}": torch.tensor(float(t)) for k, t in self.temperature.items()})
+        save_file(tensors, str(path / HEADS_FILE))
         (path / SCHEMA_FILE).write_text(json.dumps(label_schema(), indent=2) + "\n")
         cfg = dict(training_config, pooling=self.pooling, dropout=self.dropout.p)
         (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

@@ -90,6 +90,8 @@ class Predictor:
         self.max_length = min(int(max_length), limit)
         self.amp_dtype = autocast_dtype(self.device, precision)
         self.model_id = model_id
+        # calibrated probabilities: the temperatures fit on validation at training (1 = raw softmax)
+        self.temperature = dict(getattr(model, "temperature", {}))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
@@ -170,7 +172,7 @@ class Predictor:
                     input_ids.to(self.device, non_blocking=non_blocking), mask.to(self.device, non_blocking=non_blocking)
                 )
                 for name, p in probs.items():
-                    p[idx] = torch.softmax(out[name].float(), dim=-1).cpu().numpy()
+                    p[idx] = torch.softmax(out[name].float() / self.temperature.get(name, 1.0), dim=-1).cpu().numpy()
                 score[idx] = out["educational_score"].float().cpu().numpy()
         np.clip(score, SCORE_MIN, SCORE_MAX, out=score)
         return Predictions(probs=probs, educational_score=score, truncated=truncated, n_tokens=n_tokens)

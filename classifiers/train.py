@@ -4,8 +4,13 @@
                      [--batch-size B] [--lr LR] [--seed S] [--loss-weights document_type=1,domain=1,educational_score=1]
 
 Shared encoder, CE heads for document type and domain, MSE head for the score (the paper's setup),
-split by article, early stopping on the validation loss, best checkpoint saved to W/model/ (built in a
-local folder, then published to W/model, which may be on an object store; so may `--out`).
+split by article. Defaults chosen for pilot label sets (docs/classifier.md, "Defaults"): a schedule of
+at least --min-steps optimizer steps, a higher learning rate for the new heads than for the encoder,
+sqrt class weights, a standardised score target, a validation set of at least --min-validation
+paragraphs, early stopping on the task metrics. After training: temperature scaling of the
+classification heads on validation, and the baselines of classifiers.baselines on the same split.
+The best checkpoint is saved to W/model/ (built in a local folder, then published to W/model, which
+may be on an object store; so may `--out`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
+from classifiers.baselines import gaps, run_baselines
+from classifiers.calibration import calibrate
 from classifiers.data import Example, label_arrays, load_examples, model_input, split_by_article
 from classifiers.metrics import classification_report, regression_report
 from classifiers.model import METRICS_FILE, StudentModel
@@ -58,19 +65,32 @@ class TrainConfig:
     # Paragraphs average ~150 tokens; 256 keeps CPU training affordable. The paper used 512; truncation
     # is counted at propagation, so raise this where the GPU allows.
     max_length: int = 256
+    # The schedule is in optimizer steps: `epochs` passes, but never fewer than `min_steps` (a pilot of
+    # 600 labels is 30 steps an epoch: 3 epochs leave the heads at the prior). See docs/classifier.md.
     epochs: int = 3
+    min_steps: int = 300
     batch_size: int = 16
-    lr: float = 5e-5
+    lr: float = 1e-4  # the pretrained encoder
+    head_lr: float = 2e-3  # the freshly initialised heads (0 = same as lr)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 13
     loss_weights: dict[str, float] = field(default_factory=lambda: {h.name: 1.0 for h in HEADS})
+    # CE class weights (n / (k * count_c)) ** power: none = 0, sqrt = 0.5, balanced = 1
+    class_weighting: str = "sqrt"
+    # standardized: the score's MSE is divided by the training labels' variance (a z-scored target),
+    # so the three losses are on one scale; raw: plain MSE in label units (the paper)
+    score_target: str = "standardized"
     validation_fraction: float = 0.1
-    patience: int = 2  # evaluations without improvement of the validation loss before stopping
+    min_validation: int = 150  # articles join validation (hash order) until it has this many paragraphs
+    # task: early-stop on mean(type macro-F1, domain macro-F1, score Pearson r); loss: the summed loss
+    stop_on: str = "task"
+    patience: int = 3  # evaluations without improvement before stopping
     eval_every: int = 0  # steps between validations; 0 = once per epoch
     max_steps: int = 0  # 0 = no limit (tests and smoke runs set a few)
     dropout: float = 0.1
     pooling: str = "mean"
+    baselines: bool = True  # fit the baselines of classifiers.baselines on the same split (~1 min on CPU)
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on GPUs that have it, else fp16 (with loss scaling); fp32 on CPU
 
@@ -101,13 +121,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", default="", help="HF hub id or local path of the encoder (default: MiniLM-L6)")
     parser.add_argument("--max-length", type=int, default=d.max_length, help="tokens per paragraph (paper: 512)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--min-steps", type=int, default=d.min_steps,
+                        help="train at least this many optimizer steps, whatever --epochs gives (0: epochs only)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of the pretrained encoder")
+    parser.add_argument("--head-lr", type=float, default=d.head_lr, help="learning rate of the heads (0: --lr)")
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--loss-weights", default="", help="e.g. document_type=1,domain=1,educational_score=1")
+    parser.add_argument("--class-weighting", choices=list(CLASS_WEIGHT_POWER), default=d.class_weighting,
+                        help="cross-entropy class weights for rare classes")
+    parser.add_argument("--score-target", choices=["standardized", "raw"], default=d.score_target)
     parser.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    parser.add_argument("--min-validation", type=int, default=d.min_validation,
+                        help="minimum validation paragraphs (whole articles, up to 30%% of the labels)")
+    parser.add_argument("--stop-on", choices=["task", "loss"], default=d.stop_on,
+                        help="early stopping on the task metrics (default) or the validation loss")
     parser.add_argument("--patience", type=int, default=d.patience, help="early stopping patience (evaluations)")
     parser.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations (0: per epoch)")
     parser.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
@@ -115,6 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=["mean", "cls"], default=d.pooling)
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default=d.precision)
+    parser.add_argument("--no-baselines", dest="baselines", action="store_false",
+                        help="skip the majority / TF-IDF / frozen-encoder baselines on the same split")
     parser.add_argument("--out", default="", help="model directory, local or s3:// / gs:// (default: W/model)")
 
 
@@ -124,26 +156,55 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base_model=args.base_model,
         max_length=args.max_length,
         epochs=args.epochs,
+        min_steps=args.min_steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        head_lr=args.head_lr,
         weight_decay=args.weight_decay,
         warmup_ratio=args.warmup_ratio,
         seed=args.seed,
         loss_weights=parse_loss_weights(args.loss_weights),
+        class_weighting=args.class_weighting,
+        score_target=args.score_target,
         validation_fraction=args.validation_fraction,
+        min_validation=args.min_validation,
+        stop_on=args.stop_on,
         patience=args.patience,
         eval_every=args.eval_every,
         max_steps=args.max_steps,
         dropout=args.dropout,
         pooling=args.pooling,
+        baselines=args.baselines,
         device=args.device,
         precision=args.precision,
     )
-    if cfg.max_length < 8 or cfg.batch_size < 1 or cfg.epochs < 1 or cfg.lr <= 0:
-        raise ConfigError("--max-length >= 8, --batch-size >= 1, --epochs >= 1 and --lr > 0 are required")
+    if cfg.max_length < 8 or cfg.batch_size < 1 or cfg.epochs < 1 or cfg.lr <= 0 or cfg.head_lr < 0 or cfg.min_steps < 0:
+        raise ConfigError("--max-length >= 8, --batch-size >= 1, --epochs >= 1, --lr > 0, --head-lr >= 0 "
+                          "and --min-steps >= 0 are required")
     if not 0 <= cfg.validation_fraction < 1:
         raise ConfigError("--validation-fraction must be in [0, 1)")
     return cfg
+
+
+CLASS_WEIGHT_POWER = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
+
+
+def task_score(metrics: dict[str, Any]) -> float:
+    """The early-stopping criterion: mean of type macro-F1, domain macro-F1 and score Pearson r (NaN = 0)."""
+    vals = [metrics["document_type"]["macro_f1"], metrics["domain"]["macro_f1"],
+            metrics["educational_score"]["pearson_r"]]
+    return float(np.mean([0.0 if v is None or math.isnan(v) else v for v in vals]))
+
+
+def class_weights(y: torch.Tensor, n_classes: int, power: float) -> torch.Tensor | None:
+    """(n / (k * count_c)) ** power per class (classes absent from training get the largest weight
+    seen), normalised to a mean of 1 over the training rows; None for power 0."""
+    if power == 0:
+        return None
+    counts = torch.bincount(y, minlength=n_classes).float()
+    w = torch.where(counts > 0, (len(y) / (n_classes * counts.clamp(min=1))) ** power, torch.zeros(()))
+    w = torch.where(counts > 0, w, w.max())
+    return w / (w[y].mean())
 
 
 def seed_everything(seed: int) -> None:
@@ -220,17 +281,18 @@ def _model_id(out_dir: Path) -> str:
 
 
 def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Location | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, examples: Sequence[Example] | None = None) -> dict[str, Any]:
     """Train, early-stop, save the best checkpoint to out_dir (default W/model); return metrics.json.
 
+    `examples` replaces W's annotations (the learning curve trains on subsets of them).
     The model directory is built locally and replaces `out_dir` only once complete, so a reader of
     W/model (local or on an object store) never sees half of a model.
     """
     final = storage.as_location(out_dir) if out_dir else workdir.model
     base = cfg.base_model or default_base_model()
     seed_everything(cfg.seed)
-    examples = load_examples(workdir)
-    train_ex, val_ex = split_by_article(examples, cfg.seed, cfg.validation_fraction)
+    examples = list(examples) if examples is not None else load_examples(workdir)
+    train_ex, val_ex = split_by_article(examples, cfg.seed, cfg.validation_fraction, cfg.min_validation)
     if not train_ex:
         raise ConfigError(f"no training examples left after the article split of {len(examples)} annotations")
     n_art = len({e.article_id for e in train_ex}), len({e.article_id for e in val_ex})
@@ -247,15 +309,24 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
     init_heads_from_priors(model, labels)
 
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = max(steps_per_epoch * cfg.epochs, cfg.min_steps)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optim = torch.optim.AdamW(groups, lr=cfg.lr)
+    head_lr = cfg.head_lr or cfg.lr
+    groups = []
+    for part, lr in ((model.encoder, cfg.lr), (model.heads, head_lr)):
+        named = list(part.named_parameters())
+        groups += [
+            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay, "lr": lr},
+            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0, "lr": lr},
+        ]
+    optim = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+    power = CLASS_WEIGHT_POWER[cfg.class_weighting]
+    ce_weight = {h.name: class_weights(labels[h.name], len(h.classes), power) for h in HEADS
+                 if h.kind == "classification"}
+    score_var = {h.name: (max(float(labels[h.name].float().var()), 1e-2) if len(train_ex) > 1 else 1.0)
+                 if cfg.score_target == "standardized" else 1.0 for h in HEADS if h.kind == "regression"}
     sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup_ratio * total_steps), total_steps)
     amp_dtype = None
     if device.type == "cuda" and cfg.precision != "fp32":
@@ -272,7 +343,7 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
         model.train()
         return validation_loss(val_ex, pred, weights), evaluate_predictions(val_ex, pred)
 
-    best: dict[str, Any] = {"loss": math.inf, "step": 0, "metrics": None, "state": None}
+    best: dict[str, Any] = {"loss": math.inf, "criterion": -math.inf, "step": 0, "metrics": None, "state": None}
     history: list[dict[str, Any]] = []
     bad_evals, step, stop = 0, 0, False
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -280,7 +351,9 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
     t0 = time.perf_counter()
     model.train()
     bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress)
-    for epoch in range(cfg.epochs):
+    epoch = -1
+    while step < total_steps and not stop:
+        epoch += 1
         order = torch.randperm(len(train_ex), generator=gen).tolist()
         for b in range(0, len(order), cfg.batch_size):
             idx = order[b : b + cfg.batch_size]
@@ -293,9 +366,10 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
             for h in HEADS:
                 target = labels[h.name][idx].to(device)
                 if h.kind == "classification":
-                    part = F.cross_entropy(out[h.name].float(), target)
+                    w = ce_weight[h.name]
+                    part = F.cross_entropy(out[h.name].float(), target, weight=None if w is None else w.to(device))
                 else:
-                    part = F.mse_loss(out[h.name].float(), target.float())
+                    part = F.mse_loss(out[h.name].float(), target.float()) / score_var[h.name]
                 parts[h.name] = float(part.detach())
                 loss = loss + weights.get(h.name, 1.0) * part
             optim.zero_grad(set_to_none=True)
@@ -311,10 +385,12 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
             last = step >= total_steps
             if val_ex and (step % eval_every == 0 or last):
                 vloss, metrics = run_validation()
-                history.append({"step": step, "epoch": epoch, "train_loss": float(loss.detach()), "val_loss": vloss})
-                log.info("step %d: validation loss %.4f (best %.4f)", step, vloss, best["loss"])
-                if vloss < best["loss"] - 1e-4:
-                    best.update(loss=vloss, step=step, metrics=metrics,
+                crit = task_score(metrics) if cfg.stop_on == "task" else -vloss
+                history.append({"step": step, "epoch": epoch, "train_loss": float(loss.detach()), "val_loss": vloss,
+                                "val_task": task_score(metrics)})
+                log.info("step %d: validation loss %.4f, task %.4f", step, vloss, task_score(metrics))
+                if crit > best["criterion"] + 1e-4:
+                    best.update(loss=vloss, criterion=crit, step=step, metrics=metrics,
                                 state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
                     bad_evals = 0
                 else:
@@ -324,12 +400,26 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
                         stop = True
             if last or stop:
                 break
-        if step >= total_steps or stop:
-            break
     bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     train_s = time.perf_counter() - t0
+    calibration: dict[str, Any] = {}
+    if val_ex:  # temperature scaling on validation: saved with the heads, so every Predictor applies it
+        pred = Predictor(model, tokenizer, max_length=cfg.max_length, device=str(device),
+                         batch_size=max(32, cfg.batch_size), precision=cfg.precision).predict(val_texts)
+        y = label_arrays(val_ex)
+        for h in HEADS:
+            if h.kind == "classification":
+                c = calibrate(pred.probs[h.name], y[h.name])
+                model.temperature[h.name] = c["temperature"]
+                pred.probs[h.name] = c["probs"]
+                calibration[h.name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.items()
+                                       if k != "probs"}
+        best["metrics"] = evaluate_predictions(val_ex, pred)
+    baselines: dict[str, Any] = {}
+    if val_ex and cfg.baselines:
+        baselines = run_baselines(train_ex, val_ex, base, cfg.max_length, str(device))
 
     config = asdict(cfg)
     config.update(base_model=base, n_train=len(train_ex), n_validation=len(val_ex),
@@ -344,6 +434,9 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
             "model_id": config["model_id"],
             "validation": best["metrics"],
             "validation_loss": None if math.isinf(best["loss"]) else best["loss"],
+            "calibration": calibration,
+            "baselines": baselines,
+            "gaps": gaps(best["metrics"], baselines) if baselines else {},
             "best_step": best["step"],
             "steps": step,
             "train_seconds": round(train_s, 1),

@@ -19,14 +19,13 @@ from classifiers.data import Example, is_validation, load_examples, model_input,
 from classifiers.model import StudentModel, label_schema
 from classifiers.predict import Predictor
 from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
-from classifiers.train import default_base_model, parse_loss_weights
+from classifiers.train import default_base_model, evaluate_predictions, parse_loss_weights
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.workdir import Workdir
 
 MAX_LENGTH = 48
-WINDOW_WORDS = 30  # rule labels read the first 30 words: all of them fit in 48 tokens
 
 
 # ---------------------------------------------------------------- metrics
@@ -221,34 +220,63 @@ def test_gpu_prediction_matches_cpu(untrained_dir: Path) -> None:
 # ---------------------------------------------------------------- training on real signal
 
 
-def _pick(paragraph_id: str, share: float) -> bool:
-    return int(hashlib.sha256(paragraph_id.encode()).hexdigest()[:8], 16) / 16**8 < share
+def _hash_order(paragraphs: list) -> list:
+    return sorted(paragraphs, key=lambda p: hashlib.sha256(p.id.encode()).hexdigest())
+
+
+# The floor of issue 13, with our own rule teacher: 600 labels of the real sample, default settings,
+# scored on every paragraph not annotated. The rules read the first FLOOR_WINDOW words, which fit in
+# FLOOR_LENGTH tokens, so the student can see what the labels depend on (the rules themselves never
+# reach it: it sees text and labels only).
+FLOOR_LABELS, FLOOR_LENGTH, FLOOR_WINDOW = 600, 64, 40
+FLOOR = {"document_type": 0.40, "domain": 0.75, "educational_score": 0.60}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, shared_sample: Path) -> Workdir:
-    """Train the default student through the CLI on rule-teacher labels of ~300 real paragraphs."""
+    """The default student, trained through the CLI on rule-teacher labels of 600 real paragraphs."""
     w = Workdir.of(tmp_path_factory.mktemp("work"))
-    paragraphs = sample_paragraphs(shared_sample)
-    annotated = [p for p in paragraphs if _pick(p.id, 0.17)]
-    write_workdir(w, paragraphs, annotated, window_words=WINDOW_WORDS)
-    rc = cli(["train", "--workdir", str(w.root), "--max-length", str(MAX_LENGTH), "--epochs", "3",
-              "--batch-size", "16", "--lr", "2e-4", "--validation-fraction", "0.3", "--seed", "1"])
-    assert rc == 0
+    paragraphs = [p for p in sample_paragraphs(shared_sample) if p.text.strip()]
+    annotated = _hash_order(paragraphs)[:FLOOR_LABELS]
+    write_workdir(w, paragraphs, annotated, window_words=FLOOR_WINDOW)
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # CI's 2 cores
+    assert cli(["train", "--workdir", str(w.root), "--max-length", str(FLOOR_LENGTH)]) == 0
     return w
 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-@pytest.mark.timeout(2400)  # ~1-2 min on 2 idle cores; the timeout only guards a machine shared by many
+@pytest.mark.timeout(2400)  # a few minutes on 2 idle cores; the timeout only guards a machine shared by many
+def test_default_student_meets_the_pilot_floor_on_unseen_paragraphs(trained: Workdir, shared_sample: Path) -> None:
+    metrics = json.loads((trained.model / "metrics.json").read_text())
+    assert metrics["train_seconds"] < 15 * 60
+    annotated = {e.id for e in load_examples(trained)}
+    unseen = [p for p in sample_paragraphs(shared_sample) if p.text.strip() and p.id not in annotated]
+    assert len(unseen) > 1000
+    test = []
+    for p in unseen:
+        t, d, s = rule_labels(p.text, FLOOR_WINDOW)
+        test.append(Example(p.id, p.article_id, p.text, p.section_title, DOCUMENT_TYPES.index(t), DOMAINS.index(d), s))
+    pred = Predictor.from_dir(trained.model).predict([model_input(e.text, e.section_title) for e in test])
+    got = evaluate_predictions(test, pred)
+    figures = {"document_type": got["document_type"]["macro_f1"], "domain": got["domain"]["macro_f1"],
+               "educational_score": got["educational_score"]["pearson_r"]}
+    assert all(figures[h] >= FLOOR[h] for h in FLOOR), figures
+    # the rare types are predicted at all (the old defaults never predicted "Clinical case")
+    assert len(set(np.asarray(pred.probs["document_type"]).argmax(1).tolist())) >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.timeout(2400)
 def test_student_learns_rule_labels_well_above_chance(trained: Workdir) -> None:
     metrics = json.loads((trained.model / "metrics.json").read_text())
     cfg = json.loads((trained.model / "training_config.json").read_text())
-    assert cfg["max_length"] == MAX_LENGTH and cfg["model_id"] == metrics["model_id"]
-    assert cfg["n_validation"] > 40 and cfg["n_train"] > 120
+    assert cfg["max_length"] == FLOOR_LENGTH and cfg["model_id"] == metrics["model_id"]
+    assert cfg["n_validation"] >= 150 and cfg["n_train"] > 300
     v = metrics["validation"]
     examples = load_examples(trained)
-    _, val = split_by_article(examples, cfg["seed"], cfg["validation_fraction"])
+    _, val = split_by_article(examples, cfg["seed"], cfg["validation_fraction"], cfg["min_validation"])
     assert len(val) == v["n"]
     # chance = always answering the validation majority class (kappa 0, macro-F1 of one class)
     y = np.array([e.domain for e in val])
@@ -259,13 +287,19 @@ def test_student_learns_rule_labels_well_above_chance(trained: Workdir) -> None:
     assert v["domain"]["accuracy"] > chance_acc + 0.1
     assert v["domain"]["kappa"] > 0.5
     assert v["educational_score"]["pearson_r"] > 0.5
-    # chance for the score = predicting the training mean: MAE of the mean
     ys = np.array([e.educational_score for e in val])
     assert v["educational_score"]["mae"] < np.abs(ys - ys.mean()).mean()
-    # The type rule's rare classes (~14% of paragraphs) are too few for ~40 steps to move the head
-    # off the majority class; the head is still trained and reported, not asserted on here.
-    assert set(v["document_type"]) >= {"macro_f1", "kappa", "confusion_matrix"}
+    assert v["document_type"]["kappa"] > 0.2
     assert metrics["history"] and metrics["best_step"] > 0
+    # the baselines were fit on the same split and the gaps are reported head by head
+    assert set(metrics["baselines"]) == {"majority", "tfidf", "frozen_encoder"}
+    assert all(b["n"] == v["n"] for b in metrics["baselines"].values())
+    assert set(metrics["gaps"]) == {"document_type", "domain", "educational_score"}
+    # calibration: a temperature per classification head, ECE measured before and after
+    for head in ("document_type", "domain"):
+        c = metrics["calibration"][head]
+        assert c["temperature"] > 0 and c["ece_after"] <= c["ece_before"] + 0.02
+        assert c["nll_after"] <= c["nll_before"] + 1e-6
 
 
 @pytest.mark.slow
@@ -279,6 +313,8 @@ def test_evaluate_writes_report_beside_the_paper(trained: Workdir) -> None:
     for png in ("confusion.png", "reliability.png", "score.png"):
         f = trained.reports / png
         assert f.read_bytes()[:4] == b"\x89PNG" and f"]({png})" in md
+    for section in ("beside cheaper models", "tfidf", "frozen_encoder", "Calibration", "ECE before"):
+        assert section in md
     m = json.loads((trained.reports / "classifier_metrics.json").read_text())
     train_metrics = json.loads((trained.model / "metrics.json").read_text())["validation"]
     # evaluate re-derives the same held-out articles as training did

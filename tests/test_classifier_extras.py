@@ -1,0 +1,104 @@
+"""The pilot-size levers of issue 13, unit by unit: minimum validation size, class weights, the
+early-stopping criterion, temperature scaling (fit, saved with the heads, applied by Predictor), the
+baselines and their gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classifiers import baselines as B
+from classifiers.calibration import calibrate, fit_temperature, softmax
+from classifiers.data import Example, split_by_article
+from classifiers.model import StudentModel
+from classifiers.predict import Predictor
+from classifiers.train import class_weights, default_base_model, task_score
+
+
+def _examples(n_articles: int, per_article: int) -> list[Example]:
+    return [Example(f"PMC{a}/p[{i}]", f"PMC{a}", f"text {a} {i}", None, 0, 0, 3.0)
+            for a in range(n_articles) for i in range(per_article)]
+
+
+def test_min_validation_adds_whole_articles_up_to_the_cap() -> None:
+    ex = _examples(40, 15)  # 600 paragraphs: 10% is ~60
+    _, plain = split_by_article(ex, seed=13, validation_fraction=0.1)
+    train, val = split_by_article(ex, seed=13, validation_fraction=0.1, min_validation=150)
+    assert len(val) >= 150 > len(plain) and {e.id for e in plain} <= {e.id for e in val}
+    assert not {e.article_id for e in train} & {e.article_id for e in val}
+    _, capped = split_by_article(ex, seed=13, validation_fraction=0.1, min_validation=10_000)
+    assert len(capped) <= 0.3 * len(ex)
+    # many labels: the fraction alone already gives more than the minimum; nothing moves
+    big = _examples(400, 15)
+    assert split_by_article(big, 13, 0.1, 150) == split_by_article(big, 13, 0.1)
+
+
+def test_class_weights_favour_rare_classes() -> None:
+    y = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    w = class_weights(y, 4, 0.5)
+    assert w[2] > w[1] > w[0] and w[3] == w.max()  # class 3 never seen: the largest weight
+    assert float(w[y].mean()) == pytest.approx(1.0)
+    assert class_weights(y, 4, 0.0) is None
+
+
+def test_task_score_ignores_undefined_correlation() -> None:
+    m = {"document_type": {"macro_f1": 0.3}, "domain": {"macro_f1": 0.6}, "educational_score": {"pearson_r": float("nan")}}
+    assert task_score(m) == pytest.approx(0.3)
+
+
+def test_temperature_scaling_recovers_an_overconfident_model() -> None:
+    rng = np.random.default_rng(0)
+    n, k = 4000, 4
+    true_logits = rng.normal(0, 1.5, (n, k))
+    y = np.array([rng.choice(k, p=p) for p in softmax(true_logits)])
+    overconfident = softmax(true_logits * 3.0)  # the same ranking, three times too sharp
+    assert fit_temperature(overconfident, y) == pytest.approx(3.0, rel=0.1)
+    c = calibrate(overconfident, y)
+    assert c["ece_after"] < c["ece_before"] / 2 and c["nll_after"] < c["nll_before"]
+    assert (c["probs"].argmax(1) == overconfident.argmax(1)).all()  # argmax untouched
+    assert fit_temperature(overconfident[:0], y[:0]) == 1.0
+
+
+def test_temperatures_are_saved_with_the_heads_and_applied(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    base = default_base_model()
+    model = StudentModel.from_base(base)
+    tok = AutoTokenizer.from_pretrained(base)
+    model.save(tmp_path / "a", tok, {"max_length": 32})
+    model.temperature["document_type"] = 2.5
+    model.save(tmp_path / "b", tok, {"max_length": 32})
+    a, b = Predictor.from_dir(tmp_path / "a"), Predictor.from_dir(tmp_path / "b")
+    assert b.model.temperature["document_type"] == pytest.approx(2.5) and a.model.temperature["domain"] == 1.0
+    texts = ["The patient presented with fever.", "Cells were cultured."]
+    pa, pb = a.predict(texts), b.predict(texts)
+    np.testing.assert_allclose(pa.probs["domain"], pb.probs["domain"], atol=1e-6)
+    logits = np.log(pa.probs["document_type"])
+    np.testing.assert_allclose(pb.probs["document_type"], softmax(logits, 2.5), atol=1e-5)
+
+
+def _text_examples(n: int, seed: int) -> list[Example]:
+    rng = np.random.default_rng(seed)
+    words = {0: "patient clinical hospital", 1: "cells protein gene", 2: "survey policy economics"}
+    out = []
+    for i in range(n):
+        d = int(rng.integers(0, 3))
+        s = float(1 + d + rng.integers(0, 2))
+        out.append(Example(f"PMC{i % 20}/p[{i}]", f"PMC{i % 20}", f"{words[d]} filler {i}", None, d % 4, d, s))
+    return out
+
+
+def test_baselines_fit_the_same_split_and_report_gaps() -> None:
+    train, test = _text_examples(120, 0), _text_examples(60, 1)
+    embed = lambda texts: np.array([[t.count("patient"), t.count("cells"), t.count("survey")] for t in texts], float)  # noqa: E731
+    out = B.run_baselines(train, test, "unused", 32, embed=embed)
+    assert set(out) == set(B.BASELINES)
+    assert out["tfidf"]["domain"]["macro_f1"] == pytest.approx(1.0)
+    assert out["frozen_encoder"]["domain"]["macro_f1"] == pytest.approx(1.0)
+    assert out["majority"]["domain"]["kappa"] == pytest.approx(0.0)
+    assert np.isnan(out["majority"]["educational_score"]["pearson_r"])
+    g = B.gaps(out["tfidf"], out)
+    assert g["domain"]["tfidf"] == 0.0 and g["educational_score"]["majority"] is None
