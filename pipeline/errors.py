@@ -24,6 +24,16 @@ class RejectReason(StrEnum):
     CORRUPT_ARCHIVE = "corrupt_archive"
     UNREADABLE = "unreadable"
     PARSE_ERROR = "parse_error"  # unexpected exception in the parser (a bug): the file is kept as a reject
+    # parse: the PMC Cloud layout (s3://pmc-oa-opendata and mirrors) and legacy file lists
+    INVENTORY_PART_MISSING = "inventory_part_missing"  # a manifest names a csv.gz part that is not there
+    CORRUPT_INVENTORY = "corrupt_inventory"  # a csv.gz part (or manifest) that cannot be read
+    METADATA_MISSING = "metadata_missing"  # an indexed version without its JSON
+    BAD_METADATA = "bad_metadata"  # a version's JSON is not JSON, or lacks pmcid/version
+    NO_XML = "no_xml"  # a version prefix without its XML
+    MD5_MISMATCH = "md5_mismatch"  # the XML's MD5 differs from the one in its JSON's xml_url
+    NOT_OPEN_ACCESS = "not_open_access"  # no version of the article is open access
+    RETRACTED = "retracted"  # the article's newest open-access version is retracted (--keep-retracted keeps it)
+    RETRACTION_NOTICE = "retraction_notice"  # a retraction notice (article-type="retraction"), not an article
     # annotate (teacher)
     ENDPOINT_ERROR = "endpoint_error"
     REPLY_TRUNCATED = "reply_truncated"

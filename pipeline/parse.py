@@ -1,6 +1,11 @@
-"""The parse stage: PMC-OA JATS (files, directories, globs, .tar.gz packages) -> articles, paragraphs, rejects.
+"""The parse stage: PMC-OA JATS -> articles, paragraphs, rejects (and versions, for the PMC Cloud layout).
 
     pmc-curate parse INPUT... --workdir W [--min-tokens 64] [--max-file-mb 64] [Beam flags]
+    pmc-curate parse s3://pmc-oa-opendata/ --workdir W [--inventory MANIFEST] [--license L] [--pmcids F|A-B]
+                     [--include-manuscripts] [--keep-retracted]
+
+INPUT is loose files, directories, globs and .tar.gz packages (with their .filelist.csv when beside
+them), or the root of a PMC Cloud layout: the live bucket or any mirror (`pipeline.sources.pmc_cloud`).
 
 A thin Beam shell around the pure `pipeline.jats` functions: DoFns only read, wire and count.
 """
@@ -28,9 +33,13 @@ from beam_runners.options import pipeline_options
 from pipeline import storage
 from pipeline.errors import ConfigError, RecordError, RejectReason
 from pipeline.jats import DEFAULT_MIN_TOKENS, ParsedArticle, language_id_name, parse_articles, tokenizer_name
+from pipeline.jats.license import License, resolve_license
 from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
-from pipeline.records import Article, Paragraph, Reject, arrow_schema, as_row
+from pipeline.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
+from pipeline.sources import pmc_cloud
+from pipeline.sources.filelist import FileListRow, join_filelists
+from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud
 from pipeline.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -139,12 +148,23 @@ class ReadInputs(beam.DoFn):
 
 
 class ParseDoFn(beam.DoFn):
-    """(source, bytes) -> (pmcid, ParsedArticle), or rejects. The tokenizer and language model load once per worker."""
+    """(source, bytes) -> (pmcid, ParsedArticle), or rejects. The tokenizer and language model load once per worker.
 
-    def __init__(self, min_tokens: int, max_bytes: int) -> None:
+    With file lists (PMCID -> License, Retracted), their license code comes first in the license's
+    resolution and a retracted article is a RETRACTED reject unless keep_retracted.
+    """
+
+    def __init__(self, min_tokens: int, max_bytes: int, filelist: dict[str, FileListRow] | None = None,
+                 keep_retracted: bool = False, licenses: frozenset[str] | None = None,
+                 pmcids: pmc_cloud.PmcidFilter | None = None) -> None:
         self.min_tokens = min_tokens
         self.max_bytes = max_bytes
+        self.filelist = filelist or {}
+        self.keep_retracted = keep_retracted
+        self.licenses = licenses
+        self.pmcids = pmcids
         self.bytes_in = Metrics.counter(STAGE, "bytes")
+        self.filtered = Metrics.counter(STAGE, "articles_filtered")
 
     def setup(self) -> None:
         # Load the tokenizer and language model now, not inside the first element's timing.
@@ -163,8 +183,23 @@ class ParseDoFn(beam.DoFn):
         for r in results:
             if isinstance(r, Reject):
                 yield beam.pvalue.TaggedOutput(OUT_REJECTS, as_row(r))
-            else:
-                yield r.article.pmcid, r
+                continue
+            a = r.article
+            row = self.filelist.get(a.pmcid)
+            if row is not None:
+                a.license_code, a.is_retracted = row.license_code, row.retracted
+                lic, _ = resolve_license(row.license_code, License(a.license, a.license_url, a.commercial))
+                a.license, a.license_url, a.commercial = lic.name, lic.url, lic.commercial
+                if row.retracted and not self.keep_retracted:
+                    yield beam.pvalue.TaggedOutput(OUT_REJECTS, as_row(Reject(
+                        source, STAGE, RejectReason.RETRACTED.value,
+                        f"{a.pmcid} is retracted ({row.source}); --keep-retracted keeps it", record_id=a.pmcid)))
+                    continue
+            if (self.licenses is not None and a.license not in self.licenses) or \
+                    (self.pmcids is not None and not self.pmcids(a.pmcid)):
+                self.filtered.inc()
+                continue
+            yield a.pmcid, r
 
 
 class KeepOnePerPmcid(beam.DoFn):
@@ -210,11 +245,14 @@ class ParseArticles(beam.PTransform):
     """Input specs -> {"articles", "paragraphs", "rejects"} PCollections of rows (dicts)."""
 
     def __init__(self, inputs: list[str], *, min_tokens: int = DEFAULT_MIN_TOKENS,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, keep_retracted: bool = False,
+                 licenses: frozenset[str] | None = None, pmcids: pmc_cloud.PmcidFilter | None = None) -> None:
         super().__init__()
         self.paths = expand_inputs(inputs)
         self.min_tokens = min_tokens
         self.max_bytes = max_bytes
+        self.filelist = join_filelists(p for p in self.paths if _is_archive(p))
+        self.options = {"keep_retracted": keep_retracted, "licenses": licenses, "pmcids": pmcids}
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         files = (
@@ -226,7 +264,7 @@ class ParseArticles(beam.PTransform):
         parsed = (
             files.docs
             | "SpreadDocs" >> beam.Reshuffle()
-            | "Parse" >> beam.ParDo(ParseDoFn(self.min_tokens, self.max_bytes)).with_outputs(OUT_REJECTS, main="parsed")
+            | "Parse" >> beam.ParDo(ParseDoFn(self.min_tokens, self.max_bytes, self.filelist, **self.options)).with_outputs(OUT_REJECTS, main="parsed")
         )
         kept = (
             parsed.parsed
@@ -270,12 +308,13 @@ class WriteParseOutputs(beam.PTransform):
             OUT_ARTICLES: (Article, str(w.articles / "part")),
             OUT_PARAGRAPHS: (Paragraph, str(w.paragraphs / "part")),
             OUT_REJECTS: (Reject, str(w.rejects / STAGE)),
+            OUT_VERSIONS: (SourceVersion, str(w.table(OUT_VERSIONS) / "part")),
         }
         return {
             name: outputs[name] | f"Write{name.title()}" >> WriteToParquet(
                 prefix, schema=arrow_schema(cls, self.meta), file_name_suffix=".parquet", codec="zstd"
             )
-            for name, (cls, prefix) in targets.items()
+            for name, (cls, prefix) in targets.items() if name in outputs
         }
 
 
@@ -300,6 +339,12 @@ def summarize(workdir: Workdir) -> dict[str, Any]:
         ).fetchall()
         s["rejects"] = {r: n for r, n in rows}
         s["rejects_total"] = sum(s["rejects"].values())
+        if workdir.table(OUT_VERSIONS).glob("*.parquet"):
+            g = workdir.glob(OUT_VERSIONS)
+            s["versions"] = dict(con.sql("SELECT outcome, count(*) FROM read_parquet($g) GROUP BY 1 ORDER BY 2 DESC, 1",
+                                         params={"g": g}).fetchall())
+            s["license_disagreements"] = one("SELECT count(*) FROM read_parquet($g) WHERE license_agrees = false", g)
+            s["snapshot"] = one("SELECT max(snapshot) FROM read_parquet($g)", g)
         return s
     finally:
         con.close()
@@ -312,18 +357,53 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['short_paragraphs_dropped']} short paragraphs dropped, {s['rejects_total']} rejects",
     ]
     lines += [f"  reject {reason}: {n}" for reason, n in s["rejects"].items()]
+    if "versions" in s:
+        lines.append(f"  snapshot {s['snapshot']}: {sum(s['versions'].values())} versions: "
+                     + ", ".join(f"{n} {o}" for o, n in s["versions"].items())
+                     + f"; license JSON/XML disagreements: {s['license_disagreements']}")
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """CLI flags of `pmc-curate parse`; unknown flags go to Beam."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help=".xml/.nxml files, directories, glob patterns or PMC-OA .tar.gz packages (any Beam filesystem)")
+                        help=".xml/.nxml files, directories, glob patterns or PMC-OA .tar.gz packages (any Beam "
+                             "filesystem), or one PMC Cloud layout: s3://pmc-oa-opendata/ or a mirror of it")
     parser.add_argument("--workdir", required=True, help="work directory (articles/, paragraphs/, rejects/ are written here)")
     parser.add_argument("--min-tokens", type=int, default=DEFAULT_MIN_TOKENS,
                         help="drop body paragraphs with fewer tokens (the paper kept >= 64; default %(default)s)")
     parser.add_argument("--max-file-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
                         help="reject an article file larger than this, before reading it (default %(default)s)")
+    parser.add_argument("--inventory", metavar="MANIFEST",
+                        help="PMC Cloud layout: the inventory manifest.json to index by (default: the newest)")
+    parser.add_argument("--license", metavar="CODES",
+                        help="keep only these licenses: codes (CC BY, CC BY-NC-ND, CC0, TDM ...) or groups "
+                             "(commercial, noncommercial, cc, tdm, other, none), comma separated")
+    parser.add_argument("--include-manuscripts", action="store_true",
+                        help="PMC Cloud layout: also parse author manuscripts (off: the paper used the OA subset)")
+    parser.add_argument("--keep-retracted", action="store_true",
+                        help="keep retracted articles and retraction notices (flagged is_retracted) instead of rejecting them")
+    parser.add_argument("--pmcids", metavar="FILE|A-B",
+                        help="only these PMCIDs: a file with one a line, or a range such as PMC100-PMC200")
+
+
+def build_transform(args: argparse.Namespace, beam_argv: list[str], max_bytes: int) -> beam.PTransform:
+    """ReadPmcCloud for one PMC Cloud layout, else ParseArticles for files and packages."""
+    licenses = pmc_cloud.license_filter(getattr(args, "license", None))
+    pmcids = pmc_cloud.pmcid_filter(getattr(args, "pmcids", None))
+    keep_retracted = bool(getattr(args, "keep_retracted", False))
+    cloud = [i for i in args.inputs if pmc_cloud.is_cloud_layout(i)]
+    if cloud:
+        if len(args.inputs) > 1:
+            raise ConfigError(f"{cloud[0]} is a PMC Cloud layout: parse it on its own, not with other inputs")
+        index = pmc_cloud.open_index(cloud[0], getattr(args, "inventory", None))
+        return ReadPmcCloud(index, beam_argv, min_tokens=args.min_tokens, max_bytes=max_bytes,
+                            keep_retracted=keep_retracted, include_manuscripts=bool(args.include_manuscripts),
+                            licenses=licenses, pmcids=pmcids)
+    if getattr(args, "inventory", None):
+        raise ConfigError("--inventory needs a PMC Cloud layout (a root with PMC<id>.<v>/ prefixes) as input")
+    return ParseArticles(args.inputs, min_tokens=args.min_tokens, max_bytes=max_bytes,
+                         keep_retracted=keep_retracted, licenses=licenses, pmcids=pmcids)
 
 
 def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
@@ -338,8 +418,8 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     max_bytes = int(args.max_file_mb * 2**20)
     options = pipeline_options(beam_argv)
     FileSystems.set_options(options)  # the launcher lists the inputs with the same --s3_* settings as the workers
-    transform = ParseArticles(args.inputs, min_tokens=args.min_tokens, max_bytes=max_bytes)  # ConfigError early
-    for name in (OUT_ARTICLES, OUT_PARAGRAPHS):
+    transform = build_transform(args, beam_argv, max_bytes)  # ConfigError early
+    for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS):
         workdir.reset_table(name)
     workdir.reset_table("rejects", prefix=f"{STAGE}-")
     t0 = time.time()
@@ -348,7 +428,12 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     s = summarize(workdir)
     s["seconds"] = round(time.time() - t0, 2)
     s["inputs"] = list(args.inputs)
-    s["input_files"] = len(transform.paths)
+    if isinstance(transform, ReadPmcCloud):
+        s["layout"] = "pmc-cloud"
+        s["index"] = transform.index.manifest or "listing"
+        s["inventory_parts"] = len(transform.index.parts)
+    else:
+        s["input_files"] = len(transform.paths)
     (workdir.stages / f"{STAGE}.json").write_text(json.dumps({"stage": STAGE, **s, **schema_metadata(args.min_tokens)}, indent=2))
     print(format_summary(s))
     return 0

@@ -38,6 +38,34 @@ class Article:
     n_short_paragraphs: int = 0  # body paragraphs dropped for being under --min-tokens
     n_sub_articles: int = 0  # sub-articles (translations, abstracts) seen and not counted as body text
     dtd_version: str | None = None
+    # From the PMC Cloud layout (s3://pmc-oa-opendata): None for legacy inputs unless a .filelist.csv says.
+    pmcid_version: str | None = None  # "PMC123.2": the version parsed
+    version: int | None = None
+    is_manuscript: bool | None = None  # an author manuscript (NIHMS), not the publisher's version
+    is_retracted: bool | None = None  # the metadata (JSON or file list) says the article is retracted
+    license_code: str | None = None  # the license as the JSON / file list gives it ("CC BY-NC", "TDM", ...)
+    source_md5: str | None = None  # MD5 of the XML, from the JSON's xml_url (checked on read)
+    snapshot: str | None = None  # the inventory's date, or the time the layout was listed
+
+
+@dataclass
+class SourceVersion:
+    """One row of W/versions: what the parse did with one article version named by the PMC Cloud index.
+
+    The inventory state a later run diffs against (key -> etag), and the counts of the run's summary.
+    """
+
+    key: str  # "PMC123.2"
+    pmcid: str
+    version: int
+    etag: str | None
+    last_modified: str | None
+    snapshot: str | None
+    outcome: str  # parsed, superseded, not_open_access, retracted, manuscript, license_filtered, rejected
+    license_code: str | None = None
+    license_xml: str | None = None  # what the XML alone says (parsed versions)
+    license_agrees: bool | None = None  # JSON license_code and XML agree (None: one of them is missing)
+    detail: str | None = None
 
 
 @dataclass

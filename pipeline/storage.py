@@ -15,6 +15,10 @@ Settings, given once, reach every stage:
   access is anonymous; Beam's own GCS client still searches for credentials first, ~18-28 s per
   process on a machine that has none: Beam 2.77 has no switch for that).
 
+Public buckets (`PUBLIC_S3_BUCKETS`: NCBI's `pmc-oa-opendata`, plus any named in `PMC_CURATE_ANON_BUCKETS`,
+comma separated) are read anonymously (unsigned requests, us-east-1 unless a region is set), whatever
+credentials are configured: no account is needed to read PMC-OA.
+
 Secrets given this way are registered with `pipeline.secrets`, so nothing we write or log shows them.
 """
 
@@ -48,6 +52,9 @@ S3_FLAGS = ("s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "s3_s
             "s3_region_name", "s3_verify", "s3_disable_ssl", "s3_api_version")
 SECRET_FLAGS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
 SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "OPENAI_API_KEY")
+
+# Buckets read with unsigned requests (no credentials needed or used).
+PUBLIC_S3_BUCKETS = frozenset({"pmc-oa-opendata"})
 
 # s3fs reads a 2-column filter with ~6x fewer bytes with no read-ahead cache, and needs >= 5 MB blocks
 # for multipart writes (docs/benchmarks.md, FACTS 3).
@@ -146,18 +153,29 @@ def is_remote(url: str | os.PathLike[str]) -> bool:
     return scheme(url) in REMOTE_SCHEMES
 
 
+def is_anonymous(url: str | os.PathLike[str]) -> bool:
+    """True for an s3:// URL of a public bucket, read with unsigned requests."""
+    s = str(url)
+    if scheme(s) != "s3":
+        return False
+    bucket = s.split("://", 1)[1].split("/", 1)[0]
+    extra = {b.strip() for b in os.environ.get("PMC_CURATE_ANON_BUCKETS", "").split(",") if b.strip()}
+    return bucket in PUBLIC_S3_BUCKETS or bucket in extra
+
+
 def filesystem(url: str | os.PathLike[str]) -> Any:
-    """The fsspec filesystem for a location (cached per scheme and settings)."""
+    """The fsspec filesystem for a location (cached per scheme and settings; public buckets get an anonymous one)."""
     sch = scheme(url)
-    key = (sch, repr(sorted(_settings.s3.items())) if sch == "s3" else "")
+    anon = is_anonymous(url)
+    key = (sch, (repr(sorted(_settings.s3.items())) + ("|anon" if anon else "")) if sch == "s3" else "")
     with _lock:
         fs = _fs_cache.get(key)
         if fs is None:
-            fs = _fs_cache[key] = _make_fs(sch)
+            fs = _fs_cache[key] = _make_fs(sch, anon=anon)
         return fs
 
 
-def _make_fs(sch: str) -> Any:
+def _make_fs(sch: str, anon: bool = False) -> Any:
     import fsspec
 
     if sch == "file":
@@ -177,7 +195,11 @@ def _make_fs(sch: str) -> Any:
                                   "client_kwargs": client_kwargs, "skip_instance_cache": True}
         if s.get("s3_endpoint_url"):
             kwargs["endpoint_url"] = s["s3_endpoint_url"]
-        if s.get("s3_access_key_id"):
+        if anon:
+            kwargs["anon"] = True
+            if not s.get("s3_region_name") and not os.environ.get("AWS_DEFAULT_REGION"):
+                client_kwargs["region_name"] = "us-east-1"
+        elif s.get("s3_access_key_id"):
             kwargs["key"] = s["s3_access_key_id"]
             kwargs["secret"] = s.get("s3_secret_access_key")
             if s.get("s3_session_token"):

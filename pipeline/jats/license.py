@@ -1,6 +1,9 @@
 """License normalisation: short name + may-the-text-be-used-commercially flag.
 
-Evidence, strongest first: a license URL (`<license xlink:href>`, `<ali:license_ref>`, an
+Resolution order (docs/licenses.md): the metadata's license code when the input has one (the PMC
+Cloud JSON's `license_code`, a file list's `License`: `resolve_license`), then
+`<ali:license_ref specific-use="textmining">`, then PMC's `pmc-license-ref` custom-meta, then the
+publisher's `<license>`. For the publisher's `<license>`, evidence, strongest first: a license URL (`<license xlink:href>`, `<ali:license_ref>`, an
 `<ext-link>`/`<uri>` inside `<license>`), then the wording of `<license-p>`, then the
 `@license-type` vocabulary (`cc-by-nc`, `creativeCommonsBy-nc-nd` ...), then the
 `<copyright-statement>` (some old files state the license only there). When several Creative
@@ -106,10 +109,77 @@ def _most_restrictive(names: list[str]) -> str:
     return max(names, key=RANK.index)
 
 
+_CC0_CODE = re.compile(r"^\s*cc[\s\-_]*(?:0|zero)\b")
+_CODE = re.compile(r"^\s*cc[\s\-_]*(by(?:[\s\-_]*(?:nc|nd|sa))*)\b", re.I)
+
+
+def from_code(code: str | None) -> str | None:
+    """A license code as PMC's metadata gives it -> our short name: "CC BY-NC-ND", "cc-by 4.0", "CC0",
+    "public domain" as themselves; "TDM" (may be text-mined, no CC license) -> "other"; None for no code
+    or one that names no license ("NO-CC CODE")."""
+    if not code or not code.strip():
+        return None
+    c = code.strip()
+    low = c.lower()
+    if low == "tdm":
+        return "other"
+    if _CC0_CODE.match(low):
+        return "CC0"
+    if "public domain" in low or low in ("pd", "pdm"):
+        return "public domain"
+    m = _CODE.match(c)
+    if not m:
+        return None
+    parts = set(re.split(r"[\s\-_]+", m.group(1).lower()))
+    return _from_flags(nc="nc" in parts, nd="nd" in parts, sa="sa" in parts)
+
+
+def _textmining(article_meta: etree._Element) -> License | None:
+    """`<ali:license_ref specific-use="textmining">`: the license PMC states for text mining."""
+    for el in article_meta.iter("{*}license_ref"):
+        if (el.get("specific-use") or "").lower() == "textmining" and el.text:
+            name = from_url(el.text.strip())
+            if name:
+                return License(name, el.text.strip(), name in COMMERCIAL)
+    return None
+
+
+def _pmc_license_ref(article_meta: etree._Element) -> License | None:
+    """PMC's `<custom-meta><meta-name>pmc-license-ref</meta-name><meta-value>CC BY</meta-value>`."""
+    for cm in article_meta.iter("custom-meta"):
+        if (cm.findtext("meta-name") or "").strip() == "pmc-license-ref":
+            name = from_code(cm.findtext("meta-value"))
+            if name:
+                return License(name, None, name in COMMERCIAL)
+    return None
+
+
+def resolve_license(license_code: str | None, xml_license: License) -> tuple[License, bool | None]:
+    """The article's license given the metadata's code and what the XML says; and whether they agree
+    (None when the code names no license). The code wins; the XML's URL is kept when it says the same."""
+    name = from_code(license_code)
+    if name is None:
+        return xml_license, None
+    agrees = name == xml_license.name
+    return License(name, xml_license.url if agrees else None, name in COMMERCIAL), agrees
+
+
 def extract_license(article_meta: etree._Element | None) -> License:
-    """The article's license from its <permissions> (see module docstring for the order of evidence)."""
+    """The article's license from the XML alone (see module docstring for the order of evidence)."""
     if article_meta is None:
         return License("none", None, False)
+    found_pmc = _textmining(article_meta) or _pmc_license_ref(article_meta)
+    if found_pmc is not None:
+        if found_pmc.url is None:  # keep the publisher's URL for the same license
+            pub = _publisher_license(article_meta)
+            if pub.name == found_pmc.name:
+                return pub
+        return found_pmc
+    return _publisher_license(article_meta)
+
+
+def _publisher_license(article_meta: etree._Element) -> License:
+    """The publisher's `<license>` (and copyright statement)."""
     perms = [el for el in article_meta.iter("permissions")]
     licenses = [el for p in perms for el in p if isinstance(el.tag, str) and local_name(el.tag) == "license"]
     urls: list[str] = []
