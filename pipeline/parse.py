@@ -33,13 +33,12 @@ from beam_runners.options import pipeline_options
 from pipeline import storage
 from pipeline.errors import ConfigError, RecordError, RejectReason
 from pipeline.jats import DEFAULT_MIN_TOKENS, ParsedArticle, language_id_name, parse_articles, tokenizer_name
-from pipeline.jats.license import License, resolve_license
 from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
-from pipeline.sources import pmc_cloud
-from pipeline.sources.filelist import FileListRow, join_filelists
-from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud
+from pipeline.sources import add_source_arguments, pmc_cloud
+from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists
+from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud, summarize_versions
 from pipeline.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -185,16 +184,11 @@ class ParseDoFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(OUT_REJECTS, as_row(r))
                 continue
             a = r.article
-            row = self.filelist.get(a.pmcid)
-            if row is not None:
-                a.license_code, a.is_retracted = row.license_code, row.retracted
-                lic, _ = resolve_license(row.license_code, License(a.license, a.license_url, a.commercial))
-                a.license, a.license_url, a.commercial = lic.name, lic.url, lic.commercial
-                if row.retracted and not self.keep_retracted:
-                    yield beam.pvalue.TaggedOutput(OUT_REJECTS, as_row(Reject(
-                        source, STAGE, RejectReason.RETRACTED.value,
-                        f"{a.pmcid} is retracted ({row.source}); --keep-retracted keeps it", record_id=a.pmcid)))
-                    continue
+            retracted = apply_filelist(a, self.filelist.get(a.pmcid), self.keep_retracted)
+            if retracted:
+                yield beam.pvalue.TaggedOutput(OUT_REJECTS, as_row(Reject(
+                    source, STAGE, RejectReason.RETRACTED.value, retracted, record_id=a.pmcid)))
+                continue
             if (self.licenses is not None and a.license not in self.licenses) or \
                     (self.pmcids is not None and not self.pmcids(a.pmcid)):
                 self.filtered.inc()
@@ -339,12 +333,7 @@ def summarize(workdir: Workdir) -> dict[str, Any]:
         ).fetchall()
         s["rejects"] = {r: n for r, n in rows}
         s["rejects_total"] = sum(s["rejects"].values())
-        if workdir.table(OUT_VERSIONS).glob("*.parquet"):
-            g = workdir.glob(OUT_VERSIONS)
-            s["versions"] = dict(con.sql("SELECT outcome, count(*) FROM read_parquet($g) GROUP BY 1 ORDER BY 2 DESC, 1",
-                                         params={"g": g}).fetchall())
-            s["license_disagreements"] = one("SELECT count(*) FROM read_parquet($g) WHERE license_agrees = false", g)
-            s["snapshot"] = one("SELECT max(snapshot) FROM read_parquet($g)", g)
+        s.update(summarize_versions(con, workdir))
         return s
     finally:
         con.close()
@@ -374,17 +363,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop body paragraphs with fewer tokens (the paper kept >= 64; default %(default)s)")
     parser.add_argument("--max-file-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
                         help="reject an article file larger than this, before reading it (default %(default)s)")
-    parser.add_argument("--inventory", metavar="MANIFEST",
-                        help="PMC Cloud layout: the inventory manifest.json to index by (default: the newest)")
-    parser.add_argument("--license", metavar="CODES",
-                        help="keep only these licenses: codes (CC BY, CC BY-NC-ND, CC0, TDM ...) or groups "
-                             "(commercial, noncommercial, cc, tdm, other, none), comma separated")
-    parser.add_argument("--include-manuscripts", action="store_true",
-                        help="PMC Cloud layout: also parse author manuscripts (off: the paper used the OA subset)")
-    parser.add_argument("--keep-retracted", action="store_true",
-                        help="keep retracted articles and retraction notices (flagged is_retracted) instead of rejecting them")
-    parser.add_argument("--pmcids", metavar="FILE|A-B",
-                        help="only these PMCIDs: a file with one a line, or a range such as PMC100-PMC200")
+    add_source_arguments(parser)
 
 
 def build_transform(args: argparse.Namespace, beam_argv: list[str], max_bytes: int) -> beam.PTransform:

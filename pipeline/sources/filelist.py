@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
+from pipeline.jats.license import License, resolve_license
+from pipeline.records import Article
 from pipeline.storage import Location
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -87,3 +89,16 @@ def join_filelists(packages: Iterable[str]) -> dict[str, FileListRow]:
             if old is None or (row.last_updated or "") >= (old.last_updated or ""):
                 joined[row.pmcid] = row
     return joined
+
+
+def apply_filelist(article: Article, row: FileListRow | None, keep_retracted: bool) -> str | None:
+    """Join a file-list row to its article (license code first in the resolution, Retracted flag).
+    Returns the reject detail when the article is retracted and not kept, else None."""
+    if row is None:
+        return None
+    article.license_code, article.is_retracted = row.license_code, row.retracted
+    lic, _ = resolve_license(row.license_code, License(article.license, article.license_url, article.commercial))
+    article.license, article.license_url, article.commercial = lic.name, lic.url, lic.commercial
+    if row.retracted and not keep_retracted:
+        return f"{article.pmcid} is retracted ({row.source}); --keep-retracted keeps it"
+    return None

@@ -292,3 +292,18 @@ class ReadPmcCloud(beam.PTransform):
                     | "CloudVersions" >> beam.Flatten())
         return {OUT_ARTICLES: parsed[OUT_ARTICLES], OUT_PARAGRAPHS: parsed[OUT_PARAGRAPHS],
                 OUT_REJECTS: rejects, OUT_VERSIONS: versions}
+
+
+def summarize_versions(con: Any, workdir: Any) -> dict[str, Any]:
+    """Outcomes per version, JSON/XML license disagreements and the snapshot, from W/versions (empty: {})."""
+    if not workdir.table(OUT_VERSIONS).glob("*.parquet"):
+        return {}
+    g = workdir.glob(OUT_VERSIONS)
+
+    def one(sql: str) -> Any:
+        return con.sql(sql, params={"g": g}).fetchall()[0][0]
+
+    outcomes = con.sql("SELECT outcome, count(*) FROM read_parquet($g) GROUP BY 1 ORDER BY 2 DESC, 1", params={"g": g})
+    return {"versions": dict(outcomes.fetchall()),
+            "license_disagreements": one("SELECT count(*) FROM read_parquet($g) WHERE license_agrees = false"),
+            "snapshot": one("SELECT max(snapshot) FROM read_parquet($g)")}
