@@ -24,7 +24,6 @@ from importlib import metadata
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.metrics import Metrics
@@ -38,6 +37,7 @@ from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
 from pipeline.sources import add_source_arguments, pmc_cloud
 from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists
+from pipeline.sources.inputs import match_files, open_input
 from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud, summarize_versions
 from pipeline.workdir import Workdir
 
@@ -69,14 +69,13 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             # Absolute, so workers in another directory (Flink, Dataflow, a worker pool) read the same files.
             spec = os.path.abspath(spec) + ("/" if spec.endswith("/") else "")
         if _GLOB_CHARS & set(spec):
-            found = [m.path for m in FileSystems.match([spec])[0].metadata_list]
-            found = [p for p in found if _wanted(p)]
+            found = [p for p, _ in match_files(spec) if _wanted(p)]
         elif "://" not in spec and os.path.isdir(spec) or spec.endswith("/"):
             pattern = FileSystems.join(spec.rstrip("/"), "**")
-            found = [m.path for m in FileSystems.match([pattern])[0].metadata_list if _wanted(m.path)]
+            found = [p for p, _ in match_files(pattern) if _wanted(p)]
         else:
             try:
-                found = [m.path for m in FileSystems.match([spec])[0].metadata_list]
+                found = [p for p, _ in match_files(spec)]
             except Exception as e:  # a missing file raises on some filesystems, returns [] on others
                 raise ConfigError(f"input {spec!r} cannot be read: {e}") from e
         if not found:
@@ -110,11 +109,11 @@ class ReadInputs(beam.DoFn):
 
     def _file(self, path: str) -> Iterator[Any]:
         try:
-            size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+            size = match_files(path)[0][1]
             if size > self.max_bytes:
                 yield self._reject(path, RejectReason.TOO_LARGE, f"{size} bytes > limit {self.max_bytes} (--max-file-mb)")
                 return
-            with FileSystems.open(path) as f:
+            with open_input(path) as f:
                 data = f.read(self.max_bytes + 1)
         except Exception as e:  # permissions, vanished file, remote filesystem error
             yield self._reject(path, RejectReason.UNREADABLE, f"{type(e).__name__}: {e}"[:300])
@@ -124,7 +123,7 @@ class ReadInputs(beam.DoFn):
     def _archive(self, path: str) -> Iterator[Any]:
         n = 0
         try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw, \
+            with open_input(path, uncompressed=True) as raw, \
                     tarfile.open(fileobj=raw, mode="r|*") as tf:
                 for m in tf:
                     if not m.isfile():

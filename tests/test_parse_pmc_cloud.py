@@ -176,3 +176,36 @@ def test_public_bucket_through_s3_server_anonymously(mirror, default_run, s3_ser
     assert dict(q(w, "SELECT reason, count(*) FROM REJECTS GROUP BY 1")) == DEFAULT_REJECTS
     assert dict(q(w, "SELECT outcome, count(*) FROM VERSIONS GROUP BY 1")) == DEFAULT_VERSIONS
     assert q(w, f"SELECT count(*) FROM ARTICLES WHERE source NOT LIKE 's3://{BUCKET}/PMC%'") == [(0,)]
+
+
+def test_legacy_package_in_the_public_bucket_without_credentials(shared_sample, s3_server, tmp_path, monkeypatch):
+    """The frozen bulk packages (deprecated/oa_bulk/) parse with no AWS credentials at all: listed and read
+    unsigned through the storage layer, their .filelist.csv joined."""
+    import io
+    import tarfile
+
+    from tests.servers import env_vars
+
+    client = s3_server.client()
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for n in ("PMC1160574.xml", "PMC13133655.xml"):
+            data = (shared_sample / n).read_bytes()
+            info = tarfile.TarInfo(f"PMC000xxxxxx/{n}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    pre = "deprecated/oa_bulk/oa_comm/xml/oa_comm_xml.PMC000xxxxxx.baseline.2023-12-18"
+    client.put_object(Bucket=BUCKET, Key=f"{pre}.tar.gz", Body=buf.getvalue(), ACL="public-read")
+    client.put_object(Bucket=BUCKET, Key=f"{pre}.filelist.csv", ACL="public-read", Body=(
+        b"Article File,Article Citation,AccessionID,LastUpdated (YYYY-MM-DD HH:MM:SS),PMID,License,Retracted\n"
+        b"PMC000xxxxxx/PMC1160574.xml,PLoS Med.,PMC1160574,2023-12-18 10:00:00,1,CC BY,yes\n"))
+    with env_vars({"AWS_ENDPOINT_URL": s3_server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}):
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        w = parse(f"s3://{BUCKET}/deprecated/oa_bulk/oa_comm/xml/", tmp_path / "w", "--keep-retracted")
+    assert q(w, "SELECT pmcid, license_code, is_retracted FROM ARTICLES ORDER BY 1") == [
+        ("PMC1160574", "CC BY", True), ("PMC13133655", None, None)]
