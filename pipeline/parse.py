@@ -36,7 +36,7 @@ from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
 from pipeline.sources import add_source_arguments, pmc_cloud
-from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists
+from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists, merge_order
 from pipeline.sources.inputs import match_files, open_input
 from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud, summarize_versions
 from pipeline.workdir import Workdir
@@ -196,8 +196,8 @@ class ParseDoFn(beam.DoFn):
 
 
 class KeepOnePerPmcid(beam.DoFn):
-    """The same PMCID from several inputs: keep the one with the smallest source path (deterministic
-    on any runner), reject the others as DUPLICATE_ARTICLE. Emits the kept article's rows."""
+    """The same PMCID from several inputs: keep the one from the newest baseline/incremental package, else
+    the smallest source path (deterministic on any runner), reject the others as DUPLICATE_ARTICLE."""
 
     def __init__(self) -> None:
         self.articles = Metrics.counter(STAGE, "articles")
@@ -207,13 +207,13 @@ class KeepOnePerPmcid(beam.DoFn):
 
     def process(self, element: tuple[str, Iterable[ParsedArticle]]) -> Iterator[Any]:
         pmcid, group = element
-        ordered = sorted(group, key=lambda p: p.article.source)
+        ordered = sorted(group, key=lambda p: merge_order(p.article.source))
         kept, dups = ordered[0], ordered[1:]
         for d in dups:
             yield beam.pvalue.TaggedOutput(
                 OUT_REJECTS,
                 as_row(Reject(d.article.source, STAGE, RejectReason.DUPLICATE_ARTICLE.value,
-                              f"{pmcid} also in {kept.article.source}, which is kept (first by source path)",
+                              f"{pmcid} also in {kept.article.source}, which is kept (newest package, else first by source path)",
                               record_id=pmcid)),
             )
         self.articles.inc()

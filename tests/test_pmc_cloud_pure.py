@@ -157,3 +157,25 @@ def test_legacy_package_with_filelist(shared_sample: Path, tmp_path: Path):
     assert rej == [("PMC12389689", "retracted")]
     arts, rej = rows(tmp_path / "w2", "--keep-retracted")
     assert ("PMC12389689", "CC BY", "CC BY", True, None, None) in arts and rej == []
+
+
+def test_baseline_and_incremental_packages_merge_last_wins(shared_sample: Path, tmp_path: Path):
+    from pipeline.sources.filelist import merge_order
+
+    base = "oa_comm_xml.PMC000xxxxxx.baseline.2023-12-18.tar.gz!a.xml"
+    incr = "oa_comm_xml.incr.2024-01-05.tar.gz!a.xml"
+    same_day = "oa_comm_xml.incr.2023-12-18.tar.gz!a.xml"
+    assert sorted([base, "/x/loose.xml", incr, same_day], key=merge_order) == [incr, same_day, base, "/x/loose.xml"]
+    xml = (shared_sample / "PMC1160574.xml").read_bytes()
+    (tmp_path / "in").mkdir()
+    for name, data in ((base, xml), (incr, xml.replace(b"<article-title>", b"<article-title>Updated: ", 1))):
+        with tarfile.open(tmp_path / "in" / name.split("!")[0], "w:gz") as tf:
+            info = tarfile.TarInfo("PMC000xxxxxx/PMC1160574.xml")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    work = tmp_path / "w"
+    assert main(["parse", str(tmp_path / "in"), "--workdir", str(work)]) == 0
+    (title, source), = duckdb.sql(f"SELECT title, source FROM read_parquet('{work}/articles/*.parquet')").fetchall()
+    assert title.startswith("Updated: ") and ".incr.2024-01-05.tar.gz!" in source
+    (reason, src), = duckdb.sql(f"SELECT reason, source FROM read_parquet('{work}/rejects/parse-*.parquet')").fetchall()
+    assert reason == "duplicate_article" and ".baseline.2023-12-18.tar.gz!" in src

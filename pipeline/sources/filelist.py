@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,17 @@ from pipeline.records import Article
 from pipeline.storage import Location
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_PACKAGE = re.compile(r"\.(baseline|incr)\.(\d{4})-(\d{2})-(\d{2})\.(?:tar\.gz|tgz|tar)!", re.I)
+
+
+def merge_order(source: str) -> tuple[int, int, str]:
+    """Sort key among copies of one article: the newest NCBI package first (`....incr.2024-01-05.tar.gz`
+    beats `....baseline.2023-12-18.tar.gz`, an incremental beats the baseline of its day), then any
+    other input by smallest source path. So baseline and incremental packages merge last-wins."""
+    m = _PACKAGE.search(source)
+    if not m:
+        return (0, 1, source)
+    return (-int(m.group(2) + m.group(3) + m.group(4)), 0 if m.group(1).lower() == "incr" else 1, source)
 
 
 @dataclass(frozen=True)
