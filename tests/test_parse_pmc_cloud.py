@@ -76,7 +76,7 @@ def test_bad_inputs_are_rejects_with_reasons(default_run, mirror):
     ]
     details = dict(q(default_run, "SELECT reason, detail FROM REJECTS"))
     assert details["bad_metadata"].startswith("not JSON") and "0" * 32 in details["md5_mismatch"]
-    assert details["corrupt_inventory"].startswith("EOFError")
+    assert details["corrupt_inventory"].startswith("after 0 rows read intact: EOFError")
 
 
 def test_one_canonical_version_per_pmcid(default_run, mirror):

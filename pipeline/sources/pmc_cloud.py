@@ -19,11 +19,11 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.errors import ConfigError, RecordError, RejectReason
@@ -161,27 +161,35 @@ def read_manifest(root: Location, manifest: Location) -> Index:
 
 
 def read_part(data: bytes, columns: Iterable[str] = DEFAULT_SCHEMA) -> list[Entry]:
-    """A csv.gz inventory part -> the versions its metadata/ rows name. RecordError when corrupt."""
+    """A csv.gz inventory part (bytes) -> the versions its metadata/ rows name. RecordError when corrupt."""
+    return list(iter_part(io.BytesIO(data), columns))
+
+
+def iter_part(stream: IO[bytes], columns: Iterable[str] = DEFAULT_SCHEMA) -> Iterator[Entry]:
+    """Stream a csv.gz inventory part: the versions its `metadata/` rows name, one at a time (memory stays
+    flat whatever the part's size). RecordError(CORRUPT_INVENTORY) where it cannot be read, after
+    yielding the rows read intact before the damage."""
     cols = list(columns)
-    ik, ie = cols.index("Key"), cols.index("ETag") if "ETag" in cols else None
+    ik = cols.index("Key")
+    ie = cols.index("ETag") if "ETag" in cols else None
     im = cols.index("LastModifiedDate") if "LastModifiedDate" in cols else None
+    n = 0
     try:
-        text = gzip.decompress(data).decode("utf-8")
-        rows = list(csv.reader(io.StringIO(text)))
+        with gzip.GzipFile(fileobj=stream) as gz:
+            for row in csv.reader(io.TextIOWrapper(gz, encoding="utf-8", newline="")):
+                n += 1
+                if len(row) <= ik:
+                    continue
+                key = unquote(row[ik])  # S3 Inventory URL-encodes keys
+                if not key.startswith("metadata/"):
+                    continue
+                e = entry_from_key(key, row[ie] if ie is not None and ie < len(row) else None,
+                                   row[im] if im is not None and im < len(row) else None)
+                if e is not None:
+                    yield e
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as e:
-        raise RecordError(RejectReason.CORRUPT_INVENTORY, f"{type(e).__name__}: {e}"[:300]) from e
-    out: list[Entry] = []
-    for row in rows:
-        if len(row) <= ik:
-            continue
-        key = unquote(row[ik])  # S3 Inventory URL-encodes keys
-        if not key.startswith("metadata/"):
-            continue
-        e = entry_from_key(key, row[ie] if ie is not None and ie < len(row) else None,
-                           row[im] if im is not None and im < len(row) else None)
-        if e is not None:
-            out.append(e)
-    return out
+        raise RecordError(RejectReason.CORRUPT_INVENTORY,
+                          f"after {n} rows read intact: {type(e).__name__}: {e}"[:300]) from e
 
 
 # ---------------------------------------------------------------------------------------- metadata

@@ -67,20 +67,24 @@ class ReadInventoryPart(_StorageDoFn):
     def process(self, key: str) -> Iterator[Any]:
         loc = self.loc(key)
         try:
-            data = loc.read_bytes()
+            f = loc.open("rb")
         except FileNotFoundError:
             yield _reject(str(loc), RejectReason.INVENTORY_PART_MISSING, "the manifest names this part; it is not there")
             return
         except Exception as e:  # permissions, network
             yield _reject(str(loc), RejectReason.UNREADABLE, f"{type(e).__name__}: {e}")
             return
+        n = 0
         try:
-            entries = pc.read_part(data, self.columns)
+            with f:
+                for entry in pc.iter_part(f, self.columns):  # streamed: a part of millions of rows stays flat
+                    n += 1
+                    yield entry
         except RecordError as e:
             yield _reject(str(loc), e.reason, e.detail)
-            return
-        self.rows.inc(len(entries))
-        yield from entries
+        except Exception as e:  # the connection dropped mid-part
+            yield _reject(str(loc), RejectReason.UNREADABLE, f"after {n} rows: {type(e).__name__}: {e}")
+        self.rows.inc(n)
 
 
 class FetchMetadata(_StorageDoFn):
