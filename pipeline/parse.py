@@ -376,7 +376,7 @@ def build_transform(args: argparse.Namespace, beam_argv: list[str], max_bytes: i
             raise ConfigError(f"{cloud[0]} is a PMC Cloud layout: parse it on its own, not with other inputs")
         index = pmc_cloud.open_index(cloud[0], getattr(args, "inventory", None))
         return ReadPmcCloud(index, beam_argv, min_tokens=args.min_tokens, max_bytes=max_bytes,
-                            keep_retracted=keep_retracted, include_manuscripts=bool(args.include_manuscripts),
+                            keep_retracted=keep_retracted, include_manuscripts=bool(getattr(args, "include_manuscripts", False)),
                             licenses=licenses, pmcids=pmcids)
     if getattr(args, "inventory", None):
         raise ConfigError("--inventory needs a PMC Cloud layout (a root with PMC<id>.<v>/ prefixes) as input")
