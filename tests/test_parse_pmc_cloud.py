@@ -209,3 +209,18 @@ def test_legacy_package_in_the_public_bucket_without_credentials(shared_sample, 
         w = parse(f"s3://{BUCKET}/deprecated/oa_bulk/oa_comm/xml/", tmp_path / "w", "--keep-retracted")
     assert q(w, "SELECT pmcid, license_code, is_retracted FROM ARTICLES ORDER BY 1") == [
         ("PMC1160574", "CC BY", True), ("PMC13133655", None, None)]
+
+
+def test_private_s3_mirror_without_inventory_is_listed(shared_sample, s3_server, s3_workdir, tmp_path):
+    """A private mirror (credentials from the environment) with no inventory: its prefixes are listed."""
+    bare = build_mirror(shared_sample, tmp_path / "bare", with_inventory=False)
+    bucket = s3_server.bucket()
+    upload(bare.root, s3_server.client(), bucket, acl="private")
+    lo, hi = bare.pmcids[0], bare.pmcids[12]
+    w = parse(f"s3://{bucket}", tmp_path / "w", "--pmcids", f"{lo}-{hi}")
+    sp = bare.special
+    assert dict(q(w, "SELECT outcome, count(*) FROM VERSIONS GROUP BY 1")) == {
+        "parsed": 7, "superseded": 1, "not_open_access": 2, "retracted": 1, "manuscript": 1, "rejected": 3}
+    assert q(w, f"SELECT version FROM ARTICLES WHERE pmcid = '{sp['two_versions']}'") == [(2,)]
+    (snap,) = q(w, "SELECT DISTINCT snapshot FROM VERSIONS")[0]
+    assert snap.endswith("Z")

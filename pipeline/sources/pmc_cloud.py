@@ -13,6 +13,7 @@ Every location is a `pipeline.storage.Location`, so this works on local folders,
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -105,8 +106,13 @@ def _version_children(root: Location, limit: int | None = None) -> list[str]:
         if not p.is_dir():
             return []
         return sorted(e.name for e in p.iterdir() if e.is_dir() and VERSION_NAME.match(e.name))[:limit]
-    names = [c.name for c in root.iterdir()]
-    return sorted(n for n in names if VERSION_NAME.match(n))[:limit]
+    return list(_remote_version_children(str(root)))[:limit]
+
+
+@functools.lru_cache(maxsize=8)
+def _remote_version_children(root: str) -> tuple[str, ...]:
+    """One listing of a remote root per process (detection and the index share it: 8M prefixes are slow)."""
+    return tuple(sorted(n for c in Location(root).iterdir() if VERSION_NAME.match(n := c.name)))
 
 
 def is_cloud_layout(spec: str) -> bool:
@@ -137,6 +143,7 @@ def open_index(spec: str, inventory: str | None = None, now: datetime | None = N
     if manifests:
         return read_manifest(root, manifests[-1])
     names = _version_children(root)
+    _remote_version_children.cache_clear()  # the next run lists afresh
     if not names:
         raise ConfigError(f"{spec}: no inventory and no PMC<id>.<v>/ prefixes: not a PMC Cloud layout")
     snapshot = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
