@@ -35,7 +35,7 @@ from pipeline.jats import DEFAULT_MIN_TOKENS, ParsedArticle, language_id_name, p
 from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
-from pipeline.sources import add_source_arguments, pmc_cloud
+from pipeline.sources import add_source_arguments, pmc_cloud, update
 from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists, merge_order
 from pipeline.sources.inputs import match_files, open_input
 from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud, summarize_versions
@@ -290,18 +290,19 @@ def schema_metadata(min_tokens: int) -> dict[str, str]:
 class WriteParseOutputs(beam.PTransform):
     """The three outputs of ParseArticles -> W/articles/, W/paragraphs/, W/rejects/parse-*.parquet."""
 
-    def __init__(self, workdir: Workdir, min_tokens: int) -> None:
+    def __init__(self, workdir: Workdir, min_tokens: int, tag: str = "") -> None:
         super().__init__()
         self.workdir = workdir
         self.meta = schema_metadata(min_tokens)
+        self.tag = f"-{tag}" if tag else ""  # --update writes beside the previous files: part-u<stamp>-*
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> dict[str, Any]:
         w = self.workdir
         targets = {
-            OUT_ARTICLES: (Article, str(w.articles / "part")),
-            OUT_PARAGRAPHS: (Paragraph, str(w.paragraphs / "part")),
-            OUT_REJECTS: (Reject, str(w.rejects / STAGE)),
-            OUT_VERSIONS: (SourceVersion, str(w.table(OUT_VERSIONS) / "part")),
+            OUT_ARTICLES: (Article, str(w.articles / f"part{self.tag}")),
+            OUT_PARAGRAPHS: (Paragraph, str(w.paragraphs / f"part{self.tag}")),
+            OUT_REJECTS: (Reject, str(w.rejects / f"{STAGE}{self.tag}")),
+            OUT_VERSIONS: (SourceVersion, str(w.table(OUT_VERSIONS) / f"part{self.tag}")),
         }
         return {
             name: outputs[name] | f"Write{name.title()}" >> WriteToParquet(
@@ -349,6 +350,10 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  snapshot {s['snapshot']}: {sum(s['versions'].values())} versions: "
                      + ", ".join(f"{n} {o}" for o, n in s["versions"].items())
                      + f"; license JSON/XML disagreements: {s['license_disagreements']}")
+    if "update" in s:
+        u = s["update"]
+        lines.append(f"  update: {u['new']} new, {u['changed']} changed, {u['removed']} removed versions; "
+                     f"{u['affected_pmcids']} articles re-read, {u['tombstones']} tombstones")
     return "\n".join(lines)
 
 
@@ -397,13 +402,25 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     options = pipeline_options(beam_argv)
     FileSystems.set_options(options)  # the launcher lists the inputs with the same --s3_* settings as the workers
     transform = build_transform(args, beam_argv, max_bytes)  # ConfigError early
-    for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS):
-        workdir.reset_table(name)
-    workdir.reset_table("rejects", prefix=f"{STAGE}-")
     t0 = time.time()
-    with beam.Pipeline(options=options) as p:
-        _ = p | "ParseArticles" >> transform | "Write" >> WriteParseOutputs(workdir, args.min_tokens)
+
+    def run_pipeline(t: beam.PTransform, tag: str = "") -> None:
+        with beam.Pipeline(options=options) as p:
+            _ = p | "ParseArticles" >> t | "Write" >> WriteParseOutputs(workdir, args.min_tokens, tag)
+
+    update_summary = None
+    if getattr(args, "update", False):
+        if not isinstance(transform, ReadPmcCloud):
+            raise ConfigError("--update needs a PMC Cloud layout (s3://pmc-oa-opendata/ or a mirror) as input")
+        update_summary = update.run_update(workdir, transform, run_pipeline)
+    else:
+        for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS, "tombstones"):
+            workdir.reset_table(name)
+        workdir.reset_table("rejects", prefix=f"{STAGE}-")
+        run_pipeline(transform)
     s = summarize(workdir)
+    if update_summary is not None:
+        s["update"] = update_summary
     s["seconds"] = round(time.time() - t0, 2)
     s["inputs"] = list(args.inputs)
     if isinstance(transform, ReadPmcCloud):

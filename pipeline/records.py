@@ -69,6 +69,16 @@ class SourceVersion:
 
 
 @dataclass
+class Tombstone:
+    """One row of W/tombstones: an article an `--update` took out of W/articles, and why."""
+
+    pmcid: str
+    key: str | None  # its newest version, when it still has one
+    reason: str  # removed (no version left), retracted, not_open_access, manuscript, license_filtered, rejected
+    snapshot: str  # the inventory the update read
+
+
+@dataclass
 class Paragraph:
     """One row of W/paragraphs: a body paragraph, addressed by its path inside <body>."""
 

@@ -159,3 +159,43 @@ def upload(root: Path, client: object, bucket: str, acl: str = "public-read") ->
     for p in sorted(root.rglob("*")):
         if p.is_file():
             client.put_object(Bucket=bucket, Key=str(p.relative_to(root)), Body=p.read_bytes(), ACL=acl)  # type: ignore[attr-defined]
+
+
+class LayoutWriter:
+    """Writes and edits a PMC Cloud layout version by version; `inventory(day)` indexes what is there now."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def version(self, pmcid: str, v: int, xml: bytes | None, **meta: object) -> None:
+        key = f"{pmcid}.{v}"
+        doc = {"pmcid": pmcid, "version": v, "is_pmc_openaccess": True, "is_manuscript": False,
+               "is_retracted": False, "license_code": None,
+               "xml_url": f"s3://{BUCKET}/{key}/{key}.xml?md5={hashlib.md5(xml or b'').hexdigest()}"}
+        doc.update(meta)
+        d = self.root / key
+        d.mkdir(parents=True, exist_ok=True)
+        if xml is not None:
+            (d / f"{key}.xml").write_bytes(xml)
+        body = json.dumps(doc).encode()
+        (d / f"{key}.json").write_bytes(body)
+        (self.root / "metadata").mkdir(exist_ok=True)
+        (self.root / "metadata" / f"{key}.json").write_bytes(body)
+
+    def remove(self, pmcid: str, v: int) -> None:
+        key = f"{pmcid}.{v}"
+        for p in sorted((self.root / key).iterdir()):
+            p.unlink()
+        (self.root / key).rmdir()
+        (self.root / "metadata" / f"{key}.json").unlink()
+
+    def inventory(self, day: str) -> str:
+        rows = [(f"metadata/{p.name}", hashlib.md5(p.read_bytes()).hexdigest())
+                for p in sorted((self.root / "metadata").glob("PMC*.json"))]
+        part = f"{INV}/data/{day}-part.csv.gz"
+        (self.root / part).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / part).write_bytes(_part(rows))
+        man = self.root / INV / f"{day}T01-00Z" / "manifest.json"
+        man.parent.mkdir(parents=True, exist_ok=True)
+        man.write_bytes(_manifest([part]))
+        return str(man.relative_to(self.root))

@@ -18,3 +18,6 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep retracted articles and retraction notices (flagged is_retracted) instead of rejecting them")
     parser.add_argument("--pmcids", metavar="FILE|A-B",
                         help="only these PMCIDs: a file with one a line, or a range such as PMC100-PMC200")
+    parser.add_argument("--update", action="store_true",
+                        help="PMC Cloud layout: diff the newest inventory against W's previous run and parse only "
+                             "new and changed versions, rewriting only the part files that held affected articles")
