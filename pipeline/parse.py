@@ -34,11 +34,12 @@ from pipeline.errors import ConfigError, RecordError, RejectReason
 from pipeline.jats import DEFAULT_MIN_TOKENS, ParsedArticle, language_id_name, parse_articles, tokenizer_name
 from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
+from pipeline.parse_summary import format_summary, summarize
 from pipeline.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
 from pipeline.sources import add_source_arguments, pmc_cloud, update
 from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists, merge_order
 from pipeline.sources.inputs import match_files, open_input
-from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud, summarize_versions
+from pipeline.sources.pmc_cloud_beam import OUT_VERSIONS, ReadPmcCloud
 from pipeline.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -310,51 +311,6 @@ class WriteParseOutputs(beam.PTransform):
             )
             for name, (cls, prefix) in targets.items() if name in outputs
         }
-
-
-def summarize(workdir: Workdir) -> dict[str, Any]:
-    """Counts per outcome and per reject reason, read back from the written tables (runner-independent)."""
-    con = storage.duckdb_connect()
-    try:
-        def one(sql: str, glob: str) -> Any:
-            return con.sql(sql, params={"g": glob}).fetchall()[0][0]
-
-        s: dict[str, Any] = {}
-        s["articles"] = one("SELECT count(*) FROM read_parquet($g)", workdir.glob("articles"))
-        s["articles_without_paragraphs"] = one(
-            "SELECT count(*) FROM read_parquet($g) WHERE n_paragraphs = 0", workdir.glob("articles"))
-        s["paragraphs"] = one("SELECT count(*) FROM read_parquet($g)", workdir.glob("paragraphs"))
-        s["short_paragraphs_dropped"] = int(one(
-            "SELECT coalesce(sum(n_short_paragraphs), 0) FROM read_parquet($g)", workdir.glob("articles")))
-        s["tokens"] = int(one("SELECT coalesce(sum(n_tokens), 0) FROM read_parquet($g)", workdir.glob("paragraphs")))
-        rows = con.sql(
-            "SELECT reason, count(*) FROM read_parquet($g) GROUP BY reason ORDER BY 2 DESC, 1",
-            params={"g": str(workdir.rejects / f"{STAGE}-*.parquet")},
-        ).fetchall()
-        s["rejects"] = {r: n for r, n in rows}
-        s["rejects_total"] = sum(s["rejects"].values())
-        s.update(summarize_versions(con, workdir))
-        return s
-    finally:
-        con.close()
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    lines = [
-        f"parse: {s['articles']} articles ({s['articles_without_paragraphs']} without paragraphs), "
-        f"{s['paragraphs']} paragraphs, {s['tokens']} tokens, "
-        f"{s['short_paragraphs_dropped']} short paragraphs dropped, {s['rejects_total']} rejects",
-    ]
-    lines += [f"  reject {reason}: {n}" for reason, n in s["rejects"].items()]
-    if "versions" in s:
-        lines.append(f"  snapshot {s['snapshot']}: {sum(s['versions'].values())} versions: "
-                     + ", ".join(f"{n} {o}" for o, n in s["versions"].items())
-                     + f"; license JSON/XML disagreements: {s['license_disagreements']}")
-    if "update" in s:
-        u = s["update"]
-        lines.append(f"  update: {u['new']} new, {u['changed']} changed, {u['removed']} removed versions; "
-                     f"{u['affected_pmcids']} articles re-read, {u['tombstones']} tombstones")
-    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
