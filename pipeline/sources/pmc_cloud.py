@@ -21,7 +21,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -63,7 +63,6 @@ class VersionMeta:
     xml_url: str | None
     pmid: str | None = None
     doi: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def md5(self) -> str | None:
@@ -236,7 +235,6 @@ def parse_metadata(data: bytes, entry: Entry) -> VersionMeta:
         xml_url=doc.get("xml_url") or None,
         pmid=str(pmid) if pmid not in (None, "") else None,
         doi=doc.get("doi") or None,
-        raw=doc,
     )
 
 
