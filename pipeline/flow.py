@@ -21,224 +21,64 @@ again skips a step whose marker says finished with the same configuration and th
 whose outputs are still there; every step after a redone step is redone too. So a run that failed
 after 20 hours restarts at the step that failed. Beam options are recorded but are not part of the
 configuration that decides a re-run: a runner changes where a stage runs, not what it writes.
+
+The jobs live in their own modules: flow_config.py (the YAML file and a step's keys -> its command
+line), flow_markers.py (fingerprints, recorded configuration, markers, the redo decision),
+flow_lock.py (one flow per work directory), and this one: preparing the stages and running them.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import importlib
-import json
 import logging
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
-
-import yaml
 
 from pipeline import secrets, storage
 from pipeline.errors import ConfigError
-from pipeline.flow_lock import WorkdirLock, alive
-from pipeline.storage import Location
+
+# The flow's parts, re-exported: `pipeline.flow.load_config`, `.read_marker`, ... are what callers use.
+from pipeline.flow_config import (  # noqa: F401
+    RESERVED,
+    FlowConfig,
+    PreparedStep,
+    Step,
+    beam_to_argv,
+    config_from_dict,
+    flags_to_argv,
+    load_config,
+)
+from pipeline.flow_lock import WorkdirLock
+from pipeline.flow_markers import (  # noqa: F401
+    INPUT_ARGS,
+    MARKER_VERSION,
+    NOT_CONFIG,
+    STAGE_IO,
+    config_hash,
+    count_rows,
+    marker_path,
+    now,
+    read_marker,
+    step_config,
+    step_inputs,
+    step_outputs,
+    why_redo,
+    write_marker,
+)
 from pipeline.workdir import Workdir
 
 log = logging.getLogger(__name__)
-
-MARKER_VERSION = 1
-
-# What each stage reads and writes, as globs relative to the work directory (`{arg}` is filled from
-# the step's parsed arguments). Inputs decide whether a finished step is still valid; outputs are
-# counted into the marker and must still exist for the step to be skipped.
-STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "parse": ((), ("articles/*.parquet", "paragraphs/*.parquet", "rejects/parse-*.parquet")),
-    "sample": (("articles/*.parquet", "paragraphs/*.parquet"), ("sample/*.parquet",)),
-    "annotate": (("sample/*.parquet",), ("annotations/*.parquet", "rejects/annotate-*.parquet")),
-    "train": (("annotations/*.parquet", "paragraphs/*.parquet"), ("model/**",)),
-    "evaluate": (("model/**", "annotations/*.parquet"), ("reports/classifier*",)),
-    "propagate": (("model/**", "paragraphs/*.parquet"), ("labels/*.parquet", "rejects/propagate-*.parquet")),
-    "curate": (("articles/*.parquet", "paragraphs/*.parquet", "{labels}/*.parquet"), ("subsets/{recipe_name}/**",)),
-    "report": (("articles/*.parquet", "paragraphs/*.parquet", "{labels}/*.parquet", "subsets/**"), ("reports/index.md",)),
-}
-
-# Arguments whose values name input files outside the work directory: fingerprinted like tables.
-INPUT_ARGS: dict[str, tuple[str, ...]] = {"parse": ("inputs", "input"), "curate": ("recipe",)}
-
-# Arguments that change how fast a step runs, never what it writes: a change does not redo the step.
-NOT_CONFIG = frozenset({"workdir", "verbose", "concurrency", "progress", "no_progress", "threads",
-                        "torch_threads", "memory_limit", "temp_directory"})
-
-# Keys of a step that are the flow's own, not the command's flags.
-# (`step`, not `name`: curate has its own --name.)
-RESERVED = frozenset({"command", "step", "beam"})
-
-
-@dataclasses.dataclass
-class Step:
-    """One step of the flow: a command, its flags from the config, and its own Beam options."""
-
-    name: str
-    command: str
-    flags: dict[str, Any]
-    beam: dict[str, Any]
-
-
-@dataclasses.dataclass
-class FlowConfig:
-    """The parsed configuration file."""
-
-    workdir: str
-    steps: list[Step]
-    beam: dict[str, Any]
-    source: str = "<dict>"
-
-
-@dataclasses.dataclass
-class PreparedStep:
-    """A step whose flags have been parsed by its command's own parser."""
-
-    step: Step
-    module: ModuleType | None
-    args: argparse.Namespace | None
-    argv: list[str]
-    beam_argv: list[str]
 
 
 def _commands() -> dict[str, tuple[str, str]]:
     from pipeline.cli import COMMANDS
 
     return COMMANDS
-
-
-# ---------------------------------------------------------------------------------------------- config
-
-
-def load_config(path: str | Path, workdir: str | None = None) -> FlowConfig:
-    """Read and check a flow configuration file. Raises ConfigError naming what is wrong."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from e
-    cfg = config_from_dict(data, workdir=workdir)
-    cfg.source = str(p)
-    return cfg
-
-
-def config_from_dict(data: Any, workdir: str | None = None) -> FlowConfig:
-    """Check a configuration given as a mapping (the parsed YAML)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError("config must be a mapping with keys workdir, beam, steps")
-    unknown = set(data) - {"workdir", "beam", "steps"}
-    if unknown:
-        raise ConfigError(f"config: unknown top-level keys {sorted(unknown)}; expected workdir, beam, steps")
-    wd = workdir or data.get("workdir")
-    if not wd:
-        raise ConfigError("config: no workdir (set `workdir:` or pass --workdir)")
-    beam = _mapping(data.get("beam") or {}, "beam")
-    raw_steps = data.get("steps")
-    if not isinstance(raw_steps, Mapping) or not raw_steps:
-        raise ConfigError("config: `steps` must be a non-empty mapping of step name -> flags")
-    steps: list[Step] = []
-    for key, value in raw_steps.items():
-        items = value if isinstance(value, list) else [value]
-        for i, item in enumerate(items):
-            flags = dict(_mapping(item or {}, f"steps.{key}"))
-            command = str(flags.pop("command", key))
-            name = flags.pop("step", None)
-            if name is None:
-                name = key if len(items) == 1 else f"{key}-{_slug(item, i)}"
-            step_beam = dict(_mapping(flags.pop("beam", None) or {}, f"steps.{key}.beam"))
-            steps.append(Step(name=str(name), command=command, flags=flags, beam=step_beam))
-    names = [s.name for s in steps]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"config: step names must be unique, repeated: {dupes} (give each a `step:` name)")
-    return FlowConfig(workdir=str(wd), steps=steps, beam=dict(beam))
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"config: {where} must be a mapping of key: value, got {type(value).__name__}")
-    return value
-
-
-def _slug(item: Any, index: int) -> str:
-    """A readable name for one item of a repeated step: its first scalar value (e.g. the recipe)."""
-    if isinstance(item, Mapping):
-        for v in item.values():
-            if isinstance(v, str | int | float) and not isinstance(v, bool):
-                s = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(str(v)).stem)
-                if s:
-                    return s
-    return str(index)
-
-
-def flags_to_argv(parser: argparse.ArgumentParser, flags: Mapping[str, Any], where: str) -> list[str]:
-    """Turn a step's config keys into the command line its parser expects (one key = one flag)."""
-    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
-    positional: list[str] = []
-    optional: list[str] = []
-    for key, value in flags.items():
-        dest = str(key).replace("-", "_")
-        action = actions.get(dest)
-        if action is None or dest == "workdir":
-            known = sorted(k for k in actions if k != "workdir")
-            hint = " (workdir is set once at the top of the config)" if dest == "workdir" else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}; this command accepts: {known}")
-        if value is None:
-            continue
-        if isinstance(value, Mapping):  # e.g. curate's --param key=value, repeated
-            value = [f"{k}={v}" for k, v in value.items()]
-        values = list(value) if isinstance(value, list | tuple) else [value]
-        if not action.option_strings:
-            positional += [str(v) for v in values]
-            continue
-        flag = max(action.option_strings, key=lambda s: (s.startswith("--"), len(s)))
-        if action.nargs == 0:
-            if isinstance(action, argparse.BooleanOptionalAction):
-                yes = [s for s in action.option_strings if s.startswith("--") and not s.startswith("--no-")]
-                no = [s for s in action.option_strings if s.startswith("--no-")]
-                optional.append(yes[0] if value else no[0])
-            elif value == action.const:
-                optional.append(flag)
-            elif value != action.default:
-                raise ConfigError(f"{where}: {key} is a switch; use true or false, not {value!r}")
-            continue
-        if isinstance(action, argparse._AppendAction):
-            for v in values:
-                optional.append(f"{flag}={v}")
-        elif action.nargs in ("+", "*") or isinstance(action.nargs, int):
-            optional += [flag, *(str(v) for v in values)]
-        else:
-            if len(values) != 1:
-                raise ConfigError(f"{where}: {key} takes one value, got a list {value!r}")
-            optional.append(f"{flag}={values[0]}")
-    return positional + optional
-
-
-def beam_to_argv(options: Mapping[str, Any]) -> list[str]:
-    """Beam options from the config as pass-through flags (`runner: X` -> `--runner=X`)."""
-    argv: list[str] = []
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        flag = f"--{key}"
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, list | tuple):
-            argv += [f"{flag}={v}" for v in value]
-        else:
-            argv.append(f"{flag}={value}")
-    return argv
 
 
 def stage_parser(command: str, module: ModuleType) -> argparse.ArgumentParser:
@@ -299,162 +139,7 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), skip_missing:
     return prepared
 
 
-# ----------------------------------------------------------------------------------------- fingerprints
-
-
-def _files(root: Location, pattern: str) -> list[Location]:
-    return root.glob(pattern)
-
-
-def fingerprint_files(paths: Sequence[Location | Path | str], relative_to: Location | None = None) -> dict[str, Any]:
-    """Files, bytes and a digest of (name, size, version) of a set of files (see storage.fingerprint)."""
-    return storage.fingerprint(paths, relative_to)
-
-
-def _input_paths(value: Any) -> list[Location]:
-    """Files named by an input argument (files, directories, globs) on any accepted filesystem."""
-    out: list[Location] = []
-    for v in value if isinstance(value, list | tuple) else [value]:
-        out += storage.expand(str(v))
-    return out
-
-
-def _fmt(pattern: str, args: argparse.Namespace) -> str:
-    fields = dict(vars(args))
-    recipe = fields.get("recipe")
-    fields["recipe_name"] = fields.get("name") or (Path(str(recipe)).stem if recipe else "*")
-    fields.setdefault("labels", "labels")  # curate/report --labels: the student's labels or the teacher's
-    try:
-        return pattern.format(**fields)
-    except (KeyError, IndexError):
-        return pattern
-
-
-def step_inputs(prep: PreparedStep, wd: Workdir) -> dict[str, Any]:
-    """Fingerprints of everything the step reads."""
-    assert prep.args is not None
-    reads, _ = STAGE_IO.get(prep.step.command, ((), ()))
-    out: dict[str, Any] = {}
-    for pattern in reads:
-        pat = _fmt(pattern, prep.args)
-        out[pat] = fingerprint_files(_files(wd.root, pat), wd.root)
-    for arg in INPUT_ARGS.get(prep.step.command, ()):
-        value = getattr(prep.args, arg, None)
-        if value:
-            out[f"arg:{arg}"] = {"value": [str(v) for v in value] if isinstance(value, list | tuple) else str(value),
-                                 **fingerprint_files(_input_paths(value))}
-    return out
-
-
-def count_rows(paths: Sequence[Location]) -> int | None:
-    """Rows of a set of Parquet files, from their footers (no data read)."""
-    parquet = [storage.as_location(p) for p in paths if str(p).endswith(".parquet")]
-    if not parquet:
-        return None
-    return sum(storage.read_parquet_metadata(p).num_rows for p in parquet)
-
-
-def step_outputs(prep: PreparedStep, wd: Workdir) -> dict[str, Any]:
-    """Fingerprints and row counts of everything the step wrote."""
-    assert prep.args is not None
-    _, writes = STAGE_IO.get(prep.step.command, ((), ()))
-    out: dict[str, Any] = {}
-    for pattern in writes:
-        pat = _fmt(pattern, prep.args)
-        files = _files(wd.root, pat)
-        out[pat] = {**fingerprint_files(files, wd.root), "rows": count_rows(files)}
-    return out
-
-
-def step_config(args: argparse.Namespace, command: str = "") -> dict[str, Any]:
-    """The step's configuration as recorded (JSON-safe), without the knobs that only change speed.
-
-    Local input paths are made absolute, so `examples/jats` typed in the repository and the same folder
-    given as an absolute path are the same configuration (their files are fingerprinted anyway).
-    """
-    config = {k: _json_safe(v) for k, v in sorted(vars(args).items()) if k not in NOT_CONFIG}
-    for arg in INPUT_ARGS.get(command, ()):
-        value = config.get(arg)
-        if isinstance(value, list):
-            config[arg] = [_abs(v) for v in value]
-        elif isinstance(value, str):
-            config[arg] = _abs(value)
-    return config
-
-
-def _abs(path: Any) -> Any:
-    p = str(path)
-    return p if "://" in p or not os.path.exists(p) else os.path.abspath(p)
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, str | int | float | bool) or v is None:
-        return v
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, Mapping):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    return str(v)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------- markers
-
-
-def marker_path(wd: Workdir, step: str) -> Location:
-    return wd.stages / f"{step}.json"
-
-
-def read_marker(wd: Workdir, step: str) -> dict[str, Any] | None:
-    """A step's marker, or None when absent or unreadable (an unreadable marker means: redo)."""
-    p = marker_path(wd, step)
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def write_marker(wd: Workdir, step: str, marker: Mapping[str, Any]) -> None:
-    """Write whole (temp file + rename locally, one PUT on object stores), so a kill while writing never
-    leaves a half marker that reads as finished. Secrets on command lines are masked."""
-    text = secrets.redact(json.dumps(marker, indent=2, sort_keys=False) + "\n")
-    marker_path(wd, step).write_text(text)
-
-
-_alive = alive
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def why_redo(prep: PreparedStep, wd: Workdir) -> str | None:
-    """None when the step's marker proves it finished on the same inputs and config; else the reason."""
-    assert prep.args is not None
-    marker = read_marker(wd, prep.step.name)
-    if marker is None:
-        return "not run before"
-    if marker.get("status") == "running":
-        if marker.get("host") == socket.gethostname() and marker.get("pid") != os.getpid() and _alive(marker.get("pid")):
-            raise ConfigError(f"step {prep.step.name} is being run by another process (pid {marker['pid']}) "
-                              f"in {wd.root}; wait for it or stop it first")
-        return "last run was interrupted"
-    if marker.get("status") != "finished":
-        return f"last run {marker.get('status', 'did not record its state')}"
-    if marker.get("command") != prep.step.command or marker.get("config_hash") != _hash(step_config(prep.args, prep.step.command)):
-        return "configuration changed"
-    now = step_inputs(prep, wd)
-    before = marker.get("inputs", {})
-    for key, fp in now.items():
-        if before.get(key, {}).get("digest") != fp.get("digest"):
-            return f"input {key} changed"
-    for key, fp in marker.get("outputs", {}).items():
-        if fp.get("files") and not _files(wd.root, key):
-            return f"output {key} is gone"
-    return None
+# ------------------------------------------------------------------------------------------- execution
 
 
 def execute_step(prep: PreparedStep, wd: Workdir) -> int:
@@ -468,9 +153,9 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
         "argv": secrets.redact_argv(prep.argv),
         "beam_argv": secrets.redact_argv(prep.beam_argv),
         "config": config,
-        "config_hash": _hash(config),
+        "config_hash": config_hash(config),
         "inputs": step_inputs(prep, wd),
-        "started_at": _now(),
+        "started_at": now(),
         "pid": os.getpid(),
         "host": socket.gethostname(),
     }
@@ -481,17 +166,17 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         write_marker(wd, prep.step.name, {**base, "status": status, "error": f"{type(e).__name__}: {e}"[:2000],
-                                          "ended_at": _now(), "duration_s": round(time.perf_counter() - t0, 3)})
+                                          "ended_at": now(), "duration_s": round(time.perf_counter() - t0, 3)})
         raise
     duration = round(time.perf_counter() - t0, 3)
     if rc != 0:
         write_marker(wd, prep.step.name, {**base, "status": "failed", "error": f"exit code {rc}",
-                                          "ended_at": _now(), "duration_s": duration})
+                                          "ended_at": now(), "duration_s": duration})
         return rc
     # A stage may leave its own summary in W/_stages/<command>.json (parse does, when run by hand): keep it.
     own = read_marker(wd, prep.step.command)
     summary = {"summary": own} if own and "marker_version" not in own else {}
-    write_marker(wd, prep.step.name, {**base, "status": "finished", "ended_at": _now(), "duration_s": duration,
+    write_marker(wd, prep.step.name, {**base, "status": "finished", "ended_at": now(), "duration_s": duration,
                                       "outputs": step_outputs(prep, wd), **summary})
     return 0
 

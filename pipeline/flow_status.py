@@ -14,7 +14,8 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.errors import ConfigError
-from pipeline.flow import STAGE_IO, _alive, _files, count_rows
+from pipeline.flow_lock import alive
+from pipeline.flow_markers import STAGE_IO, count_rows, glob_files
 from pipeline.workdir import Workdir
 
 # The order the stages run in; markers of other steps (e.g. one per curate recipe) follow their command.
@@ -43,7 +44,7 @@ def _table_rows(wd: Workdir, command: str) -> dict[str, int]:
     for pattern in STAGE_IO.get(command, ((), ()))[1]:
         if "{" in pattern:
             continue
-        n = count_rows(_files(wd.root, pattern))
+        n = count_rows(glob_files(wd.root, pattern))
         if n is not None:
             rows[pattern] = n
     return rows
@@ -68,7 +69,7 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
         state = m.get("status", "finished (by hand)")
         if state == "running" and m.get("host") not in (None, socket.gethostname()):
             state = f"running on {m.get('host')}"  # another machine's process: its lock's heartbeat tells more
-        elif state == "running" and not _alive(m.get("pid")):
+        elif state == "running" and not alive(m.get("pid")):
             state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
         entries.append({
             "step": m["step"],

@@ -27,6 +27,7 @@ import duckdb
 from pipeline import labels as label_schema
 from pipeline import storage
 from pipeline.errors import ConfigError
+from pipeline.label_tables import check_labels_table
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
 
@@ -304,9 +305,12 @@ def report(
                 f"(run the stage that writes it first{', or pass --labels annotations' if table == 'labels' else ''})"
             )
     con = connect(wd, tables=("articles", "paragraphs", labels), threads=threads)
-    if labels == "annotations":
-        con.execute("CREATE VIEW labels AS SELECT * FROM annotations")
     try:
+        # Checked at the door like curate's; values outside the schema are listed on the page, not fatal.
+        checked = check_labels_table(con, labels, table=str(wd.table(labels)), source=labels, allow_unknown_values=True)
+        if labels == "labels":
+            con.execute("ALTER VIEW labels RENAME TO src_labels")
+        con.execute(f"CREATE VIEW labels AS {checked.view_sql('src_labels' if labels == 'labels' else labels)}")
         stats = compute_stats(con)
     finally:
         con.close()
