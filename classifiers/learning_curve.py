@@ -50,7 +50,8 @@ def split_test(examples: Sequence[Example], seed: int, test_fraction: float) -> 
 
 
 def learning_curve(examples: Sequence[Example], cfg: Any, sizes: Sequence[int] = SIZES,
-                   test_fraction: float = 0.25, progress: bool = False) -> dict[str, Any]:
+                   test_fraction: float = 0.25, progress: bool = False,
+                   on_point: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """{"n_test", "points": [{"n_labels", "student": metrics, "baselines": {...}, "train_seconds"}]}."""
     from dataclasses import replace
 
@@ -78,6 +79,8 @@ def learning_curve(examples: Sequence[Example], cfg: Any, sizes: Sequence[int] =
                  "student": evaluate_predictions(test, pred),
                  "baselines": run_baselines(train_part, test, base, cfg.max_length, cfg.device, embed=embed)}
         points.append(point)
+        if on_point:
+            on_point(point)
         s = point["student"]
         log.info("learning curve: %d labels: type F1 %.3f, domain F1 %.3f, score r %.3f (%.0f s)", n,
                  s["document_type"]["macro_f1"], s["domain"]["macro_f1"], s["educational_score"]["pearson_r"], seconds)

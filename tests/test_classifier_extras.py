@@ -80,6 +80,26 @@ def test_temperatures_are_saved_with_the_heads_and_applied(tmp_path: Path) -> No
     np.testing.assert_allclose(pb.probs["document_type"], softmax(logits, 2.5), atol=1e-5)
 
 
+def test_propagate_writes_calibrated_probabilities(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from pipeline.propagate import PropagateConfig, StudentModelHandler
+
+    base = default_base_model()
+    model = StudentModel.from_base(base)
+    model.temperature.update(document_type=3.0, domain=0.5)
+    model.save(tmp_path / "m", AutoTokenizer.from_pretrained(base), {"max_length": 32})
+    handler = StudentModelHandler(PropagateConfig(model_dir=str(tmp_path / "m"), batch_size=4, beam_batch_size=4))
+    predictor = handler.load_model()
+    batch = [{"id": "PMC1/p[0]", "article_id": "PMC1", "text": "The patient presented with fever.", "section_title": None}]
+    row = handler.run_inference(batch, predictor)[0]
+    raw = Predictor(predictor.model, predictor.tokenizer, max_length=32)
+    raw.temperature = {}
+    p = raw.predict(["The patient presented with fever."])
+    for head, t in (("document_type", 3.0), ("domain", 0.5)):
+        np.testing.assert_allclose(row[f"{head}_scores"], softmax(np.log(p.probs[head]), t)[0], atol=1e-5)
+
+
 def _text_examples(n: int, seed: int) -> list[Example]:
     rng = np.random.default_rng(seed)
     words = {0: "patient clinical hospital", 1: "cells protein gene", 2: "survey policy economics"}
