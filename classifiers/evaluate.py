@@ -169,9 +169,9 @@ def _baseline_lines(training: dict[str, Any]) -> list[str]:
     lines.append("")
     for head, row in (training.get("gaps") or {}).items():
         parts = [f"{'+' if g >= 0 else ''}{g:.3f} vs {b}" for b, g in row.items() if g is not None]
-        best = max(((g, b) for b, g in row.items() if g is not None and b != "majority"), default=None)
-        verdict = "" if best is None else (" — a cheaper model does as well here" if best[0] <= 0
-                                           else " — the student is ahead of every cheaper model")
+        worst = min(((g, b) for b, g in row.items() if g is not None and b != "majority"), default=None)
+        verdict = "" if worst is None else (f" — {worst[1]} does as well or better here" if worst[0] <= 0
+                                            else " — the student is ahead of every cheaper model")
         lines.append(f"- **{head}**: student minus baseline: {', '.join(parts)}{verdict}.")
     return lines + [""]
 

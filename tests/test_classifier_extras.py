@@ -122,3 +122,32 @@ def test_baselines_fit_the_same_split_and_report_gaps() -> None:
     assert np.isnan(out["majority"]["educational_score"]["pearson_r"])
     g = B.gaps(out["tfidf"], out)
     assert g["domain"]["tfidf"] == 0.0 and g["educational_score"]["majority"] is None
+
+
+def test_evaluate_learning_curve_and_report_sections(tmp_path: Path) -> None:
+    """A tiny run end to end (58 embedded paragraphs, 16 tokens, a few steps): the report carries the
+    baselines with their gaps, the calibration, and the learning curve as a table and an image."""
+    import json
+
+    from classifiers.rule_teacher import sample_paragraphs, write_workdir
+    from pipeline.cli import main as cli
+    from pipeline.workdir import Workdir
+    from tests.conftest import EXAMPLES
+
+    ps = sample_paragraphs(EXAMPLES / "jats")
+    w = Workdir.of(tmp_path)
+    write_workdir(w, ps, ps)
+    assert cli(["train", "--workdir", str(w.root), "--max-length", "16", "--min-steps", "2", "--epochs", "1",
+                "--validation-fraction", "0.3"]) == 0
+    assert cli(["evaluate", "--workdir", str(w.root), "--learning-curve", "--curve-sizes", "10,0"]) == 0
+    curve = json.loads((w.reports / "learning_curve.json").read_text())
+    assert [p["n_labels"] for p in curve["points"]][0] == 10 and len(curve["points"]) == 2
+    assert all(set(p["baselines"]) == set(B.BASELINES) for p in curve["points"])
+    md = (w.reports / "classifier.md").read_text()
+    for text in ("](learning_curve.png)", "## Learning curve", "beside cheaper models", "student minus baseline",
+                 "ECE before", "](confusion.png)", "](reliability.png)"):
+        assert text in md
+    assert (w.reports / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # a plain evaluate afterwards keeps the curve in the report
+    assert cli(["evaluate", "--workdir", str(w.root)]) == 0
+    assert "## Learning curve" in (w.reports / "classifier.md").read_text()
