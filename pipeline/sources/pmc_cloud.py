@@ -39,7 +39,7 @@ DEFAULT_SCHEMA = ("Bucket", "Key", "LastModifiedDate", "ETag")
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One article version named by the index (an inventory row or a listed prefix)."""
 
@@ -51,7 +51,7 @@ class Entry:
     last_modified: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VersionMeta:
     """A version's JSON (the fields the parse uses) and its index entry."""
 
