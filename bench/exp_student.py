@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from classifiers.data import Example, model_input  # noqa: E402
-from classifiers.predict import Predictor  # noqa: E402
-from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir  # noqa: E402
-from classifiers.train import TrainConfig, evaluate_predictions, train  # noqa: E402
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS  # noqa: E402
-from pipeline.workdir import Workdir  # noqa: E402
+from classifiers.data import Example, model_input
+from classifiers.predict import Predictor
+from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
+from classifiers.train import TrainConfig, evaluate_predictions, train
+from pipeline.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.workdir import Workdir
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 
