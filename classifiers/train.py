@@ -122,7 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=d.max_length, help="tokens per paragraph (paper: 512)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--min-steps", type=int, default=d.min_steps,
-                        help="train at least this many optimizer steps, whatever --epochs gives (0: epochs only)")
+                        help="train at least this many optimizer steps (at most 12 epochs' worth), whatever "
+                             "--epochs gives (0: epochs only)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate of the pretrained encoder")
     parser.add_argument("--head-lr", type=float, default=d.head_lr, help="learning rate of the heads (0: --lr)")
@@ -187,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 CLASS_WEIGHT_POWER = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
+MIN_STEPS_MAX_EPOCHS = 12
 
 
 def task_score(metrics: dict[str, Any]) -> float:
@@ -205,6 +207,14 @@ def class_weights(y: torch.Tensor, n_classes: int, power: float) -> torch.Tensor
     w = torch.where(counts > 0, (len(y) / (n_classes * counts.clamp(min=1))) ** power, torch.zeros(()))
     w = torch.where(counts > 0, w, w.max())
     return w / (w[y].mean())
+
+
+def schedule_steps(n_train: int, cfg: TrainConfig) -> int:
+    """Optimizer steps of a run: `epochs` passes, at least `min_steps` but never more than
+    MIN_STEPS_MAX_EPOCHS passes for the minimum (24 demo labels train 24 steps, not 300), capped by max_steps."""
+    per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = max(per_epoch * cfg.epochs, min(cfg.min_steps, per_epoch * MIN_STEPS_MAX_EPOCHS))
+    return min(total, cfg.max_steps) if cfg.max_steps else total
 
 
 def seed_everything(seed: int) -> None:
@@ -309,9 +319,7 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
     init_heads_from_priors(model, labels)
 
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
-    total_steps = max(steps_per_epoch * cfg.epochs, cfg.min_steps)
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
+    total_steps = schedule_steps(len(train_ex), cfg)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     head_lr = cfg.head_lr or cfg.lr
     groups = []

@@ -15,7 +15,7 @@ from classifiers.calibration import calibrate, fit_temperature, softmax
 from classifiers.data import Example, split_by_article
 from classifiers.model import StudentModel
 from classifiers.predict import Predictor
-from classifiers.train import class_weights, default_base_model, task_score
+from classifiers.train import TrainConfig, class_weights, default_base_model, schedule_steps, task_score
 
 
 def _examples(n_articles: int, per_article: int) -> list[Example]:
@@ -34,6 +34,15 @@ def test_min_validation_adds_whole_articles_up_to_the_cap() -> None:
     # many labels: the fraction alone already gives more than the minimum; nothing moves
     big = _examples(400, 15)
     assert split_by_article(big, 13, 0.1, 150) == split_by_article(big, 13, 0.1)
+
+
+def test_schedule_has_a_minimum_for_small_data_only() -> None:
+    cfg = TrainConfig()
+    assert schedule_steps(450, cfg) == 300  # a 600-label pilot: 29 steps an epoch, 3 epochs would be 87
+    assert schedule_steps(19, cfg) == 2 * 12  # the demo's handful: at most 12 passes
+    assert schedule_steps(400_000, cfg) == 3 * 25_000  # 400K labels: the epochs decide
+    assert schedule_steps(450, TrainConfig(max_steps=4)) == 4
+    assert schedule_steps(450, TrainConfig(min_steps=0)) == 87
 
 
 def test_class_weights_favour_rare_classes() -> None:
