@@ -55,10 +55,23 @@ def glob_files(root: Location, pattern: str) -> list[Location]:
 
 
 def _input_paths(value: Any) -> list[Location]:
-    """Files named by an input argument (files, directories, globs) on any accepted filesystem."""
+    """Files named by an input argument (files, directories, globs) on any accepted filesystem.
+
+    The root of a PMC Cloud layout (s3://pmc-oa-opendata/ or a mirror) is fingerprinted by what indexes
+    it, never by listing its ~50M objects: the newest inventory manifest, else the `metadata/*.json`
+    objects (each version's JSON embeds the MD5 of all its files, so any change to a version changes it).
+    """
+    from pipeline.sources import pmc_cloud
+
     out: list[Location] = []
     for v in value if isinstance(value, list | tuple) else [value]:
-        out += storage.expand(str(v))
+        spec = str(v)
+        if pmc_cloud.is_cloud_layout(spec):
+            root = Location(spec.rstrip("/") or spec)
+            manifests = pmc_cloud.find_manifests(root)
+            out += manifests[-1:] if manifests else (root / "metadata").glob("*.json")
+            continue
+        out += storage.expand(spec)
     return out
 
 

@@ -224,3 +224,15 @@ def test_private_s3_mirror_without_inventory_is_listed(shared_sample, s3_server,
     assert q(w, f"SELECT version FROM ARTICLES WHERE pmcid = '{sp['two_versions']}'") == [(2,)]
     (snap,) = q(w, "SELECT DISTINCT snapshot FROM VERSIONS")[0]
     assert snap.endswith("Z")
+
+
+def test_the_flow_fingerprints_a_layout_by_its_index_not_by_listing_every_object(mirror, shared_sample, tmp_path):
+    from pipeline.flow_markers import _input_paths
+    from tests.conftest import EXAMPLES
+
+    got = _input_paths([str(mirror.root)])
+    assert len(got) == 1 and got[0].name == "manifest.json" and str(got[0]) != f"{mirror.root}/{mirror.manifest_day1}"
+    bare = build_mirror(shared_sample, tmp_path / "bare" / "m", with_inventory=False)
+    got = _input_paths([f"{bare.root}/"])
+    assert got and all(str(p).startswith(f"{bare.root}/metadata/") and p.suffix == ".json" for p in got)
+    assert len(_input_paths([str(EXAMPLES / "jats")])) == 10  # loose files: every file, as before
