@@ -75,24 +75,33 @@ _lock = threading.Lock()
 # ----------------------------------------------------------------------------------------- settings
 
 
+def _split_s3_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Beam's `--s3_*` flags found in argv (`--flag=value`, `--flag value`, or a bare switch), and argv
+    without them. One reading of the command line for `configure` and `strip_flags`."""
+    found: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        key, eq, value = a[2:].partition("=") if a.startswith("--") else ("", "", "")
+        if key not in S3_FLAGS:
+            rest.append(a)
+            i += 1
+            continue
+        if not eq and key != "s3_disable_ssl" and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value = argv[i + 1]
+            i += 1
+        found[key] = value if (eq or value) else "true"
+        i += 1
+    return found, rest
+
+
 def configure(argv: Sequence[str]) -> list[str]:
     """Read Beam's `--s3_*` flags from a command line into the storage settings; return argv unchanged.
 
     The flags stay in argv: Beam stages pass them on to Beam (and so to its workers).
     """
-    argv = list(argv)
-    found: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--s3_"):
-            key, eq, value = a[2:].partition("=")
-            if key in S3_FLAGS:
-                if not eq and key != "s3_disable_ssl" and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                    value = argv[i + 1]
-                    i += 1
-                found[key] = value if (eq or value) else "true"
-        i += 1
+    found, _ = _split_s3_flags(argv)
     for key in SECRET_FLAGS:
         if found.get(key):
             secrets.register(found[key])
@@ -100,24 +109,12 @@ def configure(argv: Sequence[str]) -> list[str]:
         with _lock:
             _settings.s3.update(found)
             _fs_cache.clear()
-    return argv
+    return list(argv)
 
 
 def strip_flags(argv: Sequence[str]) -> list[str]:
     """argv without Beam's `--s3_*` flags (for stages that do not run on Beam: storage already has them)."""
-    out: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            if not a.startswith("--"):
-                continue
-        key, eq, _ = a[2:].partition("=") if a.startswith("--") else ("", "", "")
-        if key in S3_FLAGS:
-            skip = not eq and key != "s3_disable_ssl"
-            continue
-        out.append(a)
-    return out
+    return _split_s3_flags(argv)[1]
 
 
 def register_env_secrets() -> None:
