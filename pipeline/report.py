@@ -57,8 +57,8 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     n_par, n_art = rows("SELECT (SELECT count(*) FROM paragraphs), (SELECT count(*) FROM articles)")[0]
     n_lab = rows("SELECT count(*) FROM lp")[0][0]
     out: dict[str, Any] = {"paragraphs": n_par, "articles": n_art, "labelled_paragraphs": n_lab}
-    out["document_type"] = dict(rows("SELECT document_type, count(*) FROM lp GROUP BY 1 ORDER BY 2 DESC"))
-    out["domain"] = dict(rows("SELECT domain, count(*) FROM lp GROUP BY 1 ORDER BY 2 DESC"))
+    out["document_type"] = dict(rows("SELECT document_type, count(*) FROM lp GROUP BY 1 ORDER BY 2 DESC, 1"))
+    out["domain"] = dict(rows("SELECT domain, count(*) FROM lp GROUP BY 1 ORDER BY 2 DESC, 1"))
     out["unknown_label_values"] = {
         "document_type": sorted(str(k) for k in out["document_type"] if k not in label_schema.DOCUMENT_TYPES),
         "domain": sorted(str(k) for k in out["domain"] if k not in label_schema.DOMAINS),
@@ -79,7 +79,7 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             """SELECT a.license, a.commercial, count(*), sum(coalesce(p.n, 0))
                FROM articles AS a LEFT JOIN (SELECT article_id, count(*) AS n FROM paragraphs GROUP BY 1) AS p
                  ON p.article_id = a.pmcid
-               GROUP BY 1, 2 ORDER BY 3 DESC"""
+               GROUP BY 1, 2 ORDER BY 3 DESC, 1 NULLS LAST, 2"""
         )
     ]
     out["year"] = [{"year": y, "articles": n} for y, n in rows("SELECT year, count(*) FROM articles GROUP BY 1 ORDER BY 1")]

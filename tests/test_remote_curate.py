@@ -77,6 +77,15 @@ def _approx(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _differences(a: Any, b: Any, at: str = "") -> list[str]:
+    """Where two JSON values differ beyond _approx (for a readable failure)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(a.keys() | b.keys()) for d in _differences(a.get(k), b.get(k), f"{at}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{at}[{i}]")]
+    return [] if _approx(a, b) else [f"{at}: {a!r} != {b!r}"]
+
+
 def _assert_same_subset(local: dict[str, Any], remote: dict[str, Any]) -> None:
     assert remote["names"] == local["names"]
     assert remote["table"].num_rows > 0
@@ -104,7 +113,7 @@ def _assert_same_report(local: Workdir, remote: Workdir) -> None:
     assert sorted(rf) == sorted(lf)
     assert {"index.md", "stats.json", "labels.png", "scores.png", ".corpus-report-files.json"} <= set(rf)
     ls, rs = json.loads(lf["stats.json"]), json.loads(rf["stats.json"])
-    assert _approx(rs, ls), (rs, ls)
+    assert _approx(rs, ls), _differences(rs, ls)
     assert rs["subsets"], "the report lists the subsets built"
 
     def page(raw: bytes) -> list[str]:

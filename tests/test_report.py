@@ -22,6 +22,9 @@ def test_report_numbers_and_page(tmp_path: Path) -> None:
     assert (s["articles"], s["paragraphs"], s["labelled_paragraphs"]) == (4, 11, 10)
     assert s["document_type"] == {"Study": 5, "Review": 2, "Other": 2, "Clinical case": 1}
     assert s["domain"] == {"clinical": 4, "biomedical": 4, "other": 2}
+    # Most first, ties by name, so two runs on the same tables write the same page.
+    assert list(s["document_type"]) == ["Study", "Other", "Review", "Clinical case"]
+    assert list(s["domain"]) == ["biomedical", "clinical", "other"]
     assert s["educational_score_mean"] == pytest.approx(3.14)
     assert s["educational_score_median"] == pytest.approx(3.0)
     h = s["heterogeneity"]
@@ -32,6 +35,7 @@ def test_report_numbers_and_page(tmp_path: Path) -> None:
     assert h["mean_score_range_within_article"] == pytest.approx(1.6)
     lic = {x["license"]: (x["commercial"], x["articles"], x["paragraphs"]) for x in s["license"]}
     assert lic == {"CC BY": (True, 2, 7), "CC BY-NC": (False, 1, 2), "CC0": (True, 1, 2)}
+    assert [x["license"] for x in s["license"]] == ["CC BY", "CC BY-NC", "CC0"]
     assert s["year"] == [{"year": 2019, "articles": 1}, {"year": 2020, "articles": 1}, {"year": 2021, "articles": 2}]
     cells = {(c["document_type"], c["domain"]): c["paragraphs"] for c in s["type_x_domain"]}
     assert cells[("Study", L.DOMAINS[0])] == 3 and sum(cells.values()) == 10
