@@ -47,6 +47,22 @@ def test_superscript_citations_become_bracketed():
     assert text('in mice<sup>[<xref ref-type="bibr" rid="b4">4</xref>–<xref ref-type="bibr" rid="b6">6</xref>]</sup>, but') == "in mice [4–6], but"
 
 
+def test_adjacent_citations_are_not_glued():
+    # PMC3841568: "[<xref>1</xref><xref>3</xref>]" used to read "[13]".
+    assert text('established.[<xref ref-type="bibr" rid="b1">1</xref><xref ref-type="bibr" rid="b3">3</xref>] HRD') \
+        == "established.[1,3] HRD"
+    assert text('[<xref ref-type="bibr">1</xref><xref ref-type="bibr">2</xref><xref ref-type="bibr">4</xref>]') == "[1,2,4]"
+    assert text('shown<sup><xref ref-type="bibr" rid="b1">1</xref><xref ref-type="bibr" rid="b3">3</xref></sup>.') == "shown [1,3]."
+    # PMC13255524: only a newline between two author-year citations.
+    assert text('Dittmar et al. <xref ref-type="bibr">2008a</xref>\n<xref ref-type="bibr">2014</xref>; Kidd') \
+        == "Dittmar et al. 2008a, 2014; Kidd"
+    # Unchanged: a separator already there, an empty xref, a figure reference, the <xref><sup> form.
+    assert text('[<xref ref-type="bibr">1</xref>, <xref ref-type="bibr">2</xref>]') == "[1, 2]"
+    assert text('<sup><xref ref-type="bibr">14</xref><xref ref-type="bibr"/>–<xref ref-type="bibr">16</xref></sup>') == "[14–16]"
+    assert text('(<xref ref-type="bibr">1</xref><xref ref-type="fig">Fig. 2</xref>)') == "(1Fig. 2)"
+    assert text('a<xref ref-type="bibr"><sup>1</sup></xref><xref ref-type="bibr"><sup>3</sup></xref> b') == "a [1] [3] b"
+
+
 def test_footnote_marks_dropped():
     assert text('patients<xref ref-type="fn" rid="f1">a</xref> were<xref ref-type="table-fn" rid="t1"><sup>*</sup></xref> seen') == "patients were seen"
 

@@ -7,7 +7,9 @@
   a soft separator that becomes one space, except before closing punctuation / after an opening one.
 - Citations keep the text the publisher printed ("[12]", "(Smith et al., 2010)"); a superscript
   citation (`<sup><xref ref-type="bibr">12</xref></sup>`) becomes " [12]" so numbers do not glue onto
-  words. Footnote marks (`xref` to fn / table-fn) are dropped. A numeric superscript right after a
+  words. Two adjacent citations with nothing but whitespace between them are set apart by a comma,
+  so their numbers do not glue either: `[<xref>1</xref><xref>3</xref>]` reads "[1,3]" (not "[13]"),
+  `<sup><xref>1</xref><xref>3</xref></sup>` " [1,3]". Footnote marks (`xref` to fn / table-fn) are dropped. A numeric superscript right after a
   digit is an exponent: `10<sup>6</sup>` reads "10^6" (not "106").
 - Formulas: TeX from `<tex-math>` when present (document wrapper removed, as `$...$`), else the
   MathML `@alttext`, else the MathML's text content; formula labels are dropped.
@@ -122,6 +124,34 @@ def _replace_with_text(el: etree._Element, text: str) -> None:
     el.tail = tail
 
 
+def _has_text(el: etree._Element) -> bool:
+    return any(t.strip() for t in el.itertext())
+
+
+def _plain_citation(el) -> bool:
+    """An `<xref ref-type="bibr">` with text of its own (not the `<xref><sup>3</sup></xref>` form)."""
+    tag = el.tag
+    if not isinstance(tag, str) or local_name(tag) != "xref" or el.get("ref-type") != "bibr":
+        return False
+    if len(el) == 1 and isinstance(el[0].tag, str) and local_name(el[0].tag) == "sup" and not (el.text or "").strip():
+        return False
+    return _has_text(el)
+
+
+def _citation_group_text(el: etree._Element) -> str:
+    """The text of a `<sup>` of citations, with a comma between two that nothing else separates."""
+    parts = [el.text or ""]
+    kids = list(el)
+    for k, ch in enumerate(kids):
+        t = "".join(ch.itertext())
+        tail = ch.tail or ""
+        if not tail.strip() and t.strip() and k + 1 < len(kids) and _has_text(kids[k + 1]):
+            tail = "," + tail
+        parts.append(t)
+        parts.append(tail)
+    return "".join(parts)
+
+
 def _only_citations(el: etree._Element) -> bool:
     """True for `<sup>` holding only citation xrefs and separators ("1", "1,2", "[3-5]")."""
     has = False
@@ -151,7 +181,7 @@ def _text_before(el: etree._Element) -> str | None:
 
 def _prep_sup(el: etree._Element) -> None:
     if len(el) and _only_citations(el):
-        text = "".join(el.itertext()).strip(" []()")
+        text = _citation_group_text(el).strip(" []()")
         _replace_with_text(el, f"{SEP}[{text}]" if text else "")
         return
     t = el.text
@@ -170,6 +200,11 @@ def _prep_xref(el: etree._Element) -> None:
             and not (el.text or "").strip():
         inner = "".join(el[0].itertext()).strip(" []")
         _replace_with_text(el, f"{SEP}[{inner}]" if inner else "")
+    elif rt == "bibr" and not (el.tail or "").strip():
+        # "[<xref>1</xref><xref>3</xref>]": a comma, or the numbers would read "[13]".
+        nxt = el.getnext()
+        if nxt is not None and _plain_citation(nxt) and _plain_citation(el):
+            el.tail = "," + (el.tail or "")
 
 
 def _prep_formula(el: etree._Element) -> None:
