@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("classifiers.train", "train the student classifier on the teacher's annotations"),
     "evaluate": ("classifiers.evaluate", "report the student's agreement with held-out teacher labels"),
     "propagate": ("pipeline.propagate", "apply the student to every paragraph with Beam RunInference"),
+    "import-labels": ("pipeline.interop.import_labels", "import published Biomed-Enriched labels, joined by (PMID, path)"),
     "curate": ("pipeline.curate", "build a pretraining subset from a SQL recipe"),
     "report": ("pipeline.report", "one page of plots and statistics of the labelled corpus"),
     "run": ("pipeline.flow", "run every stage from one YAML config, resuming finished stages"),

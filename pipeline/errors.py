@@ -44,6 +44,16 @@ class RejectReason(StrEnum):
     # propagate (student)
     EMPTY_TEXT = "empty_text"
     INFERENCE_ERROR = "inference_error"
+    # import-labels (published Biomed-Enriched rows that do not become labels)
+    IMPORT_NO_KEY = "no_join_key"  # no PMID or no path
+    IMPORT_DUPLICATE = "duplicate_row"  # several rows for one (PMID, path) or one id
+    IMPORT_UNKNOWN_LABEL = "unknown_label_value"
+    IMPORT_BAD_SCORE = "bad_score"  # educational_score missing or outside the schema's range
+    IMPORT_BAD_VECTOR = "bad_score_vector"  # wrong length, missing entries, entries outside [0, 1]
+    IMPORT_NO_ARTICLE = "no_article_with_pmid"
+    IMPORT_AMBIGUOUS_PMID = "ambiguous_pmid"  # several of our articles carry the PMID
+    IMPORT_NO_PARAGRAPH = "no_paragraph_at_path"
+    IMPORT_NOT_ADDRESSABLE = "not_addressable"  # the published tool resolves the path to another element
 
 
 class PmcCurateError(Exception):

@@ -35,7 +35,16 @@ log = logging.getLogger(__name__)
 
 # Vectors rounded to 3 decimals still sum to 1 within 4 * 0.0005; a softmax in float32 within 1e-6.
 PROBABILITY_SUM_TOLERANCE = 0.01
-LABEL_SOURCES = ("labels", "annotations")
+# Which labels a stage reads (curate --labels, report --labels): the student's (propagate), the teacher's
+# (annotate), imported ones (import-labels), or imported where present and the student's elsewhere.
+LABEL_SOURCES = ("labels", "annotations", "imported", "merged")
+# source -> the work-directory tables it reads
+SOURCE_TABLES: dict[str, tuple[str, ...]] = {
+    "labels": ("labels",), "annotations": ("annotations",), "imported": ("labels_imported",),
+    "merged": ("labels_imported", "labels"),
+}  # fmt: skip
+# The schema each table kind is checked against: annotations have integer scores and no vectors.
+_KINDS = ("labels", "annotations")
 # Columns every labels table must have; the rest is derived or optional.
 REQUIRED = ("id", *label_schema.LABEL_COLUMNS)
 # How many unknown values and duplicate ids a message shows.
@@ -201,8 +210,8 @@ def check_labels_table(
     Raises ConfigError listing every problem found and what to fix. With allow_unknown_values (the
     corpus report, which lists them on its page), label values outside the schema are only logged.
     """
-    if source not in LABEL_SOURCES:
-        raise ConfigError(f"label source must be one of {', '.join(LABEL_SOURCES)}, not {source!r}")
+    if source not in _KINDS:
+        raise ConfigError(f"label table kind must be one of {', '.join(_KINDS)}, not {source!r}")
     where = f"{source} table {table}"
     types = _columns(con, view)
     problems, derived = _check_columns(types, source)
@@ -281,6 +290,37 @@ def check_labels_table(
         f"; derived or NULL: {', '.join(derived)}" if derived else "",
     )  # fmt: skip
     return check
+
+
+def missing_label_tables(workdir: Any, source: str) -> list[str]:
+    """The tables `source` reads that the work directory does not have (a Workdir)."""
+    if source not in LABEL_SOURCES:
+        raise ConfigError(f"--labels must be one of {', '.join(LABEL_SOURCES)}, not {source!r}")
+    return [t for t in SOURCE_TABLES[source] if not workdir.has_table(t)]
+
+
+def open_label_source(
+    con: duckdb.DuckDBPyConnection, source: str, *, where: str, allow_unknown_values: bool = False
+) -> tuple[str, LabelTableCheck]:
+    """Check the labels `source` reads and return (the DuckDB view holding them, the check).
+
+    The connection has one view per table of SOURCE_TABLES[source] (pipeline.tables.connect). "merged"
+    is a view of its own: every imported label, and the student's label of each paragraph without one.
+    """
+    if source == "merged":
+        # The tables' own views are renamed first: a stage then defines its `labels` view over "merged".
+        con.execute("ALTER VIEW labels_imported RENAME TO merged_imported")
+        con.execute("ALTER VIEW labels RENAME TO merged_labels")
+        con.execute(
+            "CREATE VIEW merged AS SELECT * FROM merged_imported UNION ALL BY NAME "
+            "SELECT l.* FROM merged_labels AS l ANTI JOIN merged_imported AS i ON i.id = l.id"
+        )
+        view = "merged"
+    else:
+        view = SOURCE_TABLES[source][0]
+    kind = "annotations" if source == "annotations" else "labels"
+    check = check_labels_table(con, view, table=where, source=kind, allow_unknown_values=allow_unknown_values)
+    return view, check
 
 
 def _fetch_named(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], tuple[Any, ...]]:

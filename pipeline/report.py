@@ -1,6 +1,6 @@
 """Report: one Markdown page with PNG plots describing the labelled corpus of a work directory.
 
-    pmc-curate report --workdir W [--labels labels|annotations]
+    pmc-curate report --workdir W [--labels labels|annotations|imported|merged]
 
 Writes W/reports/index.md, W/reports/*.png and W/reports/stats.json: label distributions, score
 histogram, type x domain, per-license and per-year counts, the paper's heterogeneity statistics
@@ -27,7 +27,7 @@ import duckdb
 from pipeline import labels as label_schema
 from pipeline import storage
 from pipeline.errors import ConfigError
-from pipeline.label_tables import check_labels_table
+from pipeline.label_tables import LABEL_SOURCES, SOURCE_TABLES, missing_label_tables, open_label_source
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
 
@@ -294,23 +294,21 @@ def report(
 ) -> Path | storage.Location:
     """Write the corpus report into W/reports/ (its own files replaced, others kept); return index.md's
     location (a Path for a local work directory)."""
-    if labels not in ("labels", "annotations"):
-        raise ConfigError(f"--labels must be labels or annotations, not {labels!r}")
     wd = Workdir.of(workdir)
     storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
-    for table in ("articles", "paragraphs", labels):
+    for table in ("articles", "paragraphs", *missing_label_tables(wd, labels)):
         if not wd.has_table(table):
             raise ConfigError(
                 f"report needs the {table} table: no Parquet files in {wd.table(table)} "
                 f"(run the stage that writes it first{', or pass --labels annotations' if table == 'labels' else ''})"
             )
-    con = connect(wd, tables=("articles", "paragraphs", labels), threads=threads)
+    con = connect(wd, tables=("articles", "paragraphs", *SOURCE_TABLES[labels]), threads=threads)
     try:
         # Checked at the door like curate's; values outside the schema are listed on the page, not fatal.
-        checked = check_labels_table(con, labels, table=str(wd.table(labels)), source=labels, allow_unknown_values=True)
-        if labels == "labels":
-            con.execute("ALTER VIEW labels RENAME TO src_labels")
-        con.execute(f"CREATE VIEW labels AS {checked.view_sql('src_labels' if labels == 'labels' else labels)}")
+        where = " + ".join(str(wd.table(t)) for t in SOURCE_TABLES[labels])
+        view, checked = open_label_source(con, labels, where=where, allow_unknown_values=True)
+        con.execute(f"ALTER VIEW {view} RENAME TO src_{view}")
+        con.execute(f"CREATE VIEW labels AS {checked.view_sql(f'src_{view}')}")
         stats = compute_stats(con)
     finally:
         con.close()
@@ -341,8 +339,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `pmc-curate report`."""
     parser.add_argument("--workdir", required=True,
                         help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
-    parser.add_argument("--labels", choices=("labels", "annotations"), default="labels",
-                        help="label table: the student's labels, or the teacher's annotations")  # fmt: skip
+    parser.add_argument("--labels", choices=LABEL_SOURCES, default="labels",
+                        help="labels to report: the student's, the teacher's (annotations), import-labels' (imported), "
+                             "or imported where present and the student's elsewhere (merged)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipeline.storage import Location, as_location
 
-TABLES = ("articles", "paragraphs", "rejects", "sample", "annotations", "labels")
+TABLES = ("articles", "paragraphs", "rejects", "sample", "annotations", "labels", "labels_imported")
 
 
 @dataclass(frozen=True)

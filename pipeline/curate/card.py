@@ -29,9 +29,14 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         "tags": ["biomedical", "clinical", "pubmed-central", "pretraining", "biomed-enriched"],
         "configs": [
             {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]},
-            {"config_name": "documents", "data_files": [{"split": "train", "path": f"export/*.{manifest['export']['extension']}"}]},
         ],
     }
+    if manifest["files"]["export"]:
+        header["configs"].append(
+            {"config_name": "documents", "data_files": [{"split": "train", "path": f"export/*.{manifest['export']['extension']}"}]})
+    if manifest["files"].get("biomed_enriched"):
+        header["configs"].append(
+            {"config_name": "biomed-enriched", "data_files": [{"split": "train", "path": "biomed-enriched/part-*.parquet"}]})
     def cell(v: object) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -58,10 +63,14 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         "overlap, plus `copy` (0-based copy of the article), `prefix`, `n_tokens`, `license`, `commercial`, "
         "`year`, `title`, `journal`. Rows are grouped by article, copies of an article next to each other, "
         "paragraphs in document order.\n"
-        f"- `export/*.{manifest['export']['extension']}`: one JSON object per article copy "
-        '`{"id": "<pmcid>#<copy>", "text": ..., "metadata": {...}}`; section titles and paragraphs joined '
-        "by blank lines.\n"
-        "- `manifest.json`: counts, label distributions, licenses, parameters, recipe text and hash, input "
+        + (f"- `export/*.{manifest['export']['extension']}`: one JSON object per article copy "
+           '`{"id": "<pmcid>#<copy>", "text": ..., "metadata": {...}}`; section titles and paragraphs joined '
+           "by blank lines.\n" if manifest["files"]["export"] else "")
+        + ("- `biomed-enriched/part-*.parquet`: one row per selected paragraph in the exact schema of "
+           "almanach/Biomed-Enriched (`article_id` the PMID where known, `id` `{article_id}_p{N}`, vectors in "
+           "their order); `biomed-enriched/pmid_xml_index.parquet`: pmid -> xml_path for their re-population "
+           "tool.\n" if manifest["files"].get("biomed_enriched") else "")
+        + "- `manifest.json`: counts, label distributions, licenses, parameters, recipe text and hash, input "
         "fingerprints.\n\n"
         "## Parameters\n\n| name | value | meaning |\n|---|---|---|\n" + (params or "| - | - | - |") + "\n\n"
         "## Labels (rows)\n\n| label | counts |\n|---|---|\n" + dist + "\n\n"

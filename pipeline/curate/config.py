@@ -38,6 +38,9 @@ class CurateConfig:
     shard_mb: float = 256.0  # size bound of one compressed export shard and one Parquet file
     compression: str = "zstd"  # export shards: zstd or gzip
     export: bool = True
+    # jsonl: export/ holds one JSON document per article copy; biomed-enriched: biomed-enriched/ holds the
+    # selected paragraphs in the published dataset's exact schema instead (pipeline/interop/export.py).
+    export_format: str = "jsonl"
     # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
     memory_limit: str = "2GB"
     threads: int | None = None  # DuckDB threads; default: all cores

@@ -14,6 +14,7 @@ from pipeline import storage
 from pipeline.curate.config import SEPARATOR, CurateConfig
 from pipeline.curate.recipes import Recipe
 from pipeline.curate.writers import Written
+from pipeline.label_tables import SOURCE_TABLES
 from pipeline.workdir import Workdir
 
 
@@ -87,19 +88,23 @@ def build_manifest(
         "parameters": values,
         "label_bindings": {k: v for k, v in bindings.items() if k not in values},
         "labels_source": config.labels,
+        "label_tables": list(SOURCE_TABLES[config.labels]),  # merged: imported where present, labels elsewhere
         "commercial_only": config.commercial_only,
         "stats": stats,
         "tokens": tokens,
         "files": {
             "data": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size} for f in written.data],
             "export": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size} for f in written.export],
+            "biomed_enriched": [{"path": str(f.relative_to(staging)), "bytes": f.stat().st_size}
+                                for f in written.biomed_enriched],
         },
-        "export": {"format": "jsonl", "compression": config.compression, "shard_mb": config.shard_mb,
+        "export": {"format": config.export_format, "compression": config.compression,
+                   "shard_mb": config.shard_mb,
                    "extension": {"zstd": "jsonl.zst", "gzip": "jsonl.gz"}[config.compression],
                    "separator": SEPARATOR},  # fmt: skip
         # Names, sizes and versions (mtime locally, ETag / generation remotely): one listing, no reads.
         "inputs": {t: {"path": str(wd.table(t)), **storage.fingerprint(wd.files(t), wd.table(t))}
-                   for t in ("articles", "paragraphs", config.labels)},  # fmt: skip
+                   for t in ("articles", "paragraphs", *SOURCE_TABLES[config.labels])},  # fmt: skip
         "software": {"duckdb": duckdb.__version__, "pyarrow": pa.__version__},
     }
     manifest["timings"] = timings

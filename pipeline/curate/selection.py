@@ -18,9 +18,9 @@ from pipeline.errors import ConfigError
 from pipeline.label_tables import LabelTableCheck
 
 
-def setup_views(con: duckdb.DuckDBPyConnection, labels: LabelTableCheck, commercial_only: bool) -> None:
-    """Views the recipe sees: articles, paragraphs, labels (the checked labels table), corpus."""
-    for name in ("articles", "paragraphs", labels.source):
+def setup_views(con: duckdb.DuckDBPyConnection, label_view: str, labels: LabelTableCheck, commercial_only: bool) -> None:
+    """Views the recipe sees: articles, paragraphs, labels (the checked labels view `label_view`), corpus."""
+    for name in ("articles", "paragraphs", label_view):
         con.execute(f"ALTER VIEW {name} RENAME TO src_{name}")
     con.execute(
         "CREATE VIEW articles AS SELECT * FROM src_articles"
@@ -31,7 +31,7 @@ def setup_views(con: duckdb.DuckDBPyConnection, labels: LabelTableCheck, commerc
         + (" SEMI JOIN articles AS a ON p.article_id = a.pmcid" if commercial_only else "")
     )
     # id, article_id, the label columns, the probability vectors, model_id; derived where the table lacks them.
-    con.execute(f"CREATE VIEW labels AS {labels.view_sql(f'src_{labels.source}', 'src_paragraphs')}")
+    con.execute(f"CREATE VIEW labels AS {labels.view_sql(f'src_{label_view}', 'src_paragraphs')}")
     con.execute(
         f"""CREATE VIEW corpus AS
         SELECT p.id, p.article_id, p.path, p.section_title, p.language, p.n_tokens,

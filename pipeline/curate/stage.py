@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,26 @@ from pipeline.curate.selection import build_meta, run_recipe, setup_views
 from pipeline.curate.tokens import n_tokens_is_export_tokenizer, token_counts
 from pipeline.curate.writers import write_outputs
 from pipeline.errors import ConfigError
-from pipeline.label_tables import check_labels_table
+from pipeline.interop.export import write_biomed_enriched
+from pipeline.label_tables import SOURCE_TABLES, missing_label_tables, open_label_source
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
 
 log = logging.getLogger("pipeline.curate")
+
+EXPORT_FORMATS = ("jsonl", "biomed-enriched")
+
+# What to run when a table curate needs is missing.
+_HINTS = {
+    "articles": "run parse first", "paragraphs": "run parse first",
+    "labels": "run propagate first, or pass --labels annotations / imported",
+    "labels_imported": "run import-labels first, or pass --labels labels",
+}  # fmt: skip
+
+
+def _where(wd: Workdir, source: str) -> str:
+    """The label tables of a source, as messages name them."""
+    return " + ".join(str(wd.table(t)) for t in SOURCE_TABLES[source])
 
 
 def curate(config: CurateConfig) -> dict[str, Any]:
@@ -43,16 +59,15 @@ def curate(config: CurateConfig) -> dict[str, Any]:
         raise ConfigError(f"--labels must be one of {', '.join(LABEL_SOURCES)}, not {config.labels!r}")
     if config.compression not in ("zstd", "gzip"):
         raise ConfigError(f"--compression must be zstd or gzip, not {config.compression!r}")
+    if config.export_format not in EXPORT_FORMATS:
+        raise ConfigError(f"--export-format must be one of {', '.join(EXPORT_FORMATS)}, not {config.export_format!r}")
     if config.shard_mb <= 0:
         raise ConfigError("--shard-mb must be positive")
     wd = Workdir.of(config.workdir)
     storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
-    for table in ("articles", "paragraphs", config.labels):
+    for table in ("articles", "paragraphs", *missing_label_tables(wd, config.labels)):
         if not wd.has_table(table):
-            raise ConfigError(
-                f"curate needs the {table} table: no Parquet files in {wd.table(table)} "
-                f"(run the stage that writes it first{'' if table != 'labels' else ', or pass --labels annotations'})"
-            )
+            raise ConfigError(f"curate needs the {table} table: no Parquet files in {wd.table(table)} ({_HINTS[table]})")
     name = config.name or recipe.name + ("-commercial" if config.commercial_only else "")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"subset name {name!r}: use letters, digits, '.', '_' and '-'")
@@ -63,21 +78,24 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     # Built locally, then swapped in (renames) or uploaded: a reader sees the old subset or the new one,
     # never a half-written one (on an object store manifest.json comes after the files it lists).
     with storage.local_staging(final, dir=wd.local_cache / "staging") as staging:
-        con = connect(wd, tables=("articles", "paragraphs", config.labels), threads=config.threads)
+        con = connect(wd, tables=("articles", "paragraphs", *SOURCE_TABLES[config.labels]), threads=config.threads)
         try:
             con.execute("SET memory_limit = $m", {"m": config.memory_limit})
             con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
             # Every ordered output has its own ORDER BY; not preserving scan order saves memory.
             con.execute("SET preserve_insertion_order = false")
             # The labels table is checked at the door: schema, vocabulary, ranges, one row per paragraph.
-            checked = check_labels_table(con, config.labels, table=str(wd.table(config.labels)), source=config.labels)
-            setup_views(con, checked, config.commercial_only)
+            view, checked = open_label_source(con, config.labels, where=_where(wd, config.labels))
+            setup_views(con, view, checked, config.commercial_only)
             run_recipe(con, recipe, bindings)
             build_meta(con)
             reuse = n_tokens_is_export_tokenizer(con)
             timings = {"select_s": round(time.perf_counter() - t0, 3)}
             t = time.perf_counter()
-            written = write_outputs(con, staging, config, name, count_text=not reuse)
+            jsonl = config.export and config.export_format == "jsonl"
+            written = write_outputs(con, staging, replace(config, export=jsonl), name, count_text=not reuse)
+            if config.export and config.export_format == "biomed-enriched":
+                written.biomed_enriched = write_biomed_enriched(con, staging, int(config.shard_mb * 2**20), config.batch_rows)
             timings["write_s"] = round(time.perf_counter() - t, 3)
             t = time.perf_counter()
             meta = parquet_metadata(wd, "paragraphs")
@@ -107,11 +125,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="set a recipe parameter (repeatable); see the recipe's `-- param:` lines")  # fmt: skip
     parser.add_argument("--commercial-only", action="store_true", help="keep only articles whose license allows commercial use")
     parser.add_argument("--labels", choices=LABEL_SOURCES, default="labels",
-                        help="label table: the student's labels, or the teacher's annotations during development")  # fmt: skip
+                        help="labels to curate by: the student's (labels), the teacher's (annotations, during development), "
+                             "import-labels' (imported), or imported where present and the student's elsewhere (merged)")  # fmt: skip
     parser.add_argument("--name", default=None, help="output folder under W/subsets (default: recipe name)")
     parser.add_argument("--shard-mb", type=float, default=CurateConfig.shard_mb, help="size bound of one output file (MB)")
     parser.add_argument("--compression", choices=("zstd", "gzip"), default="zstd", help="compression of the JSONL export")
-    parser.add_argument("--no-export", dest="export", action="store_false", help="skip the JSONL text export")
+    parser.add_argument("--no-export", dest="export", action="store_false", help="skip the export (JSONL or biomed-enriched)")
+    parser.add_argument("--export-format", choices=EXPORT_FORMATS, default="jsonl",
+                        help="jsonl: one document per article copy in export/; biomed-enriched: the selected paragraphs "
+                             "in the published Biomed-Enriched schema in biomed-enriched/, with a pmid -> xml_path index")  # fmt: skip
     parser.add_argument("--memory-limit", default=CurateConfig.memory_limit, help="DuckDB memory limit (spills beyond)")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     parser.add_argument("--temp-directory", type=Path, default=None, help="local DuckDB spill folder (default: W/cache/duckdb-tmp)")
@@ -125,7 +147,7 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
         CurateConfig(
             workdir=args.workdir, recipe=args.recipe, params=args.param, commercial_only=args.commercial_only,
             labels=args.labels, name=args.name, shard_mb=args.shard_mb, compression=args.compression,
-            export=args.export, memory_limit=args.memory_limit, threads=args.threads,
+            export=args.export, export_format=args.export_format, memory_limit=args.memory_limit, threads=args.threads,
             temp_directory=args.temp_directory,
         )  # fmt: skip
     )

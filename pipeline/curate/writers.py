@@ -11,7 +11,7 @@ thread beside the Parquet writer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,7 @@ class Written:
     export: list[Path]
     text_tokens: int | None  # counted in the pass when parse's n_tokens are another tokenizer's
     headings: dict[str, int]  # section heading -> occurrences in the export (copies counted)
+    biomed_enriched: list[Path] = field(default_factory=list)  # --export-format biomed-enriched
 
 
 class Exporter:
