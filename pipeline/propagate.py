@@ -11,6 +11,10 @@ rewritten (selection happens later, in SQL). The model is loaded once per worker
 `Shared` handle); Beam batches elements, then run_inference sorts each batch by token length and
 cuts it into sub-batches padded only to their own longest member (classifiers.predict).
 
+A re-run labels only the paragraphs without a label for their current input from the same model (after
+`parse --update`: the new and edited ones) and keeps the other labels; `--full` labels every paragraph.
+See pipeline/propagate_delta.py.
+
 W (and --model) may be on s3:// or gs://. Workers then copy the model directory into a local temporary
 folder with Beam's own FileSystems (which take their settings from the pipeline options the workers
 receive), once per worker process and content version of the model, however many bundles they run.
@@ -37,6 +41,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from beam_runners.options import pipeline_options
+from pipeline import propagate_delta as delta
 from pipeline import storage
 from pipeline.errors import ConfigError, RejectReason
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
@@ -64,6 +69,7 @@ class PropagateConfig:
     max_length: int | None = None  # None = the length the model was trained with
     precision: str = "auto"
     torch_threads: int = 0  # 0 = torch's default; set 1-2 when running several Beam worker processes
+    full: bool = False  # label every paragraph, not only those without a label for their current input
 
 
 def _input_hash(text: str) -> str:
@@ -244,15 +250,14 @@ class ScoreParagraphs(beam.PTransform):
 class Propagate(beam.PTransform):
     """Read W/paragraphs, score every paragraph, write W/labels and W/rejects/propagate-*."""
 
-    def __init__(self, workdir: Workdir, config: PropagateConfig) -> None:
+    def __init__(self, workdir: Workdir, config: PropagateConfig, paragraphs: str | None = None) -> None:
         super().__init__()
         self.workdir = workdir
         self.config = config
+        self.paragraphs = paragraphs or workdir.glob("paragraphs")  # a delta run reads only its paragraphs
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.PDone:
-        paragraphs = pbegin | "ReadParagraphs" >> ReadFromParquet(
-            self.workdir.glob("paragraphs"), columns=INPUT_COLUMNS
-        )
+        paragraphs = pbegin | "ReadParagraphs" >> ReadFromParquet(self.paragraphs, columns=INPUT_COLUMNS)
         labels, rejects = paragraphs | "Score" >> ScoreParagraphs(self.config)
         labels | "WriteLabels" >> WriteToParquet(
             str(self.workdir.labels / "labels"), schema=arrow_schema(Label), file_name_suffix=".parquet"
@@ -275,6 +280,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default=d.precision)
     parser.add_argument("--torch-threads", type=int, default=d.torch_threads,
                         help="torch intra-op threads per worker (0: torch default)")
+    parser.add_argument("--full", action="store_true",
+                        help="label every paragraph (default: keep the labels the same model gave the same input)")
 
 
 def summarize(workdir: Workdir) -> dict[str, Any]:
@@ -314,12 +321,21 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but torch sees no CUDA device")
-    workdir.reset_table("labels")
+    fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision)
+    plan = delta.plan(workdir, fingerprint, full=config.full)
+    if plan.full:
+        log.info("propagate: labelling every paragraph (%s)", plan.reason)
+        workdir.reset_table("labels")
     workdir.reset_table("rejects", prefix=f"{STAGE}-")
-    with beam.Pipeline(options=pipeline_options(beam_argv)) as p:
-        _ = p | "Propagate" >> Propagate(workdir, config)
+    if plan.full or plan.todo:
+        with beam.Pipeline(options=pipeline_options(beam_argv)) as p:
+            _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
     summary = summarize(workdir)
     summary["model_dir"] = config.model_dir
+    summary["model_fingerprint"] = fingerprint
+    summary["mode"] = "full" if plan.full else "delta"
+    summary["kept"] = plan.kept
+    summary["labelled_now"] = summary["labels"] - plan.kept
     (workdir.stages / f"{STAGE}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     missing = summary["paragraphs"] - summary["labels"] - sum(summary["rejects"].values())
     if missing:
@@ -339,10 +355,12 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
         max_length=args.max_length,
         precision=args.precision,
         torch_threads=args.torch_threads,
+        full=args.full,
     )
     s = run_propagate(workdir, config, beam_argv)
     pct = 100.0 * s["truncated"] / s["labels"] if s["labels"] else 0.0
     rejects = ", ".join(f"{k}: {v}" for k, v in s["rejects"].items()) or "none"
-    print(f"labelled {s['labels']} of {s['paragraphs']} paragraphs with {', '.join(s['model_ids'])} -> {workdir.labels}")
+    print(f"labelled {s['labels']} of {s['paragraphs']} paragraphs with {', '.join(s['model_ids'])} -> {workdir.labels}"
+          + (f" ({s['labelled_now']} now, {s['kept']} kept from the previous run)" if s["mode"] == "delta" else ""))
     print(f"truncated at max length: {s['truncated']} ({pct:.1f}%); rejects: {rejects}")
     return 0 if s["labels"] + sum(s["rejects"].values()) == s["paragraphs"] else 1
