@@ -50,6 +50,33 @@ def _table_rows(wd: Workdir, command: str) -> dict[str, int]:
     return rows
 
 
+def corpus_state(wd: Workdir, parse_marker: dict[str, Any] | None) -> dict[str, Any]:
+    """How current the corpus is: the inventory snapshots its articles were read at (articles per snapshot,
+    newest first) and what the last `parse --update` changed."""
+    out: dict[str, Any] = {}
+    files = [str(f) for f in wd.files("articles")]
+    if files:
+        con = storage.duckdb_connect()
+        try:
+            rel = con.sql("SELECT * FROM read_parquet($f, union_by_name = true) LIMIT 0", params={"f": files})
+            if "snapshot" in rel.columns:
+                rows = con.sql(
+                    "SELECT snapshot, count(*) FROM read_parquet($f, union_by_name = true) WHERE snapshot IS NOT NULL "
+                    "GROUP BY 1 ORDER BY 1 DESC",
+                    params={"f": files},
+                ).fetchall()
+                if rows:
+                    out["snapshots"] = {str(k): int(n) for k, n in rows}
+        finally:
+            con.close()
+    m = parse_marker or {}
+    upd = m.get("update") or (m.get("summary") or {}).get("update")
+    if upd:
+        out["last_update"] = {k: upd[k] for k in ("snapshot", "previous_snapshot", "new", "changed", "removed",
+                                                   "affected_pmcids", "tombstones") if k in upd}  # fmt: skip
+    return out
+
+
 def collect(wd: Workdir) -> list[dict[str, Any]]:
     """One entry per stage: marker fields (state, times, outputs) plus rejects per reason."""
     markers: list[dict[str, Any]] = []
@@ -95,6 +122,13 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
             "rows": rows, "error": None, "rejects": rejects_by_reason(wd, command),
         })
 
+    parse_entry = next((e for e in entries if e["command"] == "parse"), None)
+    if parse_entry is not None:
+        marker = next((m for m in markers if m["command"] == "parse"), None)
+        corpus = corpus_state(wd, marker)
+        if corpus:
+            parse_entry["corpus"] = corpus
+
     def order(e: dict[str, Any]) -> tuple[int, str, str]:
         c = str(e["command"])
         return (STAGE_ORDER.index(c) if c in STAGE_ORDER else len(STAGE_ORDER), e.get("started_at") or "", str(e["step"]))
@@ -115,6 +149,17 @@ def render(entries: list[dict[str, Any]]) -> str:
             total = sum(e["rejects"].values())
             per = ", ".join(f"{r} {n:,}" for r, n in e["rejects"].items())
             lines.append(f"    {total:>10,} rejects: {per}")
+        corpus = e.get("corpus") or {}
+        if corpus.get("snapshots"):
+            snaps = ", ".join(f"{k} ({n:,} articles)" for k, n in corpus["snapshots"].items())
+            lines.append(f"    snapshot: {snaps}")
+        if corpus.get("last_update"):
+            u = corpus["last_update"]
+            lines.append(
+                f"    last update{' to ' + str(u['snapshot']) if u.get('snapshot') else ''}: {u.get('new', 0):,} new, "
+                f"{u.get('changed', 0):,} changed, {u.get('removed', 0):,} removed versions; "
+                f"{u.get('affected_pmcids', 0):,} articles re-read, {u.get('tombstones', 0):,} tombstones"
+            )
         if e["error"]:
             lines.append(f"    error: {e['error']}")
     return "\n".join(lines)

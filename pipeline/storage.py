@@ -275,6 +275,9 @@ class Location:
     def __hash__(self) -> int:
         return hash(self._s)
 
+    def __lt__(self, other: Location) -> bool:  # sorted(locations): by their text, as paths sort
+        return self._s < other._s
+
     def __truediv__(self, part: str) -> Location:
         if self.is_remote:
             return Location(posixpath.join(self._s, str(part)))

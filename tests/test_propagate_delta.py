@@ -85,6 +85,17 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     upload(root, client, bucket, acl="private")
     assert main(["parse", f"s3://{bucket}", "--workdir", str(w), "--update"]) == 0
     inputs2 = _inputs(w)
+    # status says how current the corpus is and what the update changed.
+    from pipeline.flow_status import collect, render
+    from pipeline.workdir import Workdir
+
+    entries = collect(Workdir.of(w))
+    corpus = next(e for e in entries if e["command"] == "parse")["corpus"]
+    assert corpus["snapshots"] == {DAY2: 3, DAY1: 3}  # re-read articles carry the new snapshot
+    u = corpus["last_update"]
+    assert (u["snapshot"], u["new"], u["changed"], u["removed"], u["tombstones"]) == (DAY2, 1, 2, 1, 1)
+    assert f"snapshot: {DAY2} (3 articles), {DAY1} (3 articles)" in render(entries)
+    assert f"last update to {DAY2}: 1 new, 2 changed, 1 removed versions" in render(entries)
     expected = {i for i, v in inputs2.items() if inputs1.get(i) != v}
     assert expected  # the edited paragraph and the new article's
     assert {i.split("/")[0] for i in expected} == {ids[0], ids[6]}  # a new title alone changes no model input

@@ -225,3 +225,11 @@ def test_duckdb_connect_without_cloud_settings(tmp_path: Path):
     r = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert float(r.stdout.strip().splitlines()[-1]) < 5.0, r.stderr[-3000:]
+
+
+def test_locations_sort_by_their_text() -> None:
+    # status sorts a stage's reject files; several of them (after parse --update) must not raise.
+    L = Location
+
+    assert sorted([L("s3://b/w/parse-2.parquet"), L("s3://b/w/parse-10.parquet"), L("s3://b/w/a.parquet")]) == [
+        L("s3://b/w/a.parquet"), L("s3://b/w/parse-10.parquet"), L("s3://b/w/parse-2.parquet")]
