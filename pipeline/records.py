@@ -90,6 +90,10 @@ class Paragraph:
     n_tokens: int
     language: str | None
     language_score: float | None = None
+    pmid: str | None = None  # the article's PMID (Article.pmid): with path, Biomed-Enriched's key
+    # The published biomed-enriched tool, given this file, finds this very element at `path`
+    # (docs/parse.md); None only in rows written before the column existed.
+    be_addressable: bool | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from pipeline.errors import RecordError, RejectReason
+from pipeline.jats.biomed_enriched import path_grammar_ok, path_navigates
 from pipeline.jats.body import RawParagraph, walk_body
 from pipeline.jats.lang import detect_languages, language_id_name
 from pipeline.jats.license import License, extract_license
@@ -56,6 +57,7 @@ class Extracted:
     article: Article
     paragraphs: list[RawParagraph]
     declared_language: str | None
+    be_addressable: list[bool] = field(default_factory=list)  # one per paragraph (docs/parse.md)
 
 
 @dataclass
@@ -70,7 +72,19 @@ class ParsedArticle:
     warnings: list[str] = field(default_factory=list)
 
 
-def _extract_one(art: etree._Element, source: str, doctype: Doctype | None) -> Extracted:
+_FIND = object()
+
+
+def _extract_one(art: etree._Element, source: str, doctype: Doctype | None, be_body=_FIND) -> Extracted:
+    """be_body: the file's first no-namespace <body> in document order (biomed_enriched.be_base),
+    found before any namespace is stripped; looked up here when not given."""
+    if be_body is _FIND:
+        be_body = next(art.getroottree().getroot().iterdescendants("body"), None)
+    foreign = None
+    if art.tag[0] == "{" and be_body is not None and be_body.getparent() is art:
+        # The article is in a namespace but this body is not: remember which elements were
+        # namespaced before they lose it (a path through one is not theirs). Never in PMC-OA.
+        foreign = {el for el in be_body.iter() if isinstance(el.tag, str) and el.tag[0] == "{"}
     strip_jats_namespace(art)
     front = art.find("front")
     meta = front.find("article-meta") if front is not None else None
@@ -78,7 +92,9 @@ def _extract_one(art: etree._Element, source: str, doctype: Doctype | None) -> E
     pmcid = pmcid_of(ids, source)
     lic: License = extract_license(meta)
     body = art.find("body")
-    paragraphs = walk_body(body) if body is not None else []
+    ns_seen: list[str] = []
+    paragraphs = walk_body(body, ns_seen) if body is not None else []
+    be_addressable = _be_addressable(body, be_body, paragraphs, foreign, ns_seen)
     # Sub-articles (and responses) are children of <article>; no need to walk the whole tree.
     n_sub = sum(1 for _ in art.iterchildren("sub-article", "response"))
     article = Article(
@@ -105,7 +121,21 @@ def _extract_one(art: etree._Element, source: str, doctype: Doctype | None) -> E
     article.authors = authors_of(meta)
     if body is None:
         article.n_paragraphs = 0
-    return Extracted(article, paragraphs, declared_language(art))
+    return Extracted(article, paragraphs, declared_language(art), be_addressable)
+
+
+def _be_addressable(body, be_body, paragraphs: list[RawParagraph], foreign: set | None, ns_seen: list[str]) -> list[bool]:
+    """For each paragraph: does the published Biomed-Enriched tool, given this file, find exactly
+    this element at this path? Their base must be this <body> (the file's first no-namespace body,
+    with children), every step must fit their `tag[index]` grammar (no hyphen), and their
+    exact-tag navigation must count the siblings as ours does: it does unless namespaced elements
+    are among them (then each path is navigated, see biomed_enriched.path_navigates)."""
+    if body is None or body is not be_body or not len(body):
+        return [False] * len(paragraphs)
+    if foreign or ns_seen:
+        return [path_navigates(body, p.path, foreign or frozenset()) for p in paragraphs]
+    ok = path_grammar_ok
+    return [ok(p.path) is not None for p in paragraphs]
 
 
 def extract_articles(
@@ -120,11 +150,14 @@ def extract_articles(
         arts, n_cut_sub = find_articles(root), 0
     if not arts:
         raise RecordError(RejectReason.NOT_AN_ARTICLE, f"root element <{etree.QName(root).localname}> holds no <article>")
+    # Biomed-Enriched's base, before any article's namespace is stripped. Nothing before the first
+    # </body> is cut from the tree, so this is the same element their full parse finds.
+    be_body = next(root.iterdescendants("body"), None)  # their find(".//body"), without ElementPath
     out: list[Extracted | Reject] = []
     for i, art in enumerate(arts):
         src = source if len(arts) == 1 else f"{source}#article[{i}]"
         try:
-            ex = _extract_one(art, src, doctype)
+            ex = _extract_one(art, src, doctype, be_body)
             ex.article.n_sub_articles += n_cut_sub  # sub-articles left out of the tree (one article)
             out.append(ex)
         except RecordError as e:
@@ -136,8 +169,9 @@ def _finish(ex: Extracted, min_tokens: int) -> ParsedArticle:
     raw = ex.paragraphs
     art = ex.article
     counts = count_tokens([p.text for p in raw])
-    kept = [(p, n) for p, n in zip(raw, counts, strict=True) if n >= min_tokens]
-    langs = detect_languages([p.text for p, _ in kept])
+    be = ex.be_addressable or [None] * len(raw)
+    kept = [(p, n, a) for p, n, a in zip(raw, counts, be, strict=True) if n >= min_tokens]
+    langs = detect_languages([p.text for p, _, _ in kept])
     pmcid = art.pmcid
     paragraphs = [
         Paragraph(
@@ -149,8 +183,10 @@ def _finish(ex: Extracted, min_tokens: int) -> ParsedArticle:
             n_tokens=n,
             language=lang,
             language_score=score,
+            pmid=art.pmid,
+            be_addressable=a,
         )
-        for (p, n), (lang, score) in zip(kept, langs, strict=True)
+        for (p, n, a), (lang, score) in zip(kept, langs, strict=True)
     ]
     art.n_paragraphs = len(paragraphs)
     art.n_short_paragraphs = len(raw) - len(kept)

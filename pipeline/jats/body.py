@@ -75,22 +75,32 @@ def is_reference_section(sec: etree._Element, title: str | None = None) -> bool:
     return bool(title and _REF_TITLES.match(title))
 
 
-def walk_body(body: etree._Element) -> list[RawParagraph]:
-    """Every prose paragraph of <body>, in document order, with its path and section-title chain."""
+def walk_body(body: etree._Element, ns_seen: list[str] | None = None) -> list[RawParagraph]:
+    """Every prose paragraph of <body>, in document order, with its path and section-title chain.
+
+    ns_seen: if given, gets the name of every namespaced `p` or container the walk counted (a path
+    through one is not what a tool counting exact no-namespace tags finds; biomed_enriched.py)."""
     out: list[RawParagraph] = []
     prepare_body(body)
-    _walk(body, "", (), out)
+    _walk(body, "", (), out, ns_seen)
     return out
 
 
-def _walk(container: etree._Element, prefix: str, titles: tuple[str, ...], out: list[RawParagraph]) -> None:
+def _walk(
+    container: etree._Element, prefix: str, titles: tuple[str, ...], out: list[RawParagraph], ns_seen: list[str] | None
+) -> None:
     counts: dict[str, int] = {}
     section = " > ".join(titles) or None  # one join per container, not one per paragraph
     for child in container:
         tag = child.tag
         if type(tag) is not str:
             continue
-        name = tag if tag[0] != "{" else tag.rpartition("}")[2]
+        if tag[0] != "{":
+            name = tag
+        else:
+            name = tag.rpartition("}")[2]
+            if ns_seen is not None and (name == "p" or name in CONTAINERS):
+                ns_seen.append(name)
         i = counts.get(name, 0)
         counts[name] = i + 1
         if name == "p":
@@ -102,4 +112,4 @@ def _walk(container: etree._Element, prefix: str, titles: tuple[str, ...], out: 
             if name == "sec" and is_reference_section(child, t):
                 continue
             sub = (*titles, t) if t else titles
-            _walk(child, f"{prefix}{name}[{i}]/", sub, out)
+            _walk(child, f"{prefix}{name}[{i}]/", sub, out, ns_seen)

@@ -47,11 +47,17 @@ _PARSER_OPTIONS = dict(
 _local = threading.local()
 
 
-def safe_parser() -> etree.XMLParser:
-    """The hardened parser, one per thread (lxml parsers must not be shared between threads)."""
-    p = getattr(_local, "parser", None)
+def safe_parser(keep_comments: bool = False) -> etree.XMLParser:
+    """The hardened parser, one per thread (lxml parsers must not be shared between threads).
+
+    keep_comments: the same parser but comments and processing instructions stay in the tree (for
+    reproducing another tool's itertext() output, pipeline/jats/biomed_enriched.py)."""
+    attr = "parser_keep" if keep_comments else "parser"
+    p = getattr(_local, attr, None)
     if p is None:
-        p = _local.parser = etree.XMLParser(**_PARSER_OPTIONS)
+        opts = {**_PARSER_OPTIONS, "remove_comments": False, "remove_pis": False} if keep_comments else _PARSER_OPTIONS
+        p = etree.XMLParser(**opts)
+        setattr(_local, attr, p)
     return p
 
 
@@ -267,9 +273,9 @@ def _prologue(data: bytes, max_bytes: int) -> tuple[bytes, Doctype | None]:
     return _strip_doctype(data)
 
 
-def _parse(data: bytes, doctype: Doctype | None) -> etree._Element:
+def _parse(data: bytes, doctype: Doctype | None, keep_comments: bool = False) -> etree._Element:
     try:
-        root = etree.fromstring(data, safe_parser())
+        root = etree.fromstring(data, safe_parser(keep_comments))
     except etree.XMLSyntaxError as e:
         # A file cut short rarely ends exactly after a '>' (and when it does libxml2 says "premature end").
         cut = not data.rstrip().endswith(b">")
@@ -280,12 +286,13 @@ def _parse(data: bytes, doctype: Doctype | None) -> etree._Element:
 
 
 def parse_xml_with_doctype(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, skip_back: bool = False
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, skip_back: bool = False, keep_comments: bool = False
 ) -> tuple[etree._Element, Doctype | None]:
     """Parse untrusted XML bytes into (root element, removed DOCTYPE), or raise RecordError.
 
     skip_back: leave the article's <back> out of the tree (see `without_back`); if the shortened
-    bytes do not parse, the whole file is parsed so errors are reported on the real input."""
+    bytes do not parse, the whole file is parsed so errors are reported on the real input.
+    keep_comments: keep comments and processing instructions (see `safe_parser`; not with skip_back)."""
     data, doctype = _prologue(data, max_bytes)
     if skip_back:
         short = without_back(data)
@@ -296,7 +303,7 @@ def parse_xml_with_doctype(
                     return root, doctype
             except etree.XMLSyntaxError:
                 pass  # parse the whole file below, for the real error message
-    return _parse(data, doctype), doctype
+    return _parse(data, doctype, keep_comments), doctype
 
 
 def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
