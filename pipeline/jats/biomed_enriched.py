@@ -25,7 +25,8 @@ stage rejects it). The PMC-OA sample has no internal subset and no entity refere
 (tests/test_biomed_enriched.py checks every paragraph against the published code).
 
 `be_addressable` on our paragraph rows (pipeline/jats/__init__.py) is computed during the parse with
-these rules without navigating: see `steps_ok` and `path_navigates`.
+these rules, without navigating unless namespaced elements are involved: see `path_grammar_ok`
+and `path_navigates`.
 """
 
 from __future__ import annotations
