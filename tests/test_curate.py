@@ -299,6 +299,9 @@ def test_manifest_and_card(wd: Path) -> None:
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["configs"][0]["data_files"][0]["path"] == "data/*.parquet"
     assert "fr" in header["language"]
+    # These articles come from loose files, not the PMC Cloud layout: the snapshot is stated as unknown.
+    assert on_disk["snapshot"] == {"newest": None, "articles": {}}
+    assert "- PMC snapshot: unknown" in card
 
 
 def test_annotations_stand_in_for_labels(tmp_path: Path) -> None:

@@ -112,5 +112,11 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     assert main(propagate) == 0
     s = json.loads((w / "_stages" / "propagate.json").read_text())
     assert (s["mode"], s["labelled_now"], s["kept"]) == ("delta", 0, len(inputs2)) and _labels(w) == day2
+    # The subset says how current it is.
+    assert main(["curate", "--workdir", str(w), "--recipe", "be-base"]) == 0
+    m = json.loads((w / "subsets" / "be-base" / "manifest.json").read_text())
+    assert m["snapshot"] == {"newest": DAY2, "articles": {DAY2: 3, DAY1: 3}}
+    card = (w / "subsets" / "be-base" / "README.md").read_text()
+    assert f"PMC Open Access as of the NLM inventory of {DAY2} (3 articles read from it; 3 unchanged since {DAY1})" in card
     assert main([*propagate, "--full"]) == 0
     assert json.loads((w / "_stages" / "propagate.json").read_text())["labelled_now"] == len(inputs2)

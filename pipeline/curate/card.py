@@ -56,7 +56,8 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         f"- articles: {stats['articles']:,}; documents (article copies): {stats['documents']:,}\n"
         f"- tokens ({tokens['tokenizer']}): {tokens['text']:,} in `text`"
         + (f", {tokens['export']:,} in the export documents\n" if tokens["export"] is not None else "\n")
-        + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n\n"
+        + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n"
+        + _snapshot_line(manifest.get("snapshot") or {}) + "\n"
         "## Files\n\n"
         "- `data/*.parquet`: one row per paragraph copy, columns named as in "
         "[almanach/Biomed-Enriched](https://huggingface.co/datasets/almanach/Biomed-Enriched) where they "
@@ -82,3 +83,14 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         "## Citation\n\nLabels follow Touchent, Godey & de la Clergerie, *Biomed-Enriched: A Biomedical Dataset "
         "Enriched with LLMs for Pretraining and Extracting Rare and Hidden Content*, arXiv:2506.20331.\n"
     )
+
+
+def _snapshot_line(snap: dict[str, Any]) -> str:
+    """How current the text is, as NLM's redistribution terms ask derived data to state."""
+    if not snap.get("newest"):
+        return ("- PMC snapshot: unknown (parsed from files without PMC Cloud metadata, e.g. a frozen bulk "
+                "package; the package dates tell how current it is)\n")  # fmt: skip
+    older = {k: n for k, n in snap["articles"].items() if k != snap["newest"]}
+    return (f"- PMC snapshot: PMC Open Access as of the NLM inventory of {snap['newest']} "
+            f"({snap['articles'][snap['newest']]:,} articles read from it"
+            + ("; " + ", ".join(f"{n:,} unchanged since {k}" for k, n in older.items()) if older else "") + ")\n")

@@ -27,6 +27,20 @@ def parquet_metadata(workdir: Workdir, table: str) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in meta.items() if b"ARROW" not in k}
 
 
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """How current the subset is (NLM's terms ask derived data to say so): the PMC inventory snapshots its
+    articles were read at, newest first, with article counts. Legacy inputs (bulk packages, loose files)
+    carry none: `newest` is then None and the card says the snapshot is unknown."""
+    cols = {r[0] for r in con.sql("DESCRIBE SELECT * FROM articles").fetchall()}
+    if "snapshot" not in cols:
+        return {"newest": None, "articles": {}}
+    rows = con.sql(
+        """SELECT snapshot, count(*) FROM articles WHERE snapshot IS NOT NULL
+             AND pmcid IN (SELECT DISTINCT article_id FROM meta) GROUP BY 1 ORDER BY 1 DESC"""
+    ).fetchall()
+    return {"newest": rows[0][0] if rows else None, "articles": {str(k): int(n) for k, n in rows}}
+
+
 def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Counts over the output rows (each copy counted), from `meta` weighted by repeat."""
 
@@ -49,6 +63,7 @@ def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         return {("null" if k is None else k): {"articles": int(n), "documents": int(d)} for k, n, d in con.sql(q).fetchall()}
 
     return {
+        "snapshot": snapshot(con),
         "rows": int(rows),
         "unique_paragraphs": int(paragraphs),
         "articles": int(articles),
@@ -87,6 +102,7 @@ def build_manifest(
                    "description": recipe.description},  # fmt: skip
         "parameters": values,
         "label_bindings": {k: v for k, v in bindings.items() if k not in values},
+        "snapshot": stats.pop("snapshot", None),
         "labels_source": config.labels,
         "label_tables": list(SOURCE_TABLES[config.labels]),  # merged: imported where present, labels elsewhere
         "commercial_only": config.commercial_only,
