@@ -312,13 +312,17 @@ def test_a_second_run_on_the_same_workdir_is_refused_while_the_first_is_alive(tm
         flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "full-corpus.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "full-corpus.yaml", "update.yaml"])
 def test_example_configs_use_only_real_flags_of_the_real_stages(name: str) -> None:
     from tests.conftest import EXAMPLES
 
     cfg = flow.load_config(EXAMPLES / name)
     prepared = flow.prepare(cfg, skip_missing=True)  # every key parsed by the stage's own parser
     commands = [p.step.command for p in prepared]
+    if name == "update.yaml":  # update, then propagate the delta, then curate
+        assert commands[:2] == ["parse", "propagate"] and prepared[0].args.update is True
+        assert prepared[1].args.full is False and "curate" in commands
+        return
     assert commands[:3] == ["parse", "sample", "annotate"] and "report" in commands
     for p in prepared:
         if p.args is not None:
