@@ -63,7 +63,7 @@ def tex_text(tex: str) -> str:
     m = _TEX_DOC.search(tex)
     body = m.group(1) if m else tex
     body = _TEX_STRIP.sub("", body.strip())
-    body = " ".join(body.split())
+    body = collapse(body)
     return f"${body}$" if body else ""
 
 
@@ -71,7 +71,7 @@ def mathml_text(math: etree._Element) -> str:
     """A MathML formula as linear text: its alttext when given, else its characters in order."""
     alt = math.get("alttext")
     if alt and alt.strip():
-        return " ".join(alt.split())
+        return collapse(alt)
     # Serialising as text is one C call (the same characters as itertext(), without the Python loop).
     return etree.tostring(math, method="text", encoding=str, with_tail=False).strip()
 
@@ -277,7 +277,7 @@ def flat_text(el: etree._Element) -> str:
     """Normalised text content of an element already rewritten by `_prepare`/`prepare_body`."""
     if len(el) == 0:
         t = el.text
-        return " ".join(t.split()) if t else ""
+        return collapse(t) if t else ""
     # Serialising as text is one C call, ~6x faster than "".join(el.itertext()).
     return normalize(etree.tostring(el, method="text", encoding=str, with_tail=False))
 
@@ -309,6 +309,32 @@ _CLOSE = frozenset(",.;:!?)]}%")
 _OPEN = frozenset("([{")
 
 
+# The whitespace characters other than " " that real text holds, most frequent first (newlines of
+# the source's line wrapping, NBSP, thin and hair spaces), and the soft separator.
+_USUAL_WS = ("\n", "\xa0", "\u2009", "\t", "\r", "\u200a", SEP)
+
+
+def collapse(text: str) -> str:
+    """Exactly `" ".join(text.split())`, without splitting text that is already collapsed or whose
+    only other whitespace is in _USUAL_WS (nearly all paragraphs).
+
+    Every whitespace character but " " is non-printable (categories Cc, Zs, Zl, Zp: checked for
+    all of Unicode), so text with no double space for which `str.isprintable()` holds has no
+    whitespace left to collapse; both checks run in C."""
+    text = text.strip()
+    if "  " not in text and text.isprintable():
+        return text
+    t = text
+    for ch in _USUAL_WS:
+        if ch in t:
+            t = t.replace(ch, " ")
+    while "  " in t:
+        t = t.replace("  ", " ")
+    if t.isprintable():
+        return t  # the ends were stripped before any whitespace became " "
+    return " ".join(text.split())  # other whitespace (or a non-printable character) remains
+
+
 def normalize(raw: str) -> str:
     """Soft separators resolved, whitespace collapsed to single spaces, ends stripped.
 
@@ -324,11 +350,7 @@ def normalize(raw: str) -> str:
                 out += " "
             out += part
         raw = out
-    if "  " not in raw and raw.isprintable():
-        # Every whitespace character but " " is non-printable (categories Cc, Zs, Zl, Zp), so this
-        # text is already collapsed: skip the split/join (most paragraphs; both checks run in C).
-        return raw
-    return " ".join(raw.split())
+    return collapse(raw)
 
 
 def inline_text(el: etree._Element) -> str:
@@ -337,6 +359,6 @@ def inline_text(el: etree._Element) -> str:
     Rewrites `el`'s subtree in place (the parser's tree is ours and read once)."""
     if len(el) == 0:
         t = el.text
-        return " ".join(t.split()) if t else ""
+        return collapse(t) if t else ""
     _prepare_small(el)
     return flat_text(el)
