@@ -22,6 +22,7 @@ from pipeline.jats.license import License, extract_license
 from pipeline.jats.meta import (
     article_ids,
     authors_of,
+    child,
     declared_language,
     find_articles,
     journal_of,
@@ -86,12 +87,12 @@ def _extract_one(art: etree._Element, source: str, doctype: Doctype | None, be_b
         # namespaced before they lose it (a path through one is not theirs). Never in PMC-OA.
         foreign = {el for el in be_body.iter() if isinstance(el.tag, str) and el.tag[0] == "{"}
     strip_jats_namespace(art)
-    front = art.find("front")
-    meta = front.find("article-meta") if front is not None else None
+    front = child(art, "front")
+    meta = child(front, "article-meta") if front is not None else None
     ids = article_ids(meta)
     pmcid = pmcid_of(ids, source)
     lic: License = extract_license(meta)
-    body = art.find("body")
+    body = child(art, "body")
     ns_seen: list[str] = []
     paragraphs = walk_body(body, ns_seen) if body is not None else []
     be_addressable = _be_addressable(body, be_body, paragraphs, foreign, ns_seen)

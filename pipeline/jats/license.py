@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from pipeline.jats.meta import child
 from pipeline.jats.text import inline_text, local_name
 
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -147,8 +148,10 @@ def _textmining(article_meta: etree._Element) -> License | None:
 def _pmc_license_ref(article_meta: etree._Element) -> License | None:
     """PMC's `<custom-meta><meta-name>pmc-license-ref</meta-name><meta-value>CC BY</meta-value>`."""
     for cm in article_meta.iter("custom-meta"):
-        if (cm.findtext("meta-name") or "").strip() == "pmc-license-ref":
-            name = from_code(cm.findtext("meta-value"))
+        mn = child(cm, "meta-name")  # findtext("meta-name"), without ElementPath
+        if mn is not None and (mn.text or "").strip() == "pmc-license-ref":
+            mv = child(cm, "meta-value")
+            name = from_code(None if mv is None else (mv.text or ""))
             if name:
                 return License(name, None, name in COMMERCIAL)
     return None

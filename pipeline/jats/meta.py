@@ -51,6 +51,22 @@ def strip_jats_namespace(article: etree._Element) -> None:
         el.tag = el.tag[n:]
 
 
+def child(el: etree._Element, tag: str) -> etree._Element | None:
+    """`el.find(tag)` for a plain child name: the first child with exactly that tag. ElementPath's
+    find/findall/findtext parse their path in Python on every call; lxml's tag filter runs in C."""
+    for ch in el.iterchildren(tag):
+        return ch
+    return None
+
+
+def grandchild(el: etree._Element, tag: str, sub: str) -> etree._Element | None:
+    """`el.find("tag/sub")`: the first `sub` child of any `tag` child, in document order."""
+    for ch in el.iterchildren(tag):
+        for g in ch.iterchildren(sub):
+            return g
+    return None
+
+
 def normalize_pmcid(raw: str | None) -> str | None:
     """"PMC123", "pmc123", "123" -> "PMC123"; anything else -> None."""
     if not raw:
@@ -64,8 +80,8 @@ def article_ids(article_meta: etree._Element | None) -> dict[str, str]:
     ids: dict[str, str] = {}
     if article_meta is None:
         return ids
-    for el in article_meta:
-        if isinstance(el.tag, str) and el.tag == "article-id" and el.text:
+    for el in article_meta.iterchildren("article-id"):
+        if el.text:
             ids.setdefault((el.get("pub-id-type") or "").lower(), el.text.strip())
     return ids
 
@@ -85,15 +101,15 @@ def pmcid_of(ids: dict[str, str], source: str) -> str:
 def journal_of(front: etree._Element | None) -> str | None:
     if front is None:
         return None
-    jm = front.find("journal-meta")
+    jm = child(front, "journal-meta")
     if jm is None:
         return None
-    t = jm.find("journal-title-group/journal-title")
+    t = grandchild(jm, "journal-title-group", "journal-title")
     if t is None:
-        t = jm.find("journal-title")
+        t = child(jm, "journal-title")
     if t is not None:
         return inline_text(t) or None
-    for jid in jm.findall("journal-id"):
+    for jid in jm.iterchildren("journal-id"):
         if jid.get("journal-id-type") == "nlm-ta" and jid.text:
             return jid.text.strip()
     return None
@@ -106,9 +122,10 @@ def year_of(article_meta: etree._Element | None) -> int | None:
     if article_meta is None:
         return None
     best: tuple[int, int] | None = None
-    for d in article_meta.findall("pub-date"):
+    for d in article_meta.iterchildren("pub-date"):
         kind = (d.get("pub-type") or d.get("date-type") or "").lower()
-        y = d.findtext("year")
+        y = child(d, "year")
+        y = None if y is None else (y.text or "")  # findtext("year")
         if not y or not y.strip()[:4].isdigit():
             continue
         rank = _PUB_PRIORITY.index(kind) if kind in _PUB_PRIORITY else len(_PUB_PRIORITY)
@@ -156,5 +173,5 @@ def declared_language(article: etree._Element) -> str | None:
 def title_of(article_meta: etree._Element | None) -> str | None:
     if article_meta is None:
         return None
-    t = article_meta.find("title-group/article-title")
+    t = grandchild(article_meta, "title-group", "article-title")
     return (inline_text(t) or None) if t is not None else None
