@@ -101,11 +101,11 @@ def formula_text(el: etree._Element) -> str:
     return "".join(el.itertext())
 
 
-def _remove_keep_tail(el: etree._Element) -> None:
-    """Remove an element but keep the text that follows it."""
+def _remove_keep_tail(el: etree._Element) -> bool:
+    """Remove an element but keep the text that follows it. True (its descendants left the tree)."""
     parent = el.getparent()
     if parent is None:
-        return
+        return False
     tail = el.tail
     if tail:
         prev = el.getprevious()
@@ -114,14 +114,17 @@ def _remove_keep_tail(el: etree._Element) -> None:
         else:
             parent.text = (parent.text or "") + tail
     parent.remove(el)
+    return True
 
 
-def _replace_with_text(el: etree._Element, text: str) -> None:
-    """Keep the element (and its tail) but make `text` its whole content."""
+def _replace_with_text(el: etree._Element, text: str) -> bool:
+    """Keep the element (and its tail) but make `text` its whole content. True (its descendants
+    left the tree)."""
     tail = el.tail
     el.clear()
     el.text = text
     el.tail = tail
+    return True
 
 
 def _has_text(el: etree._Element) -> bool:
@@ -179,11 +182,14 @@ def _text_before(el: etree._Element) -> str | None:
     return parent.text if parent is not None else None
 
 
-def _prep_sup(el: etree._Element) -> None:
+# The rewrites return True when the element's descendants left the tree (content replaced by
+# text, or the element removed), so that `_rewrite` does not rewrite those descendants as well.
+
+
+def _prep_sup(el: etree._Element) -> bool | None:
     if len(el) and _only_citations(el):
         text = _citation_group_text(el).strip(" []()")
-        _replace_with_text(el, f"{SEP}[{text}]" if text else "")
-        return
+        return _replace_with_text(el, f"{SEP}[{text}]" if text else "")
     t = el.text
     # A numeric superscript right after a digit is an exponent: "10<sup>6</sup>" -> "10^6", not "106".
     if t and _EXPONENT.match(t):
@@ -192,14 +198,14 @@ def _prep_sup(el: etree._Element) -> None:
             el.text = "^" + t
 
 
-def _prep_xref(el: etree._Element) -> None:
+def _prep_xref(el: etree._Element) -> bool | None:
     rt = el.get("ref-type")
     if rt in ("fn", "table-fn"):
-        _remove_keep_tail(el)
+        return _remove_keep_tail(el)
     elif rt == "bibr" and len(el) == 1 and isinstance(el[0].tag, str) and local_name(el[0].tag) == "sup" \
             and not (el.text or "").strip():
         inner = "".join(el[0].itertext()).strip(" []")
-        _replace_with_text(el, f"{SEP}[{inner}]" if inner else "")
+        return _replace_with_text(el, f"{SEP}[{inner}]" if inner else "")
     elif rt == "bibr" and not (el.tail or "").strip():
         # "[<xref>1</xref><xref>3</xref>]": a comma, or the numbers would read "[13]".
         nxt = el.getnext()
@@ -207,11 +213,11 @@ def _prep_xref(el: etree._Element) -> None:
             el.tail = "," + (el.tail or "")
 
 
-def _prep_formula(el: etree._Element) -> None:
+def _prep_formula(el: etree._Element) -> bool:
     text = formula_text(el)
     if local_name(el.tag) != "inline-formula":
         text = f"{SEP}{text}{SEP}"
-    _replace_with_text(el, text)
+    return _replace_with_text(el, text)
 
 
 _STRUCTURAL = frozenset({"p", "sec", "title", "label", "caption"})
@@ -259,12 +265,33 @@ def _prepare(el: etree._Element, skip_tags: tuple[str, ...] = _SKIP_TAGS) -> Non
     Skipped subtrees go in one C-level call; only the few special elements are touched in Python.
     The rewrite is idempotent (titles may be read twice)."""
     etree.strip_elements(el, *skip_tags, with_tail=False)
-    # A list first: the rewrite detaches descendants (a formula's MathML) that must not be revisited.
-    for x in list(el.iter(*_PREP_TAGS)):
+    # A list first: the rewrite detaches descendants (a formula's MathML), and lxml's iterator
+    # would follow them out of the tree.
+    _rewrite(el, list(el.iter(*_PREP_TAGS)))
+
+
+def _rewrite(el: etree._Element, todo: list[etree._Element]) -> None:
+    """Apply the rewrites to `todo` (el's special elements, in document order), skipping those
+    that an earlier rewrite took out of the tree: the MathML and TeX of a formula already turned
+    into text, the xrefs of a citation superscript already read. Rewriting those changed nothing
+    that is read (they are no longer in `el`), and they are 1 in 6 of a body's special elements.
+
+    After a rewrite that detached x's descendants, they follow x in `todo` (document order): each
+    has lost its parent (a former child of x) or has one among the skipped; the first element
+    that has neither is still in the tree and ends the run."""
+    gone = None
+    for x in todo:
+        if gone is not None:
+            parent = x.getparent()
+            if parent is None or parent in gone:
+                gone.add(x)
+                continue
+            gone = None
         if x is el:
             continue
         tag = x.tag
-        _PREP[tag if tag[0] != "{" else tag.rpartition("}")[2]](x)
+        if _PREP[tag if tag[0] != "{" else tag.rpartition("}")[2]](x):
+            gone = {x}
 
 
 def prepare_body(body: etree._Element) -> None:
@@ -300,9 +327,7 @@ def _prepare_small(el: etree._Element) -> None:
     if skip:
         _prepare(el)
     elif todo:
-        for x in list(el.iterdescendants(*_PREP_TAGS)):
-            tag = x.tag
-            _PREP[tag if tag[0] != "{" else tag.rpartition("}")[2]](x)
+        _rewrite(el, list(el.iterdescendants(*_PREP_TAGS)))
 
 
 _CLOSE = frozenset(",.;:!?)]}%")
