@@ -75,18 +75,28 @@ _DOCTYPE_IDS = re.compile(rb"""(?:PUBLIC\s+(["'])(.*?)\1\s*(?:(["'])(.*?)\3)?|SY
 
 
 _SIMPLE_DOCTYPE = re.compile(rb"""<!DOCTYPE(?:[^"'\[\]>]|"[^"]*"|'[^']*')*+>""")
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+_DOCTYPE_NAME = re.compile(rb"<!DOCTYPE\s+([^\s\[>]+)")
 
 
 def _find_doctype(data: bytes, limit: int = 65536) -> tuple[int, int] | None:
     """(start, end) of a `<!DOCTYPE ...>` in the prolog, quotes and an internal subset included."""
-    start = data.find(b"<!DOCTYPE", 0, limit)
+    # Only a DOCTYPE before the root element counts (the text "<!DOCTYPE" inside a CDATA is not
+    # one), so it is looked for only before the first start tag: a file without one is not searched
+    # for 64 kB.
+    first_elem = _FIRST_ELEMENT.search(data, 0, limit)
+    start = data.find(b"<!DOCTYPE", 0, limit if first_elem is None else min(limit, first_elem.start() + 8))
     if start < 0:
         return None
-    # Only a DOCTYPE before the root element counts (the text "<!DOCTYPE" inside a CDATA is not one).
-    first_elem = re.search(rb"<[A-Za-z_]", data[:start])
-    if first_elem is not None:
-        return None
-    # The usual declaration (no internal subset) in one regex match; brackets take the loop below.
+    # The usual declaration: no bracket, no apostrophe and paired double quotes up to its first ">",
+    # which is then the end that _SIMPLE_DOCTYPE would match (a ">" inside quotes leaves an odd
+    # number of quotes before it); checked by C-level counts instead of the regex's per-byte loop.
+    gt = data.find(b">", start)
+    if gt >= 0:
+        decl = data[start:gt]
+        if not decl.count(b'"') % 2 and b"'" not in decl and b"[" not in decl and b"]" not in decl:
+            return start, gt + 1
+    # Otherwise the regex (quoted ">"); an internal subset takes the loop below.
     m = _SIMPLE_DOCTYPE.match(data, start)
     if m is not None:
         return start, m.end()
@@ -123,7 +133,7 @@ def _strip_doctype(data: bytes) -> tuple[bytes, Doctype | None]:
             system_id = m.group(4).decode("ascii", "replace") if m.group(4) is not None else None
         else:
             system_id = m.group(6).decode("ascii", "replace")
-    nm = re.match(rb"<!DOCTYPE\s+([^\s\[>]+)", decl)
+    nm = _DOCTYPE_NAME.match(decl)
     name = nm.group(1).decode("ascii", "replace") if nm else None
     doctype = Doctype(name, public_id, system_id, b"[" in decl)
     # Newlines are kept so libxml2's line numbers in error messages still match the file.
