@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from pipeline.jats.text import flat_text, prepare_body
+from pipeline.jats.text import collapse, flat_text, prepare_body
 
 # Containers whose children are walked for paragraphs; anything else is skipped (but still counted).
 CONTAINERS = frozenset({"sec", "boxed-text", "disp-quote", "list", "list-item", "statement"})
@@ -86,10 +86,21 @@ def walk_body(body: etree._Element, ns_seen: list[str] | None = None) -> list[Ra
     return out
 
 
+# RawParagraph without the dataclass __init__ (type call + three object.__setattr__ calls of a frozen
+# class): the same object, its slots set directly; the walk makes one per paragraph.
+_new_raw = object.__new__
+_set_path = RawParagraph.path.__set__
+_set_section = RawParagraph.section_title.__set__
+_set_text = RawParagraph.text.__set__
+
+
 def _walk(
     container: etree._Element, prefix: str, titles: tuple[str, ...], out: list[RawParagraph], ns_seen: list[str] | None
 ) -> None:
+    # Only paragraphs and containers get a path, so only they are counted (by local name: a
+    # namespaced <p> takes the next index of the plain ones).
     counts: dict[str, int] = {}
+    n_p = 0
     section = " > ".join(titles) or None  # one join per container, not one per paragraph
     for child in container:
         tag = child.tag
@@ -101,13 +112,22 @@ def _walk(
             name = tag.rpartition("}")[2]
             if ns_seen is not None and (name == "p" or name in CONTAINERS):
                 ns_seen.append(name)
-        i = counts.get(name, 0)
-        counts[name] = i + 1
         if name == "p":
-            text = flat_text(child)
+            if len(child):
+                text = flat_text(child)
+            else:  # flat_text of a leaf, inline
+                text = child.text
+                text = collapse(text) if text else ""
             if text:
-                out.append(RawParagraph(f"{prefix}p[{i}]", section, text))
+                raw = _new_raw(RawParagraph)
+                _set_path(raw, f"{prefix}p[{n_p}]")
+                _set_section(raw, section)
+                _set_text(raw, text)
+                out.append(raw)
+            n_p += 1
         elif name in CONTAINERS:
+            i = counts.get(name, 0)
+            counts[name] = i + 1
             t = _title_of(child) if name in TITLED else None
             if name == "sec" and is_reference_section(child, t):
                 continue
