@@ -263,7 +263,7 @@ def _cut(data: bytes, names: tuple[bytes, ...]) -> tuple[bytes, int] | None:
     search = begin
     n_sub = 0
     while True:
-        start, name, needle = -1, b"", b""
+        start, name = -1, b""
         for nm, nd in needles:
             i = known.get(nm, -2)
             if i == -2 or 0 <= i < search:
@@ -277,7 +277,7 @@ def _cut(data: bytes, names: tuple[bytes, ...]) -> tuple[bytes, int] | None:
                     known[nm] = -2
                     clear[nm] = start
             if i >= 0 and (start < 0 or i < start):
-                start, name, needle = i, nm, nd
+                start, name = i, nm
         if start < 0:
             break
         if inside(max(pos, begin), start):
@@ -288,19 +288,26 @@ def _cut(data: bytes, names: tuple[bytes, ...]) -> tuple[bytes, int] | None:
         if data[tag_end - 1] == 0x2F:  # "/>": an empty element
             end = tag_end + 1
         else:
-            # The matching end tag, counting same-name elements nested inside (sub-articles nest).
-            closing = b"</" + name + b">"
+            # The matching end tag, counting same-name elements nested inside (sub-articles nest):
+            # one search for the bare name finds both its start tags and its end tags. `cur` is
+            # where the last end tag ended (at first the start tag's ">"); a start tag counts when
+            # it begins after it, as before (one right at `cur` never did).
+            n = len(name)
             depth, cur = 1, tag_end
-            while depth:
-                close = data.find(closing, cur)
-                if close < 0:
-                    return None
-                i = _next_open(data, needle, cur + 1, close)
-                while i >= 0:
-                    depth += 1
-                    i = _next_open(data, needle, i + 1, close)
-                depth -= 1
-                cur = close + len(closing)
+            h = data.find(name, cur + 2)  # any start tag after cur, any end tag at or after it
+            while True:
+                if h < 0:
+                    return None  # no end tag
+                before = data[h - 1]
+                if before == 0x3C:  # "<name"
+                    if h - 1 > cur and data[h + n : h + n + 1] in _AFTER_NAME:
+                        depth += 1
+                elif before == 0x2F and data[h - 2] == 0x3C and data[h + n : h + n + 1] == b">":  # "</name>"
+                    depth -= 1
+                    cur = h + n + 1
+                    if not depth:
+                        break
+                h = data.find(name, h + 1)
             if inside(tag_end, cur):
                 return None
             end = cur
