@@ -86,6 +86,13 @@ def walk_body(body: etree._Element, ns_seen: list[str] | None = None) -> list[Ra
     return out
 
 
+def _skipped_by_attributes_or_title(sec: etree._Element, title: str | None) -> bool:
+    """is_reference_section without its <ref-list> child test (the walk sees the children)."""
+    if (sec.get("sec-type") or "").lower() in _SKIP_SEC_TYPES:
+        return True
+    return bool(title and _REF_TITLES.match(title))
+
+
 # RawParagraph without the dataclass __init__ (type call + three object.__setattr__ calls of a frozen
 # class): the same object, its slots set directly; the walk makes one per paragraph.
 _new_raw = object.__new__
@@ -96,9 +103,13 @@ _set_text = RawParagraph.text.__set__
 
 def _walk(
     container: etree._Element, prefix: str, titles: tuple[str, ...], out: list[RawParagraph], ns_seen: list[str] | None
-) -> None:
+) -> bool:
+    """Append the container's paragraphs to `out`; True when it has a <ref-list> child (in any
+    namespace), which makes a sec a reference section (is_reference_section): the caller then
+    drops what this walk appended, as if the sec had been skipped before it."""
     # Only paragraphs and containers get a path, so only they are counted (by local name: a
     # namespaced <p> takes the next index of the plain ones).
+    has_ref_list = False
     counts: dict[str, int] = {}
     n_p = 0
     section = " > ".join(titles) or None  # one join per container, not one per paragraph
@@ -129,7 +140,17 @@ def _walk(
             i = counts.get(name, 0)
             counts[name] = i + 1
             t = _title_of(child) if name in TITLED else None
-            if name == "sec" and is_reference_section(child, t):
+            if name == "sec":
+                if _skipped_by_attributes_or_title(child, t):
+                    continue
+                n_out, n_ns = len(out), len(ns_seen) if ns_seen is not None else 0
+                if _walk(child, f"{prefix}sec[{i}]/", (*titles, t) if t else titles, out, ns_seen):
+                    del out[n_out:]  # a sec holding a <ref-list>: a reference section after all
+                    if ns_seen is not None:
+                        del ns_seen[n_ns:]
                 continue
             sub = (*titles, t) if t else titles
             _walk(child, f"{prefix}{name}[{i}]/", sub, out, ns_seen)
+        elif name == "ref-list":
+            has_ref_list = True
+    return has_ref_list
