@@ -217,13 +217,27 @@ def test_private_s3_mirror_without_inventory_is_listed(shared_sample, s3_server,
     bucket = s3_server.bucket()
     upload(bare.root, s3_server.client(), bucket, acl="private")
     lo, hi = bare.pmcids[0], bare.pmcids[12]
+    n0 = s3_server.requests()
     w = parse(f"s3://{bucket}", tmp_path / "w", "--pmcids", f"{lo}-{hi}")
+    requests = s3_server.requests() - n0
     sp = bare.special
     assert dict(q(w, "SELECT outcome, count(*) FROM VERSIONS GROUP BY 1")) == {
         "parsed": 7, "superseded": 1, "not_open_access": 2, "retracted": 1, "manuscript": 1, "rejected": 3}
+    # One GET per JSON and per XML read (no HEAD before each), plus the listing: a real bucket charges
+    # a round trip for each, so 5 requests an article would make the parse 2.5x slower than 2.
+    (n_versions,) = q(w, "SELECT count(*) FROM VERSIONS")[0]
+    assert requests <= 2 * n_versions + 12, requests
     assert q(w, f"SELECT version FROM ARTICLES WHERE pmcid = '{sp['two_versions']}'") == [(2,)]
     (snap,) = q(w, "SELECT DISTINCT snapshot FROM VERSIONS")[0]
     assert snap.endswith("Z")
+
+
+def test_an_xml_over_the_size_limit_is_a_reject_and_is_not_downloaded_whole(mirror, tmp_path):
+    lo, hi = mirror.pmcids[0], mirror.pmcids[12]
+    w = parse(str(mirror.root), tmp_path / "w", "--pmcids", f"{lo}-{hi}", "--max-file-mb", "0.001")
+    assert q(w, "SELECT count(*) FROM ARTICLES") == [(0,)]
+    too_large = q(w, "SELECT count(*), min(detail) FROM REJECTS WHERE reason = 'too_large'")[0]
+    assert too_large[0] >= 5 and "more than 1048 bytes (--max-file-mb)" in too_large[1]
 
 
 def test_the_flow_fingerprints_a_layout_by_its_index_not_by_listing_every_object(mirror, shared_sample, tmp_path):

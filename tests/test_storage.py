@@ -233,3 +233,21 @@ def test_locations_sort_by_their_text() -> None:
 
     assert sorted([L("s3://b/w/parse-2.parquet"), L("s3://b/w/parse-10.parquet"), L("s3://b/w/a.parquet")]) == [
         L("s3://b/w/a.parquet"), L("s3://b/w/parse-10.parquet"), L("s3://b/w/parse-2.parquet")]
+
+
+def test_read_bytes_whole_or_up_to_a_limit(root: Location, request: pytest.FixtureRequest):
+    (root / "x").write_bytes(b"hello world")
+    (root / "empty").write_bytes(b"")
+    assert (root / "x").read_bytes() == b"hello world"
+    assert (root / "x").read_bytes(limit=4) == b"hello"  # limit + 1 bytes: the caller sees it is over
+    assert (root / "x").read_bytes(limit=100) == b"hello world"
+    assert (root / "empty").read_bytes(limit=4) == b"" == (root / "empty").read_bytes()
+    for limit in (None, 4):
+        with pytest.raises(FileNotFoundError):
+            (root / "missing").read_bytes(limit=limit)
+    if str(root).startswith("s3://"):  # one GET each, no HEAD first (the PMC Cloud reader does 2 per article)
+        server = request.getfixturevalue("s3_server")
+        n = server.requests()
+        (root / "x").read_bytes()
+        (root / "x").read_bytes(limit=4)
+        assert server.requests() - n == 2
