@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = [(str(p), p.read_bytes()) for p in files]
     total = sum(len(d) for _, d in docs)
     mb = total / 1e6
-    load = " load average %.2f %.2f %.2f;" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    load = " load average {:.2f} {:.2f} {:.2f};".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     print(f"sample: {len(docs)} files, {mb:.2f} MB ({total / len(docs) / 1e3:.1f} kB/article); "
           f"best of {args.rounds} rounds, {args.clock} clock; pinned to CPU {args.cpu};{load} lxml {etree.__version__}")
 

@@ -144,10 +144,8 @@ def fetch_only(root: str, xml: list[str], js: list[str], meter: ServerMeter | No
         nb += len((base / k).read_bytes())
     t1 = time.perf_counter()
     for k in xml:  # as FetchXml reads since 34dccdc: one ranged GET up to --max-file-mb (default 64 MB)
-        try:
+        with contextlib.suppress(FileNotFoundError):  # the layout's prefix without XML
             nb += len((base / k).read_bytes(limit=64 * 2**20))
-        except FileNotFoundError:  # the layout's prefix without XML
-            pass
     t2 = time.perf_counter()
     res = {"json_s": round(t1 - t0, 3), "xml_s": round(t2 - t1, 3), "bytes": nb,
            "ms_per_json": round(1000 * (t1 - t0) / max(len(js), 1), 3),
