@@ -64,9 +64,9 @@ def _check_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
     for c in ("domain_scores", "document_type_scores"):
         if c in types and not types[c].endswith("[]"):
             problems.append(f"column {c} is {types[c]}, expected a list of numbers")
-    if "educational_score" in types and types["educational_score"] in ("VARCHAR", "BOOLEAN") or types.get(
-        "educational_score", "").endswith("[]"):  # fmt: skip
-        problems.append(f"column educational_score is {types['educational_score']}, expected a number")
+    score = types.get("educational_score")
+    if score is not None and (score in ("VARCHAR", "BOOLEAN") or score.endswith("[]")):
+        problems.append(f"column educational_score is {score}, expected a number")
     if problems:
         raise ConfigError(
             "import-labels --format biomed-enriched: the files are not in the published schema: "
@@ -86,12 +86,38 @@ def _normalised(col: str) -> str:
             f"ELSE list_transform({col}, lambda x: x / list_sum({col})) END")  # fmt: skip
 
 
-def _classify_sql(has_id: bool, has_addressable: bool, orders: dict[str, tuple[str, ...]]) -> str:
-    """One row per input row: the matched paragraph, or the reject reason and detail."""
+def _rules(n_t: int, n_d: int) -> list[tuple[str, RejectReason, str]]:
+    """(condition, reason, detail) in the order they are tried: a row is rejected for the first that holds."""
     types, domains = (", ".join(_quote(c) for c in label_schema.HEADS_BY_NAME[h].classes) for h in ("document_type", "domain"))
-    be_id = "CAST(id AS VARCHAR)" if has_id else "CAST(NULL AS VARCHAR)"
-    n_t, n_d = len(orders["document_type"]), len(orders["domain"])
+    lo, hi = label_schema.SCORE_MIN, label_schema.SCORE_MAX
     R = RejectReason
+    return [
+        ("k.pmid IS NULL OR k.path IS NULL", R.IMPORT_NO_KEY, "'no PMID (article_id) or no path: the row cannot be joined'"),
+        ("n_key > 1", R.IMPORT_DUPLICATE, "'PMID ' || k.pmid || ' path ' || k.path || ' has ' || n_key || ' rows; which is right is unknown'"),
+        ("n_id > 1", R.IMPORT_DUPLICATE, "'id ' || k.be_id || ' has ' || n_id || ' rows'"),
+        (f"document_type IS NULL OR document_type NOT IN ({types})", R.IMPORT_UNKNOWN_LABEL,
+         f"""'document_type ' || coalesce('''' || document_type || '''', 'NULL') || ' is not one of {types.replace("'", "''")}'"""),
+        (f"domain IS NULL OR domain NOT IN ({domains})", R.IMPORT_UNKNOWN_LABEL,
+         f"""'domain ' || coalesce('''' || domain || '''', 'NULL') || ' is not one of {domains.replace("'", "''")}'"""),
+        (f"educational_score IS NULL OR NOT (educational_score BETWEEN {lo} AND {hi})", R.IMPORT_BAD_SCORE,
+         f"'educational_score ' || coalesce(CAST(educational_score AS VARCHAR), 'NULL') || ' is outside [{lo}, {hi}]'"),
+        (f"NOT {_vector_ok('ts', n_t)}", R.IMPORT_BAD_VECTOR,
+         f"'document_type_scores ' || CAST(ts AS VARCHAR) || ': expected {n_t} probabilities'"),
+        (f"NOT {_vector_ok('ds', n_d)}", R.IMPORT_BAD_VECTOR, f"'domain_scores ' || CAST(ds AS VARCHAR) || ': expected {n_d} probabilities'"),
+        ("pm.n IS NULL", R.IMPORT_NO_ARTICLE, "'no article of this work directory has PMID ' || k.pmid"),
+        ("pm.n > 1", R.IMPORT_AMBIGUOUS_PMID, "pm.n || ' articles of this work directory have PMID ' || k.pmid"),
+        ("o.id IS NULL", R.IMPORT_NO_PARAGRAPH, "'no paragraph at ' || k.path || ' in the article with PMID ' || k.pmid"
+         " || ' (shorter than --min-tokens, outside our body walk, or another version of the article)'"),
+        ("o.be_addressable IS FALSE", R.IMPORT_NOT_ADDRESSABLE, "'the published tool resolves ' || k.path"
+         " || ' to another element than our paragraph ' || o.id || ' (see docs/interop.md)'"),
+    ]  # fmt: skip
+
+
+def _classify_sql(has_id: bool, has_addressable: bool, orders: dict[str, tuple[str, ...]]) -> str:
+    """One row per input row: the matched paragraph, or the reject reason and detail (the first rule that holds)."""
+    be_id = "CAST(id AS VARCHAR)" if has_id else "CAST(NULL AS VARCHAR)"
+    why = "\n".join(f"        WHEN {cond} THEN ['{reason}', {detail}]"
+                     for cond, reason, detail in _rules(len(orders["document_type"]), len(orders["domain"])))
     return f"""
     CREATE TEMP TABLE classified AS
     WITH b AS (
@@ -105,42 +131,15 @@ def _classify_sql(has_id: bool, has_addressable: bool, orders: dict[str, tuple[s
         FROM b),
     pm AS (SELECT pmid, count(DISTINCT pmcid) AS n FROM articles WHERE pmid IS NOT NULL GROUP BY pmid),
     ours AS (SELECT p.id, p.article_id, p.path, a.pmid, {"p.be_addressable" if has_addressable else "NULL"} AS be_addressable
-             FROM paragraphs AS p JOIN articles AS a ON a.pmcid = p.article_id WHERE a.pmid IS NOT NULL)
-    SELECT k.*, o.id AS our_id, o.article_id AS pmcid, o.be_addressable,
-      CASE
-        WHEN k.pmid IS NULL OR k.path IS NULL THEN '{R.IMPORT_NO_KEY}'
-        WHEN n_key > 1 OR n_id > 1 THEN '{R.IMPORT_DUPLICATE}'
-        WHEN document_type IS NULL OR document_type NOT IN ({types}) OR domain IS NULL OR domain NOT IN ({domains})
-          THEN '{R.IMPORT_UNKNOWN_LABEL}'
-        WHEN educational_score IS NULL OR NOT (educational_score BETWEEN {label_schema.SCORE_MIN} AND {label_schema.SCORE_MAX})
-          THEN '{R.IMPORT_BAD_SCORE}'
-        WHEN NOT {_vector_ok("ts", n_t)} OR NOT {_vector_ok("ds", n_d)} THEN '{R.IMPORT_BAD_VECTOR}'
-        WHEN pm.n IS NULL THEN '{R.IMPORT_NO_ARTICLE}'
-        WHEN pm.n > 1 THEN '{R.IMPORT_AMBIGUOUS_PMID}'
-        WHEN o.id IS NULL THEN '{R.IMPORT_NO_PARAGRAPH}'
-        WHEN o.be_addressable IS FALSE THEN '{R.IMPORT_NOT_ADDRESSABLE}'
-      END AS reason,
-      CASE
-        WHEN k.pmid IS NULL OR k.path IS NULL THEN 'no PMID (article_id) or no path: the row cannot be joined'
-        WHEN n_key > 1 THEN 'PMID ' || k.pmid || ' path ' || k.path || ' has ' || n_key || ' rows; which is right is unknown'
-        WHEN n_id > 1 THEN 'id ' || k.be_id || ' has ' || n_id || ' rows'
-        WHEN document_type IS NULL OR document_type NOT IN ({types})
-          THEN 'document_type ' || coalesce('''' || document_type || '''', 'NULL') || ' is not one of {types.replace("'", "''")}'
-        WHEN domain IS NULL OR domain NOT IN ({domains})
-          THEN 'domain ' || coalesce('''' || domain || '''', 'NULL') || ' is not one of {domains.replace("'", "''")}'
-        WHEN educational_score IS NULL OR NOT (educational_score BETWEEN {label_schema.SCORE_MIN} AND {label_schema.SCORE_MAX})
-          THEN 'educational_score ' || coalesce(CAST(educational_score AS VARCHAR), 'NULL') || ' is outside [{label_schema.SCORE_MIN}, {label_schema.SCORE_MAX}]'
-        WHEN NOT {_vector_ok("ts", n_t)} THEN 'document_type_scores ' || CAST(ts AS VARCHAR) || ': expected {n_t} probabilities'
-        WHEN NOT {_vector_ok("ds", n_d)} THEN 'domain_scores ' || CAST(ds AS VARCHAR) || ': expected {n_d} probabilities'
-        WHEN pm.n IS NULL THEN 'no article of this work directory has PMID ' || k.pmid
-        WHEN pm.n > 1 THEN pm.n || ' articles of this work directory have PMID ' || k.pmid
-        WHEN o.id IS NULL THEN 'no paragraph at ' || k.path || ' in the article with PMID ' || k.pmid
-            || ' (shorter than --min-tokens, outside our body walk, or another version of the article)'
-        WHEN o.be_addressable IS FALSE THEN 'the published tool resolves ' || k.path
-            || ' to another element than our paragraph ' || o.id || ' (see docs/interop.md)'
-      END AS detail
-    FROM k LEFT JOIN pm ON pm.pmid = k.pmid
-    LEFT JOIN ours AS o ON o.pmid = k.pmid AND o.path = k.path AND pm.n = 1"""
+             FROM paragraphs AS p JOIN articles AS a ON a.pmcid = p.article_id WHERE a.pmid IS NOT NULL),
+    w AS (
+      SELECT k.*, o.id AS our_id, o.article_id AS pmcid, o.be_addressable,
+        CASE
+{why}
+        END AS _why
+      FROM k LEFT JOIN pm ON pm.pmid = k.pmid
+      LEFT JOIN ours AS o ON o.pmid = k.pmid AND o.path = k.path AND pm.n = 1)
+    SELECT * EXCLUDE (_why), _why[1] AS reason, _why[2] AS detail FROM w"""
 
 
 def _write_outputs(con: duckdb.DuckDBPyConnection, wd: Workdir, orders: dict[str, tuple[str, ...]], model_id: str) -> None:
