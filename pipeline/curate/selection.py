@@ -92,7 +92,7 @@ def run_recipe(con: duckdb.DuckDBPyConnection, recipe: Recipe, bindings: dict[st
 
 
 # Sort key of a path: its numeric components, so p[10] comes after p[2] and sec[1]/p[0] after sec[0]/p[5].
-_PATH_KEY = (
+PATH_KEY = (
     "list_transform(string_split(p.path, '/'), "
     "lambda x: coalesce(TRY_CAST(regexp_extract(x, '\\[(\\d+)\\]', 1) AS BIGINT), 0))"
 )
@@ -114,6 +114,6 @@ def build_meta(con: duckdb.DuckDBPyConnection) -> None:
         SELECT p.id, p.article_id, p.path, p.language, p.section_title, l.domain, l.document_type,
                CAST(l.educational_score AS DOUBLE) AS educational_score, l.domain_scores, l.document_type_scores,
                p.language_score, a.authors, a.article_url, a.license_url, s.prefix, p.n_tokens, a.license,
-               a.commercial, a.year, a.title, a.journal, s.repeat, {_PATH_KEY} AS _key
+               a.commercial, a.year, a.title, a.journal, s.repeat, {PATH_KEY} AS _key
         {_JOINS}"""
     )

@@ -61,9 +61,10 @@ def parse_order(head: str, spec: str) -> tuple[str, ...]:
     return order
 
 
-def reorder_sql(head: str, order: tuple[str, ...], column: str) -> str:
-    """DuckDB expression turning a vector in `order` into our class order (NULL stays NULL)."""
-    positions = [order.index(c) + 1 for c in ours(head)]  # DuckDB lists are 1-based
+def permute_sql(column: str, source: tuple[str, ...], target: tuple[str, ...]) -> str:
+    """DuckDB expression turning a vector whose entries follow `source` into one following `target`
+    (NULL stays NULL). Import: their order -> ours; export: ours -> theirs."""
+    positions = [source.index(c) + 1 for c in target]  # DuckDB lists are 1-based
     return f"CASE WHEN {column} IS NULL THEN NULL ELSE [{', '.join(f'{column}[{i}]' for i in positions)}] END"
 
 

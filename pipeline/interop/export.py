@@ -17,21 +17,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipeline.curate.selection import PATH_KEY
 from pipeline.curate.writers import ShardedParquet
 from pipeline.interop import biomed_enriched as BE
 
 FOLDER = "biomed-enriched"
 INDEX = "pmid_xml_index.parquet"
-# Sort key of a path (as curate's): numeric components, so p[10] follows p[2].
-_KEY = "list_transform(string_split(path, '/'), lambda x: coalesce(TRY_CAST(regexp_extract(x, '\\[(\\d+)\\]', 1) AS BIGINT), 0))"
-
-
-def _theirs(head: str, column: str) -> str:
-    """Our vector order -> theirs (the inverse of BE.reorder_sql)."""
-    positions = [BE.ours(head).index(c) + 1 for c in BE.ORDERS[head]]
-    return f"CASE WHEN {column} IS NULL THEN NULL ELSE [{', '.join(f'{column}[{i}]' for i in positions)}] END"
-
-
 def write_biomed_enriched(con: duckdb.DuckDBPyConnection, staging: Path, max_bytes: int, batch_rows: int) -> list[Path]:
     """Write the subset's selected paragraphs (temp table `meta`) in their schema under staging/biomed-enriched."""
     folder = staging / FOLDER
@@ -39,15 +30,16 @@ def write_biomed_enriched(con: duckdb.DuckDBPyConnection, staging: Path, max_byt
     # N over every paragraph of the selected articles, not only the selected ones: stable across recipes.
     con.execute(
         f"""CREATE TEMP TABLE be_n AS
-        SELECT id, row_number() OVER (PARTITION BY article_id ORDER BY {_KEY}) - 1 AS n
-        FROM paragraphs WHERE article_id IN (SELECT DISTINCT article_id FROM meta)"""
+        SELECT p.id, row_number() OVER (PARTITION BY p.article_id ORDER BY {PATH_KEY}) - 1 AS n
+        FROM paragraphs AS p WHERE p.article_id IN (SELECT DISTINCT article_id FROM meta)"""
     )
     query = f"""
         SELECT coalesce(a.pmid, m.article_id) || '_p' || CAST(be_n.n AS VARCHAR) AS id,
                coalesce(a.pmid, m.article_id) AS article_id, m.path, p.text, m.language, m.section_title,
                m.domain, m.document_type, m.educational_score,
-               {_theirs("domain", "CAST(m.domain_scores AS DOUBLE[])")} AS domain_scores,
-               {_theirs("document_type", "CAST(m.document_type_scores AS DOUBLE[])")} AS document_type_scores,
+               {BE.permute_sql("CAST(m.domain_scores AS DOUBLE[])", BE.ours("domain"), BE.ORDERS["domain"])} AS domain_scores,
+               {BE.permute_sql("CAST(m.document_type_scores AS DOUBLE[])", BE.ours("document_type"),
+                               BE.ORDERS["document_type"])} AS document_type_scores,
                m.language_score, m.authors, m.article_url, m.license_url
         FROM meta AS m JOIN paragraphs AS p ON p.id = m.id JOIN be_n ON be_n.id = m.id
         JOIN articles AS a ON a.pmcid = m.article_id

@@ -143,8 +143,8 @@ def _classify_sql(has_id: bool, has_addressable: bool, orders: dict[str, tuple[s
 
 
 def _write_outputs(con: duckdb.DuckDBPyConnection, wd: Workdir, orders: dict[str, tuple[str, ...]], model_id: str) -> None:
-    ts = BE.reorder_sql("document_type", orders["document_type"], _normalised("ts"))
-    ds = BE.reorder_sql("domain", orders["domain"], _normalised("ds"))
+    ts = BE.permute_sql(_normalised("ts"), orders["document_type"], BE.ours("document_type"))
+    ds = BE.permute_sql(_normalised("ds"), orders["domain"], BE.ours("domain"))
     with storage.local_staging(wd.table(TABLE), dir=wd.local_cache / "staging") as staging:
         con.execute(
             f"""COPY (SELECT our_id AS id, pmcid AS article_id, document_type, domain, educational_score,
