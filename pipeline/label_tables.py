@@ -292,21 +292,23 @@ def check_labels_table(
     return check
 
 
-def missing_label_tables(workdir: Any, source: str) -> list[str]:
-    """The tables `source` reads that the work directory does not have (a Workdir)."""
+def source_tables(source: str) -> tuple[str, ...]:
+    """The work-directory tables the label source `source` reads; ConfigError for an unknown source."""
     if source not in LABEL_SOURCES:
         raise ConfigError(f"--labels must be one of {', '.join(LABEL_SOURCES)}, not {source!r}")
-    return [t for t in SOURCE_TABLES[source] if not workdir.has_table(t)]
+    return SOURCE_TABLES[source]
 
 
 def open_label_source(
-    con: duckdb.DuckDBPyConnection, source: str, *, where: str, allow_unknown_values: bool = False
+    con: duckdb.DuckDBPyConnection, source: str, workdir: Any, *, allow_unknown_values: bool = False
 ) -> tuple[str, LabelTableCheck]:
     """Check the labels `source` reads and return (the DuckDB view holding them, the check).
 
-    The connection has one view per table of SOURCE_TABLES[source] (pipeline.tables.connect). "merged"
-    is a view of its own: every imported label, and the student's label of each paragraph without one.
+    The connection has one view per table of SOURCE_TABLES[source] (pipeline.tables.connect over the
+    Workdir `workdir`, whose table locations the messages name). "merged" is a view of its own: every
+    imported label, and the student's label of each paragraph without one.
     """
+    where = " + ".join(str(workdir.table(t)) for t in source_tables(source))
     if source == "merged":
         # The tables' own views are renamed first: a stage then defines its `labels` view over "merged".
         con.execute("ALTER VIEW labels_imported RENAME TO merged_imported")

@@ -27,7 +27,7 @@ import duckdb
 from pipeline import labels as label_schema
 from pipeline import storage
 from pipeline.errors import ConfigError
-from pipeline.label_tables import LABEL_SOURCES, SOURCE_TABLES, missing_label_tables, open_label_source
+from pipeline.label_tables import LABEL_SOURCES, open_label_source, source_tables
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
 
@@ -296,17 +296,16 @@ def report(
     location (a Path for a local work directory)."""
     wd = Workdir.of(workdir)
     storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
-    for table in ("articles", "paragraphs", *missing_label_tables(wd, labels)):
+    for table in ("articles", "paragraphs", *source_tables(labels)):
         if not wd.has_table(table):
             raise ConfigError(
                 f"report needs the {table} table: no Parquet files in {wd.table(table)} "
                 f"(run the stage that writes it first{', or pass --labels annotations' if table == 'labels' else ''})"
             )
-    con = connect(wd, tables=("articles", "paragraphs", *SOURCE_TABLES[labels]), threads=threads)
+    con = connect(wd, tables=("articles", "paragraphs", *source_tables(labels)), threads=threads)
     try:
         # Checked at the door like curate's; values outside the schema are listed on the page, not fatal.
-        where = " + ".join(str(wd.table(t)) for t in SOURCE_TABLES[labels])
-        view, checked = open_label_source(con, labels, where=where, allow_unknown_values=True)
+        view, checked = open_label_source(con, labels, wd, allow_unknown_values=True)
         con.execute(f"ALTER VIEW {view} RENAME TO src_{view}")
         con.execute(f"CREATE VIEW labels AS {checked.view_sql(f'src_{view}')}")
         stats = compute_stats(con)

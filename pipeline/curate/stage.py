@@ -29,7 +29,7 @@ from pipeline.curate.tokens import n_tokens_is_export_tokenizer, token_counts
 from pipeline.curate.writers import write_outputs
 from pipeline.errors import ConfigError
 from pipeline.interop.export import write_biomed_enriched
-from pipeline.label_tables import SOURCE_TABLES, missing_label_tables, open_label_source
+from pipeline.label_tables import open_label_source, source_tables
 from pipeline.tables import connect
 from pipeline.workdir import Workdir
 
@@ -43,11 +43,6 @@ _HINTS = {
     "labels": "run propagate first, or pass --labels annotations / imported",
     "labels_imported": "run import-labels first, or pass --labels labels",
 }  # fmt: skip
-
-
-def _where(wd: Workdir, source: str) -> str:
-    """The label tables of a source, as messages name them."""
-    return " + ".join(str(wd.table(t)) for t in SOURCE_TABLES[source])
 
 
 def curate(config: CurateConfig) -> dict[str, Any]:
@@ -65,7 +60,7 @@ def curate(config: CurateConfig) -> dict[str, Any]:
         raise ConfigError("--shard-mb must be positive")
     wd = Workdir.of(config.workdir)
     storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
-    for table in ("articles", "paragraphs", *missing_label_tables(wd, config.labels)):
+    for table in ("articles", "paragraphs", *source_tables(config.labels)):
         if not wd.has_table(table):
             raise ConfigError(f"curate needs the {table} table: no Parquet files in {wd.table(table)} ({_HINTS[table]})")
     name = config.name or recipe.name + ("-commercial" if config.commercial_only else "")
@@ -78,14 +73,14 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     # Built locally, then swapped in (renames) or uploaded: a reader sees the old subset or the new one,
     # never a half-written one (on an object store manifest.json comes after the files it lists).
     with storage.local_staging(final, dir=wd.local_cache / "staging") as staging:
-        con = connect(wd, tables=("articles", "paragraphs", *SOURCE_TABLES[config.labels]), threads=config.threads)
+        con = connect(wd, tables=("articles", "paragraphs", *source_tables(config.labels)), threads=config.threads)
         try:
             con.execute("SET memory_limit = $m", {"m": config.memory_limit})
             con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
             # Every ordered output has its own ORDER BY; not preserving scan order saves memory.
             con.execute("SET preserve_insertion_order = false")
             # The labels table is checked at the door: schema, vocabulary, ranges, one row per paragraph.
-            view, checked = open_label_source(con, config.labels, where=_where(wd, config.labels))
+            view, checked = open_label_source(con, config.labels, wd)
             setup_views(con, view, checked, config.commercial_only)
             run_recipe(con, recipe, bindings)
             build_meta(con)
