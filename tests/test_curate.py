@@ -304,6 +304,14 @@ def test_manifest_and_card(wd: Path) -> None:
     assert "- PMC snapshot: unknown" in card
 
 
+def test_a_missing_label_table_names_the_stage_that_writes_it(tmp_path: Path) -> None:
+    wd = build_workdir(tmp_path / "w")
+    for labels, hint in (("annotations", "run annotate first"), ("imported", "run import-labels first"),
+                         ("merged", "run import-labels first")):  # fmt: skip
+        with pytest.raises(ConfigError, match=hint):
+            build(wd, "be-base", labels=labels)
+
+
 def test_annotations_stand_in_for_labels(tmp_path: Path) -> None:
     wd = build_workdir(tmp_path / "w", labels=False, annotations=True)
     with pytest.raises(ConfigError, match="labels"):

@@ -41,6 +41,7 @@ EXPORT_FORMATS = ("jsonl", "biomed-enriched")
 _HINTS = {
     "articles": "run parse first", "paragraphs": "run parse first",
     "labels": "run propagate first, or pass --labels annotations / imported",
+    "annotations": "run annotate first, or pass --labels labels",
     "labels_imported": "run import-labels first, or pass --labels labels",
 }  # fmt: skip
 
