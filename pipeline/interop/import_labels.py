@@ -167,17 +167,17 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, wd: Workdir, orders: dict[str
 
 
 def _compare(con: duckdb.DuckDBPyConnection, wd: Workdir) -> dict[str, Any]:
-    """Agreement of the imported labels with the work directory's own, by head, on common paragraphs."""
+    """Agreement of the imported labels (view labels_imported) with the work directory's own, by head, on
+    common paragraphs."""
     out: dict[str, Any] = {}
     heads = ", ".join(label_schema.LABEL_COLUMNS)
-    con.execute(f"CREATE VIEW imported AS SELECT * FROM read_parquet({_quote(wd.glob(TABLE))})")
     for table in ("labels", "annotations"):
         if not wd.has_table(table):
             continue
         con.execute(f"CREATE OR REPLACE VIEW own AS SELECT * FROM read_parquet({_quote(wd.glob(table))}, union_by_name = true)")
         rows = con.sql(
             f"""SELECT {", ".join(f"o.{h}" for h in label_schema.LABEL_COLUMNS)}, {", ".join(f"i.{h}" for h in label_schema.LABEL_COLUMNS)}
-                FROM imported AS i JOIN own AS o ON o.id = i.id ORDER BY hash(i.id) LIMIT {COMPARE_ROWS}"""
+                FROM labels_imported AS i JOIN own AS o ON o.id = i.id ORDER BY hash(i.id) LIMIT {COMPARE_ROWS}"""
         ).fetchall()
         n = len(label_schema.LABEL_COLUMNS)
         own = [dict(zip(label_schema.LABEL_COLUMNS, r[:n], strict=True)) for r in rows]
