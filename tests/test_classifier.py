@@ -19,11 +19,12 @@ from classifiers.data import Example, is_validation, load_examples, model_input,
 from classifiers.model import StudentModel, label_schema
 from classifiers.predict import Predictor
 from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
-from classifiers.train import default_base_model, evaluate_predictions, parse_loss_weights
+from classifiers.train import evaluate_predictions, parse_loss_weights
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.workdir import Workdir
+from tests.students import save_fresh_student
 
 MAX_LENGTH = 48
 
@@ -147,13 +148,7 @@ def test_loss_weights_flag() -> None:
 @pytest.fixture(scope="module")
 def untrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default encoder with fresh heads, saved the way `train` saves a model."""
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    base = default_base_model()
-    d = tmp_path_factory.mktemp("student")
-    StudentModel.from_base(base).save(d, AutoTokenizer.from_pretrained(base), {"max_length": MAX_LENGTH, "model_id": "t"})
-    return d
+    return save_fresh_student(tmp_path_factory.mktemp("student"), MAX_LENGTH, "t")
 
 
 def test_saved_model_is_a_standard_hf_directory(untrained_dir: Path) -> None:

@@ -9,19 +9,17 @@ import apache_beam as beam
 import duckdb
 import numpy as np
 import pytest
-import torch
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from classifiers.data import model_input
-from classifiers.model import StudentModel
 from classifiers.rule_teacher import sample_paragraphs, write_table
-from classifiers.train import default_base_model
 from pipeline.cli import main as cli
 from pipeline.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.propagate import PropagateConfig, ScoreParagraphs, StudentModelHandler, run_propagate
 from pipeline.records import Paragraph
 from pipeline.workdir import Workdir
+from tests.students import save_fresh_student
 
 MAX_LENGTH = 64
 
@@ -29,14 +27,7 @@ MAX_LENGTH = 64
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default encoder with seeded fresh heads, saved as `train` saves (propagation does not care how good)."""
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    base = default_base_model()
-    d = tmp_path_factory.mktemp("model")
-    StudentModel.from_base(base).save(d, AutoTokenizer.from_pretrained(base),
-                                      {"max_length": MAX_LENGTH, "model_id": "test-student"})
-    return d
+    return save_fresh_student(tmp_path_factory.mktemp("model"), MAX_LENGTH, "test-student")
 
 
 def _labels(w: Workdir) -> list[tuple[Any, ...]]:

@@ -12,12 +12,10 @@ from typing import Any
 
 import duckdb
 import pytest
-import torch
 
-from classifiers.model import StudentModel
-from classifiers.train import default_base_model
 from pipeline.cli import main
 from tests.pmc_cloud_mirror import DAY1, DAY2, LayoutWriter, upload
+from tests.students import save_fresh_student
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.timeout(1200)]
 
@@ -43,13 +41,7 @@ def _edit_body(xml: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(0)
-    base = default_base_model()
-    d = tmp_path_factory.mktemp("model")
-    StudentModel.from_base(base).save(d, AutoTokenizer.from_pretrained(base), {"max_length": 32, "model_id": "delta-student"})
-    return d
+    return save_fresh_student(tmp_path_factory.mktemp("model"), 32, "delta-student")
 
 
 def test_update_then_propagate_labels_only_what_changed(shared_sample: Path, s3_server: Any, model_dir: Path, tmp_path: Path) -> None:
