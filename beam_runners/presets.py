@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 # Dataflow GPU workers for propagation: one NVIDIA L4 per G2 VM with the driver installed by the service
 # (https://cloud.google.com/dataflow/docs/gpu/use-l4-gpus). g2-standard-8 = 8 vCPU for tokenisation

@@ -35,9 +35,9 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import labels as L  # noqa: E402
-from pipeline.curate import builtin_recipes  # noqa: E402
-from pipeline.records import Article, Label, Paragraph, arrow_schema  # noqa: E402
+from pipeline.core import labels as L  # noqa: E402
+from pipeline.core.records import Article, Label, Paragraph, arrow_schema  # noqa: E402
+from pipeline.stages.curate import builtin_recipes  # noqa: E402
 
 TITLES = np.array(["Introduction", "Background", "Methods", "Methods > Patients", "Methods > Statistical analysis",
                    "Results", "Results > Outcomes", "Case presentation", "Discussion", "Conclusions"])  # fmt: skip
@@ -46,7 +46,7 @@ LICENSES = [("CC BY", True), ("CC0", True), ("CC BY-NC", False), ("CC BY-NC-ND",
 
 def _one_token_words() -> list[str]:
     """Whole words of MiniLM's vocabulary that tokenize to exactly one token, plus '.' and ','."""
-    from pipeline.curate import _load_tokenizer
+    from pipeline.stages.curate import _load_tokenizer
 
     tok = _load_tokenizer()
     vocab = [w for w in tok.get_vocab() if w.isalpha() and w.isascii() and 3 <= len(w) <= 12]
@@ -160,7 +160,7 @@ def generate(root: Path, n_paragraphs: int, seed: int = 0) -> dict[str, float]:
 
 POLARS_SCRIPT = r'''
 import sys, polars as pl
-from pipeline import labels as L
+from pipeline.core import labels as L
 W, recipe, out = sys.argv[1], sys.argv[2], sys.argv[3]
 CC, CLIN = L.DOCUMENT_TYPES[0], L.DOMAINS[0]
 art = pl.scan_parquet(f"{W}/articles/*.parquet")

@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_remote import ServerMeter, delta  # noqa: E402
 
-from pipeline import storage  # noqa: E402
+from pipeline.core import storage  # noqa: E402
 from tests.pmc_cloud_mirror import BUCKET, LayoutWriter, _pmcid, build_mirror, upload  # noqa: E402
 from tests.servers import start_s3  # noqa: E402
 
@@ -132,7 +132,7 @@ def fetched(trace: list[tuple[str, str, str]], root: Path) -> dict[str, list[str
 
 def fetch_only(root: str, xml: list[str], js: list[str], meter: ServerMeter | None = None) -> dict[str, Any]:
     """The parse's own storage calls for the same objects, sequentially, without Beam or parsing."""
-    from pipeline.storage import Location
+    from pipeline.core.storage import Location
 
     storage.reset()
     base = Location(root)

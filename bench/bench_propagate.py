@@ -126,9 +126,9 @@ def main() -> int:
                     lambda: clf(texts, truncation=True, max_length=args.max_length, batch_size=args.batch_size), "pipeline-bs")
         if "beam" not in skip and not args.gpu:
             from classifiers.rule_teacher import write_table
-            from pipeline.propagate import PropagateConfig, run_propagate
-            from pipeline.records import Paragraph
-            from pipeline.workdir import Workdir
+            from pipeline.core.records import Paragraph
+            from pipeline.core.workdir import Workdir
+            from pipeline.stages.propagate import PropagateConfig, run_propagate
 
             w = Workdir.of(Path(d) / "work")
             write_table(paragraphs, Paragraph, w.paragraphs / "part-00000.parquet")

@@ -60,10 +60,10 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from bench_curate import generate  # noqa: E402
 
-from pipeline import labels as L  # noqa: E402
-from pipeline import storage  # noqa: E402
-from pipeline.records import Annotation, arrow_schema  # noqa: E402
-from pipeline.workdir import Workdir  # noqa: E402
+from pipeline.core import labels as L  # noqa: E402
+from pipeline.core import storage  # noqa: E402
+from pipeline.core.records import Annotation, arrow_schema  # noqa: E402
+from pipeline.core.workdir import Workdir  # noqa: E402
 from tests.servers import S3Server, start_s3  # noqa: E402
 
 TABLES = ("articles", "paragraphs", "labels", "annotations")
@@ -230,8 +230,8 @@ def op_propagate_io(w: str) -> dict[str, Any]:
     from apache_beam.io.parquetio import ReadFromParquet, WriteToParquet
 
     from beam_runners.options import pipeline_options
-    from pipeline.propagate import INPUT_COLUMNS
-    from pipeline.records import Label
+    from pipeline.core.records import Label
+    from pipeline.stages.propagate import INPUT_COLUMNS
 
     wd = Workdir.of(w)
     out = wd.table("labels_io")

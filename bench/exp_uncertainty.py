@@ -37,8 +37,8 @@ from classifiers.predict import Predictor
 from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
 from classifiers.train import TrainConfig, evaluate_predictions, train
 from classifiers.uncertainty import uncertainty
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS
-from pipeline.workdir import Workdir
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.workdir import Workdir
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 WINDOW, MAX_LENGTH = 40, 64

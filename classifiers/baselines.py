@@ -20,7 +20,7 @@ import numpy as np
 
 from classifiers.data import Example, label_arrays, model_input
 from classifiers.predict import Predictions
-from pipeline.labels import HEADS, SCORE_MAX, SCORE_MIN
+from pipeline.core.labels import HEADS, SCORE_MAX, SCORE_MIN
 
 log = logging.getLogger(__name__)
 

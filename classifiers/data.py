@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
-from pipeline.workdir import Workdir
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
+from pipeline.core.workdir import Workdir
 
 
 @dataclass(frozen=True)

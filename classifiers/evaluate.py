@@ -24,10 +24,10 @@ from classifiers.data import Example, label_arrays, load_examples, model_input, 
 from classifiers.model import METRICS_FILE, load_config
 from classifiers.predict import Predictions, Predictor
 from classifiers.train import evaluate_predictions
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.labels import HEADS
-from pipeline.workdir import Workdir
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS
+from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
 CURVE_FILE = "learning_curve.json"

@@ -56,7 +56,7 @@ def learning_curve(examples: Sequence[Example], cfg: Any, sizes: Sequence[int] =
     from dataclasses import replace
 
     from classifiers.train import default_base_model, evaluate_predictions, train
-    from pipeline.workdir import Workdir
+    from pipeline.core.workdir import Workdir
 
     pool, test = split_test(examples, cfg.seed, test_fraction)
     if not test or not pool:

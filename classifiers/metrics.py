@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import agreement
+from pipeline.core import agreement
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

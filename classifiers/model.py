@@ -27,9 +27,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.labels import HEADS, SCORE_MAX, SCORE_MIN, Head
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS, SCORE_MAX, SCORE_MIN, Head
 
 HEADS_FILE = "heads.safetensors"
 SCHEMA_FILE = "label_schema.json"

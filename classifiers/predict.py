@@ -22,9 +22,9 @@ import torch
 from transformers import AutoTokenizer
 
 from classifiers.model import StudentModel, load_config
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.labels import HEADS, SCORE_MAX, SCORE_MIN
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS, SCORE_MAX, SCORE_MIN
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import storage
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS
-from pipeline.records import Annotation, Paragraph, arrow_schema, as_row
-from pipeline.workdir import Workdir
+from pipeline.core import storage
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.records import Annotation, Paragraph, arrow_schema, as_row
+from pipeline.core.workdir import Workdir
 
 RULE_TEACHER = "rule-teacher-v1"
 

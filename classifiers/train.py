@@ -40,10 +40,10 @@ from classifiers.data import Example, label_arrays, load_examples, model_input, 
 from classifiers.metrics import classification_report, regression_report
 from classifiers.model import METRICS_FILE, StudentModel
 from classifiers.predict import Predictions, Predictor, resolve_device
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.labels import HEADS, HEADS_BY_NAME, SCORE_MAX, SCORE_MIN
-from pipeline.workdir import Workdir
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS, HEADS_BY_NAME, SCORE_MAX, SCORE_MIN
+from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import numpy as np
 
 from classifiers.data import model_input
 from classifiers.predict import Predictions, Predictor, entropy
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.labels import HEADS
-from pipeline.workdir import Workdir
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS
+from pipeline.core.workdir import Workdir
 
 
 def uncertainty(pred: Predictions) -> np.ndarray:

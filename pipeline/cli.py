@@ -12,25 +12,25 @@ import importlib
 import logging
 import sys
 
-from pipeline import secrets, storage
-from pipeline.errors import ConfigError
-from pipeline.flow import uses_beam
+from pipeline.core import secrets, storage
+from pipeline.core.errors import ConfigError
+from pipeline.flow.run import uses_beam
 
 # command -> (module defining add_arguments(parser) and run(args, beam_argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "parse": ("pipeline.parse", "PMC-OA JATS XML (files, dirs, globs, .tar.gz) -> articles/paragraphs/rejects"),
-    "sample": ("pipeline.sample", "pick a deterministic, stratified sample of paragraphs for the teacher"),
-    "annotate": ("pipeline.annotate", "label the sample with a teacher LLM at any OpenAI-compatible endpoint"),
+    "parse": ("pipeline.stages.parse", "PMC-OA JATS XML (files, dirs, globs, .tar.gz) -> articles/paragraphs/rejects"),
+    "sample": ("pipeline.stages.sample", "pick a deterministic, stratified sample of paragraphs for the teacher"),
+    "annotate": ("pipeline.stages.annotate", "label the sample with a teacher LLM at any OpenAI-compatible endpoint"),
     "teacher-server": ("pipeline.teacher.server", "serve the offline SmolLM2 teacher on 127.0.0.1 (OpenAI protocol)"),
     "train": ("classifiers.train", "train the student classifier on the teacher's annotations"),
     "evaluate": ("classifiers.evaluate", "report the student's agreement with held-out teacher labels"),
-    "propagate": ("pipeline.propagate", "apply the student to every paragraph with Beam RunInference"),
-    "import-labels": ("pipeline.interop.import_labels", "import published Biomed-Enriched labels, joined by (PMID, path)"),
-    "curate": ("pipeline.curate", "build a pretraining subset from a SQL recipe"),
-    "report": ("pipeline.report", "one page of plots and statistics of the labelled corpus"),
-    "run": ("pipeline.flow", "run every stage from one YAML config, resuming finished stages"),
-    "status": ("pipeline.flow_status", "show each stage of a work directory, its counts and rejects"),
-    "demo": ("pipeline.demo", "run every stage end to end on the embedded sample"),
+    "propagate": ("pipeline.stages.propagate", "apply the student to every paragraph with Beam RunInference"),
+    "import-labels": ("pipeline.stages.import_labels", "import published Biomed-Enriched labels, joined by (PMID, path)"),
+    "curate": ("pipeline.stages.curate", "build a pretraining subset from a SQL recipe"),
+    "report": ("pipeline.stages.report", "one page of plots and statistics of the labelled corpus"),
+    "run": ("pipeline.flow.run", "run every stage from one YAML config, resuming finished stages"),
+    "status": ("pipeline.flow.status", "show each stage of a work directory, its counts and rejects"),
+    "demo": ("pipeline.flow.demo", "run every stage end to end on the embedded sample"),
 }
 
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"pmc-curate {ns.command}", description=help_text)
     module.add_arguments(parser)
     args, beam_argv = parser.parse_known_args(rest)
-    if module_name not in ("pipeline.flow", "pipeline.demo") and not uses_beam(module):
+    if module_name not in ("pipeline.flow.run", "pipeline.flow.demo") and not uses_beam(module):
         beam_argv = storage.strip_flags(beam_argv)  # DuckDB/PyTorch stages take no Beam options; these were storage's
     try:
         return int(module.run(args, beam_argv) or 0)

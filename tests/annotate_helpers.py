@@ -6,9 +6,9 @@ import os
 
 import pyarrow as pa
 
-from pipeline.records import SampledParagraph, arrow_schema, as_row
-from pipeline.storage import Location, write_parquet
-from pipeline.workdir import Workdir
+from pipeline.core.records import SampledParagraph, arrow_schema, as_row
+from pipeline.core.storage import Location, write_parquet
+from pipeline.core.workdir import Workdir
 
 
 def make_sample(root: str | os.PathLike[str] | Location, keys: list[str], texts: dict[str, str] | None = None) -> Workdir:

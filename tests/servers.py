@@ -86,7 +86,7 @@ _COUNTER: dict[str, int] = {}
 @contextlib.contextmanager
 def env_vars(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the block (and drop the storage layer's cached clients)."""
-    from pipeline import storage
+    from pipeline.core import storage
 
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)

@@ -234,10 +234,10 @@ def test_compare_two_teachers_reports_agreement(tmp_path: Path, capsys: pytest.C
 def test_the_local_teacher_never_receives_the_users_key(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from pipeline.annotate import _teacher, add_arguments
+    from pipeline.core.workdir import Workdir
+    from pipeline.stages.annotate import _teacher, add_arguments
     from pipeline.teacher.client import LOCAL_PLACEHOLDER_KEY, resolve_api_key
     from pipeline.teacher.prompt import load_prompt
-    from pipeline.workdir import Workdir
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-user-key")
     parser = argparse.ArgumentParser()

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import agreement
-from pipeline.annotate import DEFAULT_GOLD, load_gold
 from pipeline.cli import main
-from pipeline.errors import ConfigError
+from pipeline.core import agreement
+from pipeline.core.errors import ConfigError
+from pipeline.stages.annotate import DEFAULT_GOLD, load_gold
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.test_annotate import rows
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import storage
 from pipeline.cli import main
-from pipeline.storage import Location
+from pipeline.core import storage
+from pipeline.core.storage import Location
 from tests.annotate_helpers import key_of, make_sample
 from tests.fakes.openai_server import FakeOpenAIServer
 

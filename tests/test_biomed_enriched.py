@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import RecordError
+from pipeline.core.errors import RecordError
+from pipeline.core.records import Reject
 from pipeline.jats import parse_article, parse_articles
 from pipeline.jats.biomed_enriched import be_base, be_render, be_resolve, be_text, steps_ok
 from pipeline.jats.meta import find_articles
 from pipeline.jats.text import local_name
 from pipeline.jats.xml import parse_xml_with_doctype
-from pipeline.records import Reject
 
 
 def _load_oracle():

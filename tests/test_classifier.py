@@ -21,9 +21,9 @@ from classifiers.predict import Predictor
 from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
 from classifiers.train import evaluate_predictions, parse_loss_weights
 from pipeline.cli import main as cli
-from pipeline.errors import ConfigError
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS
-from pipeline.workdir import Workdir
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.workdir import Workdir
 from tests.students import save_fresh_student
 
 MAX_LENGTH = 48

@@ -92,7 +92,7 @@ def test_temperatures_are_saved_with_the_heads_and_applied(tmp_path: Path) -> No
 def test_propagate_writes_calibrated_probabilities(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from pipeline.propagate import PropagateConfig, StudentModelHandler
+    from pipeline.stages.propagate import PropagateConfig, StudentModelHandler
 
     base = default_base_model()
     model = StudentModel.from_base(base)
@@ -140,7 +140,7 @@ def test_evaluate_learning_curve_and_report_sections(tmp_path: Path) -> None:
 
     from classifiers.rule_teacher import sample_paragraphs, write_workdir
     from pipeline.cli import main as cli
-    from pipeline.workdir import Workdir
+    from pipeline.core.workdir import Workdir
     from tests.conftest import EXAMPLES
 
     ps = sample_paragraphs(EXAMPLES / "jats")

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import curate as C
-from pipeline import labels as L
-from pipeline.errors import ConfigError
-from pipeline.records import Annotation, Article, Label, Paragraph, arrow_schema, as_row
+from pipeline.core import labels as L
+from pipeline.core.errors import ConfigError
+from pipeline.core.records import Annotation, Article, Label, Paragraph, arrow_schema, as_row
+from pipeline.stages import curate as C
 
 _TOK = None
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import curate as C
+from pipeline.stages import curate as C
 from tests.test_curate import build_workdir
 
 

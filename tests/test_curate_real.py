@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import curate as C
-from pipeline import labels as L
-from pipeline.records import Label, arrow_schema
+from pipeline.core import labels as L
+from pipeline.core.records import Label, arrow_schema
+from pipeline.stages import curate as C
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import demo, flow
 from pipeline.cli import main
-from pipeline.workdir import Workdir
+from pipeline.core.workdir import Workdir
+from pipeline.flow import demo
+from pipeline.flow import run as flow
 
 REPO = Path(__file__).resolve().parent.parent
 JATS = REPO / "examples" / "jats"

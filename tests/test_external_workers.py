@@ -16,8 +16,9 @@ from typing import Any
 import apache_beam as beam
 import pytest
 
-from pipeline import cli, storage
-from pipeline.storage import Location
+from pipeline import cli
+from pipeline.core import storage
+from pipeline.core.storage import Location
 from tests.conftest import EXAMPLES
 from tests.worker_pool import worker_pool
 

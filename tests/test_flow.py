@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import flow, flow_status
-from pipeline.errors import ConfigError
-from pipeline.workdir import Workdir
+from pipeline.core.errors import ConfigError
+from pipeline.core.workdir import Workdir
+from pipeline.flow import run as flow
+from pipeline.flow import status as flow_status
 
 
 class Stages:

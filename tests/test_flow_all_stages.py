@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import demo, flow, flow_status
-from pipeline.workdir import Workdir
+from pipeline.core.workdir import Workdir
+from pipeline.flow import demo
+from pipeline.flow import run as flow
+from pipeline.flow import status as flow_status
 from tests.fakes.openai_server import FakeOpenAIServer
 
 
@@ -37,7 +39,7 @@ def test_every_stage_from_the_demo_config_then_resume_after_a_failure(tmp_path: 
             if step.command == "annotate":
                 step.flags.update(base_url=server.url, model="fake-teacher", concurrency=8)
         # make the propagate step fail once, as a lost worker would
-        import pipeline.propagate as prop
+        import pipeline.stages.propagate as prop
 
         real = prop.run
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.flow_lock import WorkdirLock
-from pipeline.workdir import Workdir
+from pipeline.core.errors import ConfigError
+from pipeline.core.workdir import Workdir
+from pipeline.flow.lock import WorkdirLock
 
 
 def _die(lock: WorkdirLock) -> None:

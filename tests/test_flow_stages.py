@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import flow, flow_status
 from pipeline.cli import main
-from pipeline.workdir import Workdir
+from pipeline.core.workdir import Workdir
+from pipeline.flow import run as flow
+from pipeline.flow import status as flow_status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,7 @@ def _mtimes(d: Path) -> dict[str, int]:
 
 @pytest.mark.shared_data
 def test_run_resumes_after_a_stage_raised(tmp_path: Path, shared_sample: Path, monkeypatch, capsys) -> None:
-    import pipeline.sample
+    import pipeline.stages.sample
 
     files = sorted(str(p) for p in shared_sample.glob("*.xml"))[:12]
     config = _write_config(tmp_path, files)
@@ -46,8 +47,8 @@ def test_run_resumes_after_a_stage_raised(tmp_path: Path, shared_sample: Path, m
     def broken(args, beam_argv):
         raise RuntimeError("disk full")
 
-    real_sample_run = pipeline.sample.run
-    monkeypatch.setattr(pipeline.sample, "run", broken)
+    real_sample_run = pipeline.stages.sample.run
+    monkeypatch.setattr(pipeline.stages.sample, "run", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         main(["run", "--config", str(config)])
     parse_marker = flow.read_marker(wd, "parse")
@@ -57,7 +58,7 @@ def test_run_resumes_after_a_stage_raised(tmp_path: Path, shared_sample: Path, m
     assert flow.read_marker(wd, "sample")["status"] == "failed"
     before = _mtimes(wd.paragraphs)
 
-    monkeypatch.setattr(pipeline.sample, "run", real_sample_run)
+    monkeypatch.setattr(pipeline.stages.sample, "run", real_sample_run)
     assert main(["run", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "[parse] finished" in out and "skipped" in out

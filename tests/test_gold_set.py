@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
 
 REPO = Path(__file__).resolve().parent.parent
 GOLD = REPO / "prompts" / "biomed-labels" / "gold.tsv"

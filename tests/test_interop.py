@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import curate as C
 from pipeline.cli import main
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.interop import biomed_enriched as BE
-from pipeline.interop.import_labels import import_labels
-from pipeline.report import report
+from pipeline.stages import curate as C
+from pipeline.stages.import_labels import import_labels
+from pipeline.stages.report import report
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.filterwarnings("ignore:Truth-testing of elements:FutureWarning")]
 
@@ -192,7 +192,7 @@ def test_curate_and_report_on_imported_and_merged_labels(wd: Path, tmp_path: Pat
     own = [{"id": p["id"], "article_id": p["article_id"], "document_type": "Other", "domain": "other",
             "educational_score": 2.0, "document_type_scores": [0, 0, 0, 1.0], "domain_scores": [0, 0, 1.0],
             "model_id": "student", "truncated": False, "input_hash": None} for p in paras]  # fmt: skip
-    from pipeline.records import Label, arrow_schema
+    from pipeline.core.records import Label, arrow_schema
 
     pq.write_table(pa.Table.from_pylist(own, schema=arrow_schema(Label)), wd / "labels" / "part-0.parquet")
     m = C.curate(C.CurateConfig(workdir=wd, recipe="be-base", labels="merged", threads=1))
@@ -243,8 +243,8 @@ def test_export_round_trips_through_import_and_their_tools(wd: Path, tmp_path: P
 
 
 def test_import_from_and_into_s3(s3_workdir: str, parsed: Path, tmp_path: Path) -> None:
-    from pipeline.storage import Location
-    from pipeline.workdir import Workdir
+    from pipeline.core.storage import Location
+    from pipeline.core.workdir import Workdir
 
     remote = Workdir.of(s3_workdir)
     for t in ("articles", "paragraphs"):

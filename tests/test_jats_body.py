@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pipeline.errors import RecordError, RejectReason
+from pipeline.core.errors import RecordError, RejectReason
+from pipeline.core.records import Reject
 from pipeline.jats import parse_article, parse_articles
 from pipeline.jats.body import walk_body
-from pipeline.records import Reject
 
 FIX = Path(__file__).parent / "fixtures" / "jats"
 

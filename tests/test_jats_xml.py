@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import RecordError, RejectReason
+from pipeline.core.errors import RecordError, RejectReason
 from pipeline.jats import parse_article
 from pipeline.jats.xml import parse_xml, parse_xml_with_doctype
 

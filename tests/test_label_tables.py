@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import curate as C
-from pipeline import labels as L
-from pipeline.errors import ConfigError
-from pipeline.label_tables import LabelTableCheck, check_labels_table
-from pipeline.report import report
-from pipeline.tables import connect
-from pipeline.workdir import Workdir
+from pipeline.core import labels as L
+from pipeline.core.errors import ConfigError
+from pipeline.core.label_tables import LabelTableCheck, check_labels_table
+from pipeline.core.tables import connect
+from pipeline.core.workdir import Workdir
+from pipeline.stages import curate as C
+from pipeline.stages.report import report
 from tests.test_curate import build_workdir
 
 

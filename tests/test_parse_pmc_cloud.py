@@ -32,7 +32,7 @@ def parse(src: str, work: Path | str, *flags: str) -> str:
 
 
 def q(work: str, sql: str) -> list[tuple]:
-    from pipeline import storage
+    from pipeline.core import storage
 
     for t in ("articles", "paragraphs", "versions"):
         sql = sql.replace(t.upper(), f"read_parquet('{work}/{t}/*.parquet')")
@@ -159,7 +159,7 @@ def test_chosen_inventory_and_listing_fallback(mirror, default_run, shared_sampl
 
 
 def test_public_bucket_through_s3_server_anonymously(mirror, default_run, s3_server, s3_workdir):
-    from pipeline import storage
+    from pipeline.core import storage
 
     client = s3_server.client()
     with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
@@ -241,7 +241,7 @@ def test_an_xml_over_the_size_limit_is_a_reject_and_is_not_downloaded_whole(mirr
 
 
 def test_the_flow_fingerprints_a_layout_by_its_index_not_by_listing_every_object(mirror, shared_sample, tmp_path):
-    from pipeline.flow_markers import _input_paths
+    from pipeline.flow.markers import _input_paths
     from tests.conftest import EXAMPLES
 
     got = _input_paths([str(mirror.root)])

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import ConfigError
-from pipeline.parse import expand_inputs
+from pipeline.core.errors import ConfigError
+from pipeline.stages.parse import expand_inputs
 from tests.parse_inputs import build_inputs
 
 

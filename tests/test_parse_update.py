@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.sources.update import diff, drop_rows
-from pipeline.storage import Location
+from pipeline.core.storage import Location
+from pipeline.stages.parse.update import diff, drop_rows
 from tests.pmc_cloud_mirror import DAY1, DAY2, NOTICE, LayoutWriter
 from tests.test_parse_pmc_cloud import q
 

@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from pipeline.cli import main
-from pipeline.errors import ConfigError, RecordError, RejectReason
+from pipeline.core.errors import ConfigError, RecordError, RejectReason
 from pipeline.jats.license import License, extract_license, from_code, resolve_license
 from pipeline.sources import pmc_cloud as pc
 from pipeline.sources.filelist import read_filelist

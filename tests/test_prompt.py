@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import ConfigError, RecordError, RejectReason
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS, HEADS, SCORE_MAX, SCORE_MIN
+from pipeline.core.errors import ConfigError, RecordError, RejectReason
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS, HEADS, SCORE_MAX, SCORE_MIN
 from pipeline.teacher.prompt import PROMPTS_ROOT, load_prompt, neutralise, reply_schema, response_format
 from pipeline.teacher.reply import parse_reply
 from tests.annotate_helpers import make_sample

@@ -15,10 +15,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from classifiers.data import model_input
 from classifiers.rule_teacher import sample_paragraphs, write_table
 from pipeline.cli import main as cli
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS
-from pipeline.propagate import PropagateConfig, ScoreParagraphs, StudentModelHandler, run_propagate
-from pipeline.records import Paragraph
-from pipeline.workdir import Workdir
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.records import Paragraph
+from pipeline.core.workdir import Workdir
+from pipeline.stages.propagate import PropagateConfig, ScoreParagraphs, StudentModelHandler, run_propagate
 from tests.students import save_fresh_student
 
 MAX_LENGTH = 64

@@ -78,8 +78,8 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     assert main(["parse", f"s3://{bucket}", "--workdir", str(w), "--update"]) == 0
     inputs2 = _inputs(w)
     # status says how current the corpus is and what the update changed.
-    from pipeline.flow_status import collect, render
-    from pipeline.workdir import Workdir
+    from pipeline.core.workdir import Workdir
+    from pipeline.flow.status import collect, render
 
     entries = collect(Workdir.of(w))
     corpus = next(e for e in entries if e["command"] == "parse")["corpus"]

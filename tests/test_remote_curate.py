@@ -20,13 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import curate as C
-from pipeline import labels as L
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.records import Article, Label, Paragraph, arrow_schema
-from pipeline.report import report
-from pipeline.workdir import Workdir
+from pipeline.core import labels as L
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.records import Article, Label, Paragraph, arrow_schema
+from pipeline.core.workdir import Workdir
+from pipeline.stages import curate as C
+from pipeline.stages.report import report
 from tests.test_curate import build_workdir
 
 TABLES = ("articles", "paragraphs", "labels")

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import storage
-from pipeline.storage import Location
+from pipeline.core import storage
+from pipeline.core.storage import Location
 from tests.conftest import EXAMPLES, REPO
 from tests.fakes.openai_server import FakeOpenAIServer
 

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from classifiers.rule_teacher import sample_paragraphs, write_workdir
-from pipeline import propagate, storage
 from pipeline.cli import main as cli
-from pipeline.propagate import PropagateConfig, StudentModelHandler, run_propagate
-from pipeline.records import Paragraph
-from pipeline.storage import Location
-from pipeline.workdir import Workdir
+from pipeline.core import storage
+from pipeline.core.records import Paragraph
+from pipeline.core.storage import Location
+from pipeline.core.workdir import Workdir
+from pipeline.stages import propagate
+from pipeline.stages.propagate import PropagateConfig, StudentModelHandler, run_propagate
 from tests.conftest import EXAMPLES
 
 TRAIN = ["--max-length", "32", "--max-steps", "4", "--epochs", "1", "--batch-size", "8",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import labels as L
-from pipeline.errors import ConfigError
-from pipeline.report import PAPER, report
+from pipeline.core import labels as L
+from pipeline.core.errors import ConfigError
+from pipeline.stages.report import PAPER, report
 from tests.test_curate import build_workdir
 
 
@@ -50,7 +50,7 @@ def test_report_numbers_and_page(tmp_path: Path) -> None:
 
 
 def test_report_lists_subsets_and_replaces_previous(tmp_path: Path) -> None:
-    from pipeline.curate import CurateConfig, curate
+    from pipeline.stages.curate import CurateConfig, curate
 
     wd = build_workdir(tmp_path / "w")
     report(wd)

@@ -27,7 +27,7 @@ from apache_beam.utils.subprocess_server import JavaJarServer
 
 from beam_runners import presets
 from beam_runners.options import pipeline_options
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "us-central1-docker.pkg.dev/my-project-123/pmc/pmc-curate:0.1.0-cu128"
@@ -117,8 +117,8 @@ def _docker_images(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
 
 def _build_graph(p: beam.Pipeline, tmp_path: Path) -> None:
     """The parse stage's real transforms (read, parse, dedup, write) over a local input."""
-    from pipeline.parse import ParseArticles, WriteParseOutputs
-    from pipeline.workdir import Workdir
+    from pipeline.core.workdir import Workdir
+    from pipeline.stages.parse import ParseArticles, WriteParseOutputs
 
     xml = tmp_path / "PMC1.xml"
     xml.write_text("<article><front><article-meta><article-id pub-id-type='pmcid'>PMC1</article-id>"
@@ -179,8 +179,8 @@ def test_propagate_graph_constructs_for_dataflow_gpu_workers(tmp_path: Path) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.propagate import Propagate, PropagateConfig
-    from pipeline.workdir import Workdir
+    from pipeline.core.workdir import Workdir
+    from pipeline.stages.propagate import Propagate, PropagateConfig
 
     wd = Workdir.of(tmp_path / "w")
     wd.reset_table("paragraphs")

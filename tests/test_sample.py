@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import sample as sample_mod
-from pipeline.errors import ConfigError
-from pipeline.records import Article, Paragraph, arrow_schema, as_row
-from pipeline.sample import SampleConfig, quotas, sample_key, select, write_sample
-from pipeline.workdir import Workdir
+from pipeline.core.errors import ConfigError
+from pipeline.core.records import Article, Paragraph, arrow_schema, as_row
+from pipeline.core.workdir import Workdir
+from pipeline.stages import sample as sample_mod
+from pipeline.stages.sample import SampleConfig, quotas, sample_key, select, write_sample
 
 
 def _article(pmcid: str, article_type: str, language: str = "en") -> Article:

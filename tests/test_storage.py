@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import storage
-from pipeline.errors import ConfigError
-from pipeline.storage import Location
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.storage import Location
 from tests.servers import env_vars, free_port
 
 BACKENDS = ("local", "s3", "gcs")

@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.teacher.prompt import load_prompt, reply_schema, response_format
 from pipeline.teacher.reply import parse_reply
 from pipeline.teacher.server import UnsupportedSchema, gguf_location, schema_fields

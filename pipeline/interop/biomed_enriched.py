@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipeline import labels as label_schema
-from pipeline.errors import ConfigError
+from pipeline.core import labels as label_schema
+from pipeline.core.errors import ConfigError
 
 NAME = "biomed-enriched"
 DEFAULT_SOURCE = "almanach/Biomed-Enriched"

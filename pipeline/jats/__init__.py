@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from pipeline.errors import RecordError, RejectReason
+from pipeline.core.errors import RecordError, RejectReason
+from pipeline.core.records import Article, Paragraph, Reject
 from pipeline.jats.biomed_enriched import path_grammar_ok, path_navigates
 from pipeline.jats.body import CONTAINERS, RawParagraph, walk_body
 from pipeline.jats.lang import detect_languages, language_id_name
@@ -33,7 +34,6 @@ from pipeline.jats.meta import (
 )
 from pipeline.jats.tokens import count_tokens, tokenizer_name
 from pipeline.jats.xml import DEFAULT_MAX_BYTES, Doctype, parse_for_extraction, parse_xml_with_doctype
-from pipeline.records import Article, Paragraph, Reject
 
 __all__ = [
     "DEFAULT_MIN_TOKENS",

@@ -7,7 +7,7 @@ import re
 
 from lxml import etree
 
-from pipeline.errors import RecordError, RejectReason
+from pipeline.core.errors import RecordError, RejectReason
 from pipeline.jats.text import MATHML_NS, inline_text, local_name
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"

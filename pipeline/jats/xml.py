@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from pipeline.errors import RecordError, RejectReason
+from pipeline.core.errors import RecordError, RejectReason
 
 # Larger than any real PMC-OA article (almost all are < 2 MB, the largest tens of MB); a bigger
 # file is almost certainly not one article and is rejected before parsing (--max-file-mb).

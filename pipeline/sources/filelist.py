@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
+from pipeline.core.records import Article
+from pipeline.core.storage import Location
 from pipeline.jats.license import License, resolve_license
-from pipeline.records import Article
-from pipeline.storage import Location
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _PACKAGE = re.compile(r"\.(baseline|incr)\.(\d{4})-(\d{2})-(\d{2})\.(?:tar\.gz|tgz|tar)!", re.I)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from pipeline.errors import ConfigError, RecordError, RejectReason
+from pipeline.core.errors import ConfigError, RecordError, RejectReason
+from pipeline.core.storage import Location
 from pipeline.jats.license import COMMERCIAL, from_code
-from pipeline.storage import Location
 
 VERSION_NAME = re.compile(r"^PMC(\d+)\.(\d+)$")
 _META_KEY = re.compile(r"(?:^|/)PMC(\d+)\.(\d+)\.json$")

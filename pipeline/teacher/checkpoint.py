@@ -37,8 +37,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipeline import secrets
-from pipeline.storage import Location
+from pipeline.core import secrets
+from pipeline.core.storage import Location
 from pipeline.teacher.cache import OUTCOME_COLUMNS, RequestCache
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Checkpointer:
         """Write one shard of every outcome not yet saved (none when there is none); returns its rows."""
         import pyarrow as pa
 
-        from pipeline.storage import write_parquet
+        from pipeline.core.storage import write_parquet
 
         with self._flush_lock:
             self._last = time.monotonic()

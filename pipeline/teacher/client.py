@@ -27,7 +27,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from pipeline.errors import RecordError, RejectReason
+from pipeline.core.errors import RecordError, RejectReason
 from pipeline.teacher.cache import CachedAttempt, RequestCache, cache_key
 from pipeline.teacher.checkpoint import DEFAULT_EVERY, DEFAULT_SECONDS, Checkpointer
 from pipeline.teacher.prompt import Prompt, input_hash, response_format

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import openai
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.teacher.cache import RequestCache, cache_key
 from pipeline.teacher.checkpoint import Checkpointer
 from pipeline.teacher.client import TeacherConfig, resolve_api_key

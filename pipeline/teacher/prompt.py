@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
 
 PROMPTS_ROOT = Path(__file__).resolve().parents[2] / "prompts"
 DEFAULT_TASK = "biomed-labels"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.errors import RecordError, RejectReason
-from pipeline.labels import HEADS
+from pipeline.core.errors import RecordError, RejectReason
+from pipeline.core.labels import HEADS
 
 RAW_LIMIT = 2000  # characters of an invalid reply kept in the reject, enough to debug a prompt
 

@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict, deque
 from typing import Any
 
-from pipeline.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 
 KEY_RE = re.compile(r"PKEY-([A-Za-z0-9_.-]+)")
 

@@ -1,0 +1,32 @@
+"""Listing and opening the parse stage's file inputs: Beam's FileSystems, except for public buckets.
+
+Beam's S3 filesystem always signs its requests (Beam 2.77 has no unsigned mode), so on a machine without
+AWS credentials it cannot read `s3://pmc-oa-opendata` (e.g. the frozen bulk packages under
+`deprecated/`). Public buckets (`storage.is_anonymous`) are listed and read through the storage layer
+instead, with unsigned requests; everything else goes through Beam, with its `--s3_*` settings.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core import storage
+
+
+def match_files(pattern: str) -> list[tuple[str, int]]:
+    """(path, size in bytes) of each file a Beam match pattern (a file, a glob, `dir/**`) names."""
+    if storage.is_anonymous(pattern):
+        return [(str(loc), int(loc.info()["size"])) for loc in storage.expand(pattern)]
+    return [(m.path, m.size_in_bytes) for m in FileSystems.match([pattern])[0].metadata_list]
+
+
+def open_input(path: str, uncompressed: bool = False) -> IO[Any]:
+    """A readable binary stream of one input file (`uncompressed`: as stored, no gzip auto-detection)."""
+    if storage.is_anonymous(path):
+        return storage.Location(path).open("rb")
+    if uncompressed:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return FileSystems.open(path)

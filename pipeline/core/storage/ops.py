@@ -1,0 +1,151 @@
+"""Operations over Locations: fingerprints, local copies and staging, access checks, Parquet files."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.core import secrets
+from pipeline.core.errors import ConfigError
+from pipeline.core.storage.location import Location, as_location
+from pipeline.core.storage.settings import _lock, scheme
+
+# -------------------------------------------------------------------------------------- fingerprints
+
+
+def fingerprint(files: Sequence[Location | str | os.PathLike[str]], relative_to: Location | None = None) -> dict[str, Any]:
+    """Files, bytes and a digest of (name, size, version) of a set of files: cheap, changes on any rewrite.
+
+    The version is the modification time locally and the ETag or generation on object stores, so a
+    fingerprint costs one listing, never a read of the data.
+    """
+    h = hashlib.sha256()
+    total = 0
+    for f in files:
+        loc = as_location(f)
+        info = loc.info()
+        name = str(loc)
+        if relative_to is not None:
+            with contextlib.suppress(ValueError):
+                name = loc.relative_to(relative_to)
+        h.update(f"{name}\0{info['size']}\0{info['version']}\n".encode())
+        total += info["size"]
+    return {"files": len(files), "bytes": total, "digest": h.hexdigest()[:16]}
+
+
+# --------------------------------------------------------------------------------- local copies
+
+
+_local_copies: dict[str, Path] = {}
+
+
+def local_copy(location: str | os.PathLike[str] | Location) -> Path:
+    """A local folder with the content of `location`: the folder itself when local, else one download per
+    process and per version of its files (a second call with the same content returns the same folder)."""
+    loc = as_location(location)
+    if not loc.is_remote:
+        return loc.local
+    files = loc.glob("**")
+    if not files:
+        raise ConfigError(f"nothing at {loc}")
+    key = f"{loc}|{fingerprint(files, loc)['digest']}"
+    with _lock:
+        hit = _local_copies.get(key)
+        if hit is not None and hit.is_dir():
+            return hit
+    dst = Path(tempfile.mkdtemp(prefix="pmc-curate-copy-"))
+    loc.download_to(dst)
+    with _lock:
+        _local_copies[key] = dst
+    return dst
+
+
+@contextlib.contextmanager
+def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A local folder to build output in; on success it replaces `final`.
+
+    Locally the folder is built beside `final` and swapped in by renames (no copy: a reader sees the old
+    folder or the new one); on an object store it is built under `dir` (default: the system's temporary
+    folder) and uploaded.
+    """
+    if not final.is_remote:
+        final.parent.mkdir()
+        staging = final.parent.local / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()  # os.mkdir, not mkdtemp: the folder gets the umask's permissions, like any other
+    else:
+        if dir is not None:
+            os.makedirs(dir, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    try:
+        yield staging
+        if final.is_remote:
+            final.upload_from(staging)
+        else:
+            old = final.parent.local / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            if final.exists():
+                os.replace(final.local, old)
+            os.replace(staging, final.local)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ access checks
+
+
+def check_access(location: str | os.PathLike[str] | Location, write: bool = True) -> None:
+    """Fail fast, before any work, when a location cannot be reached: unknown scheme, unreachable
+    endpoint, missing bucket, no permission. The message names the location and what to check."""
+    loc = as_location(location)
+    if not loc.is_remote:
+        return
+    bucket = str(loc).split("://", 1)[1].split("/", 1)[0]
+    where = f"{scheme(str(loc))}://{bucket}"
+    probe = loc / f"_stages/.probe-{os.getpid()}"
+    try:
+        if write:
+            probe.write_bytes(b"")  # one PUT and one DELETE: proves the endpoint, the bucket and the right to write
+            probe.unlink()
+        else:
+            try:
+                loc.info()
+            except FileNotFoundError:
+                loc._fs.info(bucket)  # an absent prefix is fine; an absent bucket is not
+    except PermissionError as e:
+        raise ConfigError(f"{loc}: access denied ({_short(e)}); check the credentials for {where}") from e
+    except FileNotFoundError as e:
+        raise ConfigError(f"{loc}: bucket {where} does not exist ({_short(e)})") from e
+    except Exception as e:  # connection refused, DNS, TLS: the endpoint is wrong or down
+        raise ConfigError(f"{loc}: cannot reach the object store for {where} ({type(e).__name__}: {_short(e)}); "
+                          f"check AWS_ENDPOINT_URL / --s3_endpoint_url or STORAGE_EMULATOR_HOST and the network") from e
+
+
+def _short(e: BaseException) -> str:
+    return secrets.redact(str(e).splitlines()[0][:300] if str(e) else type(e).__name__)
+
+
+def read_parquet_metadata(loc: Location) -> Any:
+    """A Parquet footer (rows, schema metadata) without reading the data."""
+    import pyarrow.parquet as pq
+
+    if not loc.is_remote:
+        return pq.read_metadata(loc.local)
+    with loc.open("rb") as f:
+        return pq.read_metadata(f)
+
+
+def write_parquet(table: Any, loc: Location, **kwargs: Any) -> None:
+    """Write an Arrow table as one Parquet file at `loc` (atomic like `write_bytes`)."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **kwargs)
+    loc.write_bytes(buf.getvalue())

@@ -1,0 +1,182 @@
+"""`pmc-curate status --workdir W`: each stage of a work directory, finished or not, its counts and rejects.
+
+Reads the markers the flow writes (`W/_stages/<step>.json`) and, for rejects, the stage's own reject
+files (`W/rejects/<stage>-*.parquet`) through DuckDB. Tables written by a command typed by hand (no
+marker) are still shown, with their row counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+from typing import Any
+
+from pipeline.core import storage
+from pipeline.core.errors import ConfigError
+from pipeline.core.workdir import Workdir
+from pipeline.flow.lock import alive
+from pipeline.flow.markers import STAGE_IO, count_rows, glob_files
+
+# The order the stages run in; markers of other steps (e.g. one per curate recipe) follow their command.
+STAGE_ORDER = ("parse", "sample", "annotate", "train", "evaluate", "propagate", "curate", "report")
+
+
+def rejects_by_reason(wd: Workdir, command: str) -> dict[str, int]:
+    """Reject counts per reason from W/rejects/<command>-*.parquet (empty when there are none)."""
+    files = sorted(wd.rejects.glob(f"{command}-*.parquet"))
+    if not files:
+        return {}
+    con = storage.duckdb_connect()
+    try:
+        rows = con.sql(
+            "SELECT reason, count(*) AS n FROM read_parquet($files, union_by_name = true) GROUP BY reason ORDER BY n DESC, reason",
+            params={"files": [str(f) for f in files]},
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(r): int(n) for r, n in rows}
+
+
+def _table_rows(wd: Workdir, command: str) -> dict[str, int]:
+    """Rows of the Parquet tables a stage writes, as they are now."""
+    rows: dict[str, int] = {}
+    for pattern in STAGE_IO.get(command, ((), ()))[1]:
+        if "{" in pattern:
+            continue
+        n = count_rows(glob_files(wd.root, pattern))
+        if n is not None:
+            rows[pattern] = n
+    return rows
+
+
+def corpus_state(wd: Workdir, parse_marker: dict[str, Any] | None) -> dict[str, Any]:
+    """How current the corpus is: the inventory snapshots its articles were read at (articles per snapshot,
+    newest first) and what the last `parse --update` changed."""
+    out: dict[str, Any] = {}
+    files = [str(f) for f in wd.files("articles")]
+    if files:
+        con = storage.duckdb_connect()
+        try:
+            rel = con.sql("SELECT * FROM read_parquet($f, union_by_name = true) LIMIT 0", params={"f": files})
+            if "snapshot" in rel.columns:
+                rows = con.sql(
+                    "SELECT snapshot, count(*) FROM read_parquet($f, union_by_name = true) WHERE snapshot IS NOT NULL "
+                    "GROUP BY 1 ORDER BY 1 DESC",
+                    params={"f": files},
+                ).fetchall()
+                if rows:
+                    out["snapshots"] = {str(k): int(n) for k, n in rows}
+        finally:
+            con.close()
+    m = parse_marker or {}
+    upd = m.get("update") or (m.get("summary") or {}).get("update")
+    if upd:
+        out["last_update"] = {k: upd[k] for k in ("snapshot", "previous_snapshot", "new", "changed", "removed",
+                                                   "affected_pmcids", "tombstones") if k in upd}  # fmt: skip
+    return out
+
+
+def collect(wd: Workdir) -> list[dict[str, Any]]:
+    """One entry per stage: marker fields (state, times, outputs) plus rejects per reason."""
+    markers: list[dict[str, Any]] = []
+    if wd.stages.is_dir():
+        for p in wd.stages.glob("*.json"):
+            try:
+                m = json.loads(p.read_text(encoding="utf-8"))
+                m.setdefault("step", m.get("stage") or p.stem)
+                m.setdefault("command", m.get("stage") or p.stem)
+                markers.append(m)
+            except (OSError, ValueError):
+                markers.append({"step": p.stem, "command": p.stem, "status": "unreadable marker"})
+    seen_commands = {m["command"] for m in markers}
+    entries: list[dict[str, Any]] = []
+    for m in markers:
+        # A marker without a status was written by the stage itself, run by hand: it finished.
+        state = m.get("status", "finished (by hand)")
+        if state == "running" and m.get("host") not in (None, socket.gethostname()):
+            state = f"running on {m.get('host')}"  # another machine's process: its lock's heartbeat tells more
+        elif state == "running" and not alive(m.get("pid")):
+            state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
+        entries.append({
+            "step": m["step"],
+            "command": m["command"],
+            "state": state,
+            "started_at": m.get("started_at"),
+            "ended_at": m.get("ended_at") or m.get("finished_at"),
+            "duration_s": m.get("duration_s"),
+            "rows": ({k: v.get("rows") for k, v in m["outputs"].items() if v.get("rows") is not None}
+                     if m.get("outputs") else _table_rows(wd, m["command"])),
+            "error": m.get("error"),
+            "rejects": rejects_by_reason(wd, m["command"]),
+        })
+    # Stages run by hand (no marker) or never run.
+    for command in STAGE_ORDER:
+        if command in seen_commands:
+            continue
+        rows = _table_rows(wd, command)
+        entries.append({
+            "step": command, "command": command,
+            "state": "present (no marker)" if rows else "not run",
+            "started_at": None, "ended_at": None, "duration_s": None,
+            "rows": rows, "error": None, "rejects": rejects_by_reason(wd, command),
+        })
+
+    parse_entry = next((e for e in entries if e["command"] == "parse"), None)
+    if parse_entry is not None:
+        marker = next((m for m in markers if m["command"] == "parse"), None)
+        corpus = corpus_state(wd, marker)
+        if corpus:
+            parse_entry["corpus"] = corpus
+
+    def order(e: dict[str, Any]) -> tuple[int, str, str]:
+        c = str(e["command"])
+        return (STAGE_ORDER.index(c) if c in STAGE_ORDER else len(STAGE_ORDER), e.get("started_at") or "", str(e["step"]))
+
+    return sorted(entries, key=order)
+
+
+def render(entries: list[dict[str, Any]]) -> str:
+    """A plain-text table, one block per stage."""
+    lines = []
+    for e in entries:
+        when = e["ended_at"] or e["started_at"] or ""
+        dur = f"{e['duration_s']:.1f} s" if isinstance(e["duration_s"], int | float) else ""
+        lines.append(f"{e['step']:<24} {e['state']:<20} {when:<26} {dur}".rstrip())
+        for table, n in e["rows"].items():
+            lines.append(f"    {n:>10,} rows  {table}")
+        if e["rejects"]:
+            total = sum(e["rejects"].values())
+            per = ", ".join(f"{r} {n:,}" for r, n in e["rejects"].items())
+            lines.append(f"    {total:>10,} rejects: {per}")
+        corpus = e.get("corpus") or {}
+        if corpus.get("snapshots"):
+            snaps = ", ".join(f"{k} ({n:,} articles)" for k, n in corpus["snapshots"].items())
+            lines.append(f"    snapshot: {snaps}")
+        if corpus.get("last_update"):
+            u = corpus["last_update"]
+            lines.append(
+                f"    last update{' to ' + str(u['snapshot']) if u.get('snapshot') else ''}: {u.get('new', 0):,} new, "
+                f"{u.get('changed', 0):,} changed, {u.get('removed', 0):,} removed versions; "
+                f"{u.get('affected_pmcids', 0):,} articles re-read, {u.get('tombstones', 0):,} tombstones"
+            )
+        if e["error"]:
+            lines.append(f"    error: {e['error']}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `pmc-curate status`."""
+    parser.add_argument("--workdir", required=True, help="work directory of a run")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+    """Entry point of `pmc-curate status`."""
+    wd = Workdir.of(args.workdir)
+    storage.check_access(wd.root, write=False)
+    if not wd.root.is_dir():
+        raise ConfigError(f"no work directory at {wd.root}")
+    entries = collect(wd)
+    print(json.dumps(entries, indent=2) if args.json else render(entries))
+    return 0
