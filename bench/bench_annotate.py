@@ -92,7 +92,7 @@ def ours(url: str, n: int, concurrency: int) -> tuple[float, float, int]:
 
 def beam_stage(url: str, n: int, concurrency: int) -> float:
     """The whole stage (read sample Parquet, RunInference, write Parquet) through the DirectRunner."""
-    from pipeline.stages.annotate import run_annotation
+    from pipeline.stages.annotate.transforms import run_annotation
     from tests.annotate_helpers import make_sample
 
     prompt = load_prompt()

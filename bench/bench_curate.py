@@ -46,9 +46,9 @@ LICENSES = [("CC BY", True), ("CC0", True), ("CC BY-NC", False), ("CC BY-NC-ND",
 
 def _one_token_words() -> list[str]:
     """Whole words of MiniLM's vocabulary that tokenize to exactly one token, plus '.' and ','."""
-    from pipeline.stages.curate import _load_tokenizer
+    from pipeline.stages.curate import load_tokenizer
 
-    tok = _load_tokenizer()
+    tok = load_tokenizer()
     vocab = [w for w in tok.get_vocab() if w.isalpha() and w.isascii() and 3 <= len(w) <= 12]
     vocab.sort()
     enc = tok.encode_batch(vocab, add_special_tokens=False)

@@ -38,8 +38,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 from classifiers.data import model_input
 from classifiers.model import StudentModel
 from classifiers.predict import Predictor
-from classifiers.rule_teacher import sample_paragraphs
 from classifiers.train import default_base_model
+from pipeline.teacher.rules import sample_paragraphs
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 
@@ -125,10 +125,11 @@ def main() -> int:
                 results["pipeline-bs"] = len(texts) / timed(
                     lambda: clf(texts, truncation=True, max_length=args.max_length, batch_size=args.batch_size), "pipeline-bs")
         if "beam" not in skip and not args.gpu:
-            from classifiers.rule_teacher import write_table
             from pipeline.core.records import Paragraph
             from pipeline.core.workdir import Workdir
-            from pipeline.stages.propagate import PropagateConfig, run_propagate
+            from pipeline.stages.propagate.config import PropagateConfig
+            from pipeline.stages.propagate.stage import run_propagate
+            from pipeline.teacher.rules import write_table
 
             w = Workdir.of(Path(d) / "work")
             write_table(paragraphs, Paragraph, w.paragraphs / "part-00000.parquet")

@@ -231,7 +231,7 @@ def op_propagate_io(w: str) -> dict[str, Any]:
 
     from beam_runners.options import pipeline_options
     from pipeline.core.records import Label
-    from pipeline.stages.propagate import INPUT_COLUMNS
+    from pipeline.stages.propagate.transforms import INPUT_COLUMNS
 
     wd = Workdir.of(w)
     out = wd.table("labels_io")

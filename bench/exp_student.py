@@ -3,7 +3,7 @@ score it on every paragraph it was not trained on.
 
     .venv/bin/python bench/exp_student.py --n 600 --max-length 128 [--window-words 0] [--set lr=1e-4 ...]
 
-Labels come from classifiers.rule_teacher over the full paragraph text (--window-words 0) or its first
+Labels come from pipeline.teacher.rules over the full paragraph text (--window-words 0) or its first
 N words; the annotated paragraphs are the first N in sha256(id) order (the sample stage's order). Prints
 one JSON line: the config overrides, train seconds, steps, and type / domain macro-F1 and score r / MAE
 on the paragraphs not annotated (the issue's "1,477 paragraphs it did not train on" at N = 600).
@@ -27,11 +27,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from classifiers.data import Example, model_input
+from classifiers.metrics import evaluate_predictions
 from classifiers.predict import Predictor
-from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
-from classifiers.train import TrainConfig, evaluate_predictions, train
+from classifiers.train import TrainConfig, train
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
+from pipeline.teacher.rules import rule_labels, sample_paragraphs, write_workdir
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 

@@ -1,6 +1,6 @@
 """Does a second annotation round picked by the student's uncertainty help more than a random one?
 
-An offline experiment on real PMC paragraphs with classifiers.rule_teacher as the "teacher":
+An offline experiment on real PMC paragraphs with pipeline.teacher.rules as the "teacher":
 
 1. Hold out ~30% of the articles as the test set (never annotated, never sampled).
 2. Round 1: annotate R1 paragraphs of the remaining pool in hash order (a uniform sample); train S1.
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from classifiers.data import Example, is_validation, model_input
-from classifiers.metrics import confusion_matrix
+from classifiers.metrics import confusion_matrix, evaluate_predictions
 from classifiers.predict import Predictor
-from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
-from classifiers.train import TrainConfig, evaluate_predictions, train
+from classifiers.train import TrainConfig, train
 from classifiers.uncertainty import uncertainty
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
+from pipeline.teacher.rules import rule_labels, sample_paragraphs, write_workdir
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 WINDOW, MAX_LENGTH = 40, 64

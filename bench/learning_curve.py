@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/learning_curve.py --max-length 64 --window-words 40 --out bench/out/learning_curve.json
 
-Every paragraph of ../shared/data/pmc-oa-sample is labelled by classifiers.rule_teacher; the curve is
+Every paragraph of ../shared/data/pmc-oa-sample is labelled by pipeline.teacher.rules; the curve is
 classifiers.learning_curve.learning_curve (test = a quarter of the articles, sizes 150/300/600/1200/all
 of the rest). Prints one JSON line per size as it finishes; writes the curve, its PNG and a Markdown table.
 """
@@ -26,8 +26,8 @@ from exp_student import SAMPLE, examples_of
 
 from classifiers.baselines import PRIMARY
 from classifiers.learning_curve import learning_curve, markdown_table, plot_curve
-from classifiers.rule_teacher import sample_paragraphs
 from classifiers.train import TrainConfig
+from pipeline.teacher.rules import sample_paragraphs
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
   ridge) on the embeddings: the FineWeb-Edu classifier recipe.
 
 Each returns classifiers.predict.Predictions on the evaluation paragraphs, scored by the same
-classifiers.train.evaluate_predictions as the student. scikit-learn does the fitting.
+classifiers.metrics.evaluate_predictions as the student. scikit-learn does the fitting.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def run_baselines(train: Sequence[Example], test: Sequence[Example], base_model:
                   device: str = "auto", embed: Callable[[Sequence[str]], np.ndarray] | None = None
                   ) -> dict[str, dict[str, Any]]:
     """{baseline name: evaluate_predictions(test, ...) plus its fit seconds}, all fit on `train`."""
-    from classifiers.train import evaluate_predictions
+    from classifiers.metrics import evaluate_predictions
 
     out: dict[str, dict[str, Any]] = {}
     for name in BASELINES:

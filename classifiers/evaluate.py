@@ -1,6 +1,4 @@
-"""`pmc-curate evaluate`: the student's agreement with held-out teacher labels, beside the paper's.
-
-    pmc-curate evaluate --workdir W [--model DIR] [--split validation|all]
+"""The student's agreement with held-out teacher labels, beside the paper's.
 
 Writes W/reports/classifier.md (Markdown, the figures beside Biomed-Enriched's), the plots it
 links (confusion matrices, reliability diagrams, score scatter) and classifier_metrics.json. The model
@@ -10,7 +8,6 @@ is built locally and each of its files written in one piece; other files in W/re
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -21,11 +18,10 @@ from typing import Any
 import numpy as np
 
 from classifiers.data import Example, label_arrays, load_examples, model_input, split_by_article
+from classifiers.metrics import evaluate_predictions
 from classifiers.model import METRICS_FILE, load_config
 from classifiers.predict import Predictions, Predictor
-from classifiers.train import evaluate_predictions
 from pipeline.core import storage
-from pipeline.core.errors import ConfigError
 from pipeline.core.labels import HEADS
 from pipeline.core.workdir import Workdir
 
@@ -38,22 +34,6 @@ PAPER = {
     "domain": {"macro_f1": 0.954},
     "document_type": {"macro_f1": 0.925, "kappa": 0.821},
 }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLI flags of `pmc-curate evaluate`."""
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--model", default="", help="trained student directory (default: W/model)")
-    parser.add_argument("--split", choices=["validation", "all"], default="validation",
-                        help="validation: the articles held out at training (default); all: every annotation")
-    parser.add_argument("--out", default="", help="report directory (default: W/reports)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bins", type=int, default=10, help="confidence bins of the calibration plots")
-    parser.add_argument("--learning-curve", action="store_true",
-                        help="also train students (and baselines) on 150/300/600/1200/all labels, score them on "
-                             "held-out articles and add the curve to the report (one training run per size)")
-    parser.add_argument("--curve-sizes", default="150,300,600,1200,0", help="label counts (0: all)")
 
 
 def held_out(workdir: Workdir, model_dir: str | Path | storage.Location, split: str) -> tuple[list[Example], str]:
@@ -74,7 +54,7 @@ def held_out(workdir: Workdir, model_dir: str | Path | storage.Location, split: 
     return val, "validation"
 
 
-def _fmt(x: float | None) -> str:
+def fmt(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
@@ -95,7 +75,7 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
         ax.set_yticks(range(len(h.classes)), h.classes)
         ax.set_xlabel("student")
         ax.set_ylabel("teacher")
-        ax.set_title(f"{h.name} (macro-F1 {_fmt(metrics[h.name]['macro_f1'])})")
+        ax.set_title(f"{h.name} (macro-F1 {fmt(metrics[h.name]['macro_f1'])})")
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 ax.text(j, i, str(m[i, j]), ha="center", va="center", color="black" if m[i, j] < m.max() / 2 else "white")
@@ -121,7 +101,7 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
         ax.set_ylim(0, 1.08)
         ax.set_xlabel("confidence (top-class probability)")
         ax.set_ylabel("accuracy vs teacher")
-        ax.set_title(f"{h.name}: ECE {_fmt(metrics[h.name]['ece'])}")
+        ax.set_title(f"{h.name}: ECE {fmt(metrics[h.name]['ece'])}")
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
@@ -136,7 +116,7 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
     ax.set_xlabel("teacher score (jittered)")
     ax.set_ylabel("student score")
     r = metrics["educational_score"]
-    ax.set_title(f"educational score: r {_fmt(r['pearson_r'])}, MAE {_fmt(r['mae'])}")
+    ax.set_title(f"educational score: r {fmt(r['pearson_r'])}, MAE {fmt(r['mae'])}")
     fig.tight_layout()
     fig.savefig(out / "score.png", dpi=110)
     plt.close(fig)
@@ -164,8 +144,8 @@ def _baseline_lines(training: dict[str, Any]) -> list[str]:
              "|---|---|---|" + "---|" * len(names) + "---|"]
     for head, key, label in rows:
         paper = PAPER.get(head, {}).get(key, "-")
-        lines.append(f"| {head} | {label} | {_fmt(v[head][key])} | "
-                     + " | ".join(_fmt(base[b][head][key]) for b in names) + f" | {paper} |")
+        lines.append(f"| {head} | {label} | {fmt(v[head][key])} | "
+                     + " | ".join(fmt(base[b][head][key]) for b in names) + f" | {paper} |")
     lines.append("")
     for head, row in (training.get("gaps") or {}).items():
         parts = [f"{'+' if g >= 0 else ''}{g:.3f} vs {b}" for b, g in row.items() if g is not None]
@@ -183,8 +163,8 @@ def _calibration_lines(training: dict[str, Any], metrics: dict[str, Any]) -> lis
     lines = ["## Calibration (temperature scaling, fit on validation)", "",
              "| head | temperature | ECE before | ECE after (validation) | ECE in this report |", "|---|---|---|---|---|"]
     for head, c in cal.items():
-        lines.append(f"| {head} | {c['temperature']:.3f} | {_fmt(c['ece_before'])} | {_fmt(c['ece_after'])} | "
-                     f"{_fmt(metrics[head]['ece'])} |")
+        lines.append(f"| {head} | {c['temperature']:.3f} | {fmt(c['ece_before'])} | {fmt(c['ece_after'])} | "
+                     f"{fmt(metrics[head]['ece'])} |")
     return lines + ["", "The temperatures are stored with the heads: evaluate, propagate and uncertainty sampling "
                     "all read calibrated probabilities. On the validation split the 'after' ECE is in-sample "
                     "(the temperature was fit there).", ""]
@@ -203,16 +183,16 @@ def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: l
         "",
         "| head | metric | this run | Biomed-Enriched (paper) |",
         "|---|---|---|---|",
-        f"| educational_score | Pearson r | {_fmt(s['pearson_r'])} | {PAPER['educational_score']['pearson_r']} |",
-        f"| educational_score | MAE | {_fmt(s['mae'])} | {PAPER['educational_score']['mae']} |",
-        f"| domain | macro-F1 | {_fmt(d['macro_f1'])} | {PAPER['domain']['macro_f1']} |",
-        f"| domain | accuracy | {_fmt(d['accuracy'])} | - |",
-        f"| domain | Cohen's kappa | {_fmt(d['kappa'])} | - |",
-        f"| document_type | macro-F1 | {_fmt(t['macro_f1'])} | {PAPER['document_type']['macro_f1']} |",
-        f"| document_type | Cohen's kappa | {_fmt(t['kappa'])} | {PAPER['document_type']['kappa']} |",
-        f"| document_type | accuracy | {_fmt(t['accuracy'])} | - |",
-        f"| document_type | ECE | {_fmt(t['ece'])} | - |",
-        f"| domain | ECE | {_fmt(d['ece'])} | - |",
+        f"| educational_score | Pearson r | {fmt(s['pearson_r'])} | {PAPER['educational_score']['pearson_r']} |",
+        f"| educational_score | MAE | {fmt(s['mae'])} | {PAPER['educational_score']['mae']} |",
+        f"| domain | macro-F1 | {fmt(d['macro_f1'])} | {PAPER['domain']['macro_f1']} |",
+        f"| domain | accuracy | {fmt(d['accuracy'])} | - |",
+        f"| domain | Cohen's kappa | {fmt(d['kappa'])} | - |",
+        f"| document_type | macro-F1 | {fmt(t['macro_f1'])} | {PAPER['document_type']['macro_f1']} |",
+        f"| document_type | Cohen's kappa | {fmt(t['kappa'])} | {PAPER['document_type']['kappa']} |",
+        f"| document_type | accuracy | {fmt(t['accuracy'])} | - |",
+        f"| document_type | ECE | {fmt(t['ece'])} | - |",
+        f"| domain | ECE | {fmt(d['ece'])} | - |",
         "",
         "The paper's figures are for XLM-RoBERTa-base against Llama-3.1-70B labels on 39,800 paragraphs; "
         "compare only runs with a comparable teacher and sample size.",
@@ -306,24 +286,3 @@ def run_learning_curve(workdir: Workdir, model_dir: storage.Location, sizes: lis
     tc = TrainConfig(**{k: v for k, v in cfg.items() if k in names})
     tc.device = device
     return learning_curve(load_examples(workdir), tc, sizes)
-
-
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
-    """Entry point of `pmc-curate evaluate`."""
-    if beam_argv:
-        raise ConfigError(f"unknown flags for evaluate: {' '.join(beam_argv)}")
-    workdir = Workdir.of(args.workdir)
-    model_dir = storage.as_location(args.model) if args.model else workdir.model
-    out = storage.as_location(args.out) if args.out else workdir.reports
-    storage.check_access(out.parent)  # an unreachable store fails now, before the predictions
-    curve = None
-    if args.learning_curve:
-        curve = run_learning_curve(workdir, model_dir, [int(x) for x in args.curve_sizes.split(",") if x.strip()],
-                                   args.device)
-    m = evaluate(workdir, model_dir, out, args.split, args.device, args.batch_size, args.bins, curve)
-    t, d, s = m["document_type"], m["domain"], m["educational_score"]
-    print(f"{m['n']} held-out paragraphs: type F1 {_fmt(t['macro_f1'])} kappa {_fmt(t['kappa'])} "
-          f"(paper 0.925/0.821); domain F1 {_fmt(d['macro_f1'])} (paper 0.954); "
-          f"score r {_fmt(s['pearson_r'])} MAE {_fmt(s['mae'])} (paper 0.876/0.326)")
-    print(f"report: {out / 'classifier.md'}")
-    return 0

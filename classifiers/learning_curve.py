@@ -55,7 +55,8 @@ def learning_curve(examples: Sequence[Example], cfg: Any, sizes: Sequence[int] =
     """{"n_test", "points": [{"n_labels", "student": metrics, "baselines": {...}, "train_seconds"}]}."""
     from dataclasses import replace
 
-    from classifiers.train import default_base_model, evaluate_predictions, train
+    from classifiers.metrics import evaluate_predictions
+    from classifiers.train import default_base_model, train
     from pipeline.core.workdir import Workdir
 
     pool, test = split_test(examples, cfg.seed, test_fraction)

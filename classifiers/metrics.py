@@ -10,11 +10,17 @@ Regression head: Pearson r and mean absolute error.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from classifiers.data import Example, label_arrays
 from pipeline.core import agreement
+from pipeline.core.labels import HEADS, SCORE_MAX, SCORE_MIN
+
+if TYPE_CHECKING:
+    from classifiers.predict import Predictions
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -104,3 +110,15 @@ def regression_report(y_true: np.ndarray, y_pred: np.ndarray, lo: float, hi: flo
         "mae": mae(y_true, y_pred),
         "rounded_accuracy": accuracy(np.rint(y_true), np.rint(y_pred)),
     }
+
+
+def evaluate_predictions(examples: Sequence[Example], pred: Predictions) -> dict[str, Any]:
+    """Per-head agreement of student (or baseline) predictions with the teacher labels of `examples`."""
+    y = label_arrays(examples)
+    out: dict[str, Any] = {"n": len(examples), "truncated": int(pred.truncated.sum())}
+    for h in HEADS:
+        if h.kind == "classification":
+            out[h.name] = classification_report(y[h.name], pred.probs[h.name], h.classes)
+        else:
+            out[h.name] = regression_report(y[h.name], pred.educational_score, SCORE_MIN, SCORE_MAX)
+    return out

@@ -1,8 +1,11 @@
-"""The `pmc-curate` command line: one sub-command per stage.
+"""The `pmc-curate` command line: one sub-command per stage (the registry, pipeline/stages/__init__.py)
+and a few tools (run, status, demo, teacher-server).
 
-Flags a stage does not know are passed straight through to Beam as pipeline options
-(`--runner`, `--direct_num_workers`, `--direct_running_mode`, Dataflow/Flink flags ...).
-Stage modules are imported lazily so `pmc-curate parse` never pays for importing torch.
+Every command's flags are its `Config` dataclass (pipeline.core.options): the parser is built from it,
+and the parsed flags become that Config, the same object a flow step's YAML keys become. Flags a Beam
+stage does not know are passed to Apache Beam as pipeline options (`--runner`, `--direct_num_workers`,
+Dataflow/Flink flags ...); any other unknown flag is an error that names it. Command modules are
+imported lazily, so `pmc-curate parse` never pays for importing torch.
 """
 
 from __future__ import annotations
@@ -11,71 +14,87 @@ import argparse
 import importlib
 import logging
 import sys
+from dataclasses import dataclass
 
-from pipeline.core import secrets, storage
+from pipeline import stages
+from pipeline.core import options, secrets, storage
 from pipeline.core.errors import ConfigError
-from pipeline.flow.run import uses_beam
 
-# command -> (module defining add_arguments(parser) and run(args, beam_argv) -> int, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "parse": ("pipeline.stages.parse", "PMC-OA JATS XML (files, dirs, globs, .tar.gz) -> articles/paragraphs/rejects"),
-    "sample": ("pipeline.stages.sample", "pick a deterministic, stratified sample of paragraphs for the teacher"),
-    "annotate": ("pipeline.stages.annotate", "label the sample with a teacher LLM at any OpenAI-compatible endpoint"),
-    "teacher-server": ("pipeline.teacher.server", "serve the offline SmolLM2 teacher on 127.0.0.1 (OpenAI protocol)"),
-    "train": ("classifiers.train", "train the student classifier on the teacher's annotations"),
-    "evaluate": ("classifiers.evaluate", "report the student's agreement with held-out teacher labels"),
-    "propagate": ("pipeline.stages.propagate", "apply the student to every paragraph with Beam RunInference"),
-    "import-labels": ("pipeline.stages.import_labels", "import published Biomed-Enriched labels, joined by (PMID, path)"),
-    "curate": ("pipeline.stages.curate", "build a pretraining subset from a SQL recipe"),
-    "report": ("pipeline.stages.report", "one page of plots and statistics of the labelled corpus"),
-    "run": ("pipeline.flow.run", "run every stage from one YAML config, resuming finished stages"),
-    "status": ("pipeline.flow.status", "show each stage of a work directory, its counts and rejects"),
-    "demo": ("pipeline.flow.demo", "run every stage end to end on the embedded sample"),
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: the module defining `Config` and `run(config, beam_argv)`, its help, and whether
+    flags it does not know go to Beam."""
+
+    module: str
+    help: str
+    beam: bool
+
+
+# The commands that are not stages: they drive the stages (run, demo), read their state (status), or
+# serve the offline teacher the annotate stage starts.
+TOOLS: dict[str, Command] = {
+    "run": Command("pipeline.flow.run", "run every stage from one YAML config, resuming finished stages", beam=True),
+    "status": Command("pipeline.flow.status", "show each stage of a work directory, its counts and rejects", beam=False),
+    "demo": Command("pipeline.flow.demo", "run every stage end to end on the embedded sample", beam=True),
+    "teacher-server": Command("pipeline.teacher.server",
+                              "serve the offline SmolLM2 teacher on 127.0.0.1 (OpenAI protocol)", beam=False),
 }
+
+
+def commands() -> dict[str, Command]:
+    """Every sub-command: the stages in the order they run, then the tools."""
+    out = {s.name: Command(s.module, s.summary, s.beam) for s in stages.STAGES}
+    out.update(TOOLS)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pmc-curate",
         description="Curate PubMed Central Open Access into labelled biomedical pretraining data.",
-        epilog="Unknown --flags are passed to Apache Beam as pipeline options.",
+        epilog="Unknown --flags of a Beam stage (parse, annotate, propagate) go to Apache Beam as pipeline options.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_module, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+    for name, command in commands().items():
+        sub.add_parser(name, help=command.help, add_help=False)
+    return parser
+
+
+def command_parser(name: str, config_cls: type) -> argparse.ArgumentParser:
+    """The parser of `pmc-curate NAME`, built from its Config."""
+    parser = argparse.ArgumentParser(prog=f"pmc-curate {name}", description=commands()[name].help)
+    options.add_arguments(parser, config_cls)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    top = build_parser()
     # First pass: find the command without importing every stage.
-    ns, rest = top.parse_known_args(argv)
+    ns, rest = build_parser().parse_known_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if ns.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     secrets.install_log_filter()
     storage.register_env_secrets()
-    # Beam's --s3_* flags configure the storage layer once for every stage, Beam or not; Beam stages
-    # still receive them (workers read them from the pipeline options).
-    rest = storage.configure(rest)
-    module_name, help_text = COMMANDS[ns.command]
+    command = commands()[ns.command]
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            print(f"pmc-curate {ns.command}: not available in this version", file=sys.stderr)
-            return 2
-        raise
-    parser = argparse.ArgumentParser(prog=f"pmc-curate {ns.command}", description=help_text)
-    module.add_arguments(parser)
-    args, beam_argv = parser.parse_known_args(rest)
-    if module_name not in ("pipeline.flow.run", "pipeline.flow.demo") and not uses_beam(module):
-        beam_argv = storage.strip_flags(beam_argv)  # DuckDB/PyTorch stages take no Beam options; these were storage's
-    try:
-        return int(module.run(args, beam_argv) or 0)
+        # Beam's --s3_* flags configure the storage layer once for every command, Beam or not; Beam
+        # stages still receive them (workers read them from the pipeline options).
+        rest = storage.configure(rest)
+        module = importlib.import_module(command.module)
+        args, extra = command_parser(ns.command, module.Config).parse_known_args(rest)
+        if not command.beam:
+            extra = storage.strip_flags(extra)  # storage's flags, consumed above
+            if extra:
+                known = [options.flag_name(f, o) for f, o, _ in options.fields(module.Config) if not o.positional]
+                hints = "".join(options.suggest(a.split("=", 1)[0], known) for a in extra if a.startswith("-"))
+                raise ConfigError(f"unknown arguments: {' '.join(extra)}{hints} "
+                                  f"(`pmc-curate {ns.command}` does not run on Beam; see --help)")
+        config = options.from_namespace(module.Config, args)
+        return int(module.run(config, extra) or 0)
     except ConfigError as e:
         print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
         return 2

@@ -232,19 +232,15 @@ def test_compare_two_teachers_reports_agreement(tmp_path: Path, capsys: pytest.C
 
 
 def test_the_local_teacher_never_receives_the_users_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    import argparse
-
     from pipeline.core.workdir import Workdir
-    from pipeline.stages.annotate import _teacher, add_arguments
+    from pipeline.stages.annotate.stage import Config, _teacher
     from pipeline.teacher.client import LOCAL_PLACEHOLDER_KEY, resolve_api_key
     from pipeline.teacher.prompt import load_prompt
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-user-key")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    local = _teacher(parser.parse_args(["--workdir", "w"]), Workdir.of("w"), "http://127.0.0.1:1/v1", "m", load_prompt(), 1)
+    local = _teacher(Config(workdir="w"), Workdir.of("w"), "http://127.0.0.1:1/v1", "m", load_prompt(), 1)
     assert resolve_api_key(local.api_key_env) == LOCAL_PLACEHOLDER_KEY
-    remote_args = parser.parse_args(["--workdir", "w", "--base-url", "https://api.example/v1", "--model", "m"])
+    remote_args = Config(workdir="w", base_url="https://api.example/v1", model="m")
     remote = _teacher(remote_args, Workdir.of("w"), "https://api.example/v1", "m", load_prompt(), 1)
     assert resolve_api_key(remote.api_key_env) == "sk-real-user-key"
 

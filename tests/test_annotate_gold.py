@@ -11,7 +11,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.core import agreement
 from pipeline.core.errors import ConfigError
-from pipeline.stages.annotate import DEFAULT_GOLD, load_gold
+from pipeline.stages.annotate.gold import DEFAULT_GOLD, load_gold
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.test_annotate import rows
 
@@ -46,8 +46,7 @@ def test_invalid_gold_rows_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.shared_data
 def test_gold_run_reports_agreement_and_reuses_the_cache(tmp_path: Path, shared_sample: Path) -> None:
-    if not DEFAULT_GOLD.is_file():
-        pytest.skip("no gold set yet")
+    assert DEFAULT_GOLD.is_file(), f"the committed gold set {DEFAULT_GOLD} is missing"
     gold = load_gold(DEFAULT_GOLD)
     assert len(gold) >= 150
     subset = gold[:8]

@@ -1,6 +1,6 @@
 """The student classifier: metrics, article split, model save/load, batched prediction, training.
 
-The learning test trains on labels made by classifiers.rule_teacher over real PMC paragraphs and
+The learning test trains on labels made by pipeline.teacher.rules over real PMC paragraphs and
 checks that the student learns them well above chance on held-out articles.
 """
 
@@ -16,14 +16,15 @@ import torch
 
 from classifiers import metrics as M
 from classifiers.data import Example, is_validation, load_examples, model_input, split_by_article
+from classifiers.metrics import evaluate_predictions
 from classifiers.model import StudentModel, label_schema
 from classifiers.predict import Predictor
-from classifiers.rule_teacher import rule_labels, sample_paragraphs, write_workdir
-from classifiers.train import evaluate_predictions, parse_loss_weights
+from classifiers.train import parse_loss_weights
 from pipeline.cli import main as cli
 from pipeline.core.errors import ConfigError
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
+from pipeline.teacher.rules import rule_labels, sample_paragraphs, write_workdir
 from tests.students import save_fresh_student
 
 MAX_LENGTH = 48
@@ -47,7 +48,7 @@ def test_metrics_match_hand_computed_values() -> None:
 
 
 def test_metrics_agree_with_scikit_learn() -> None:
-    sk = pytest.importorskip("sklearn.metrics")
+    import sklearn.metrics as sk
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
     p[:120] = y[:120]

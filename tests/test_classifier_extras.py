@@ -15,7 +15,8 @@ from classifiers.calibration import calibrate, fit_temperature, softmax
 from classifiers.data import Example, split_by_article
 from classifiers.model import StudentModel
 from classifiers.predict import Predictor
-from classifiers.train import TrainConfig, class_weights, default_base_model, schedule_steps, task_score
+from classifiers.train import TrainConfig, default_base_model, schedule_steps
+from classifiers.trainer import class_weights, task_score
 
 
 def _examples(n_articles: int, per_article: int) -> list[Example]:
@@ -92,7 +93,8 @@ def test_temperatures_are_saved_with_the_heads_and_applied(tmp_path: Path) -> No
 def test_propagate_writes_calibrated_probabilities(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from pipeline.stages.propagate import PropagateConfig, StudentModelHandler
+    from pipeline.stages.propagate.config import PropagateConfig
+    from pipeline.stages.propagate.transforms import StudentModelHandler
 
     base = default_base_model()
     model = StudentModel.from_base(base)
@@ -138,9 +140,9 @@ def test_evaluate_learning_curve_and_report_sections(tmp_path: Path) -> None:
     baselines with their gaps, the calibration, and the learning curve as a table and an image."""
     import json
 
-    from classifiers.rule_teacher import sample_paragraphs, write_workdir
     from pipeline.cli import main as cli
     from pipeline.core.workdir import Workdir
+    from pipeline.teacher.rules import sample_paragraphs, write_workdir
     from tests.conftest import EXAMPLES
 
     ps = sample_paragraphs(EXAMPLES / "jats")

@@ -24,7 +24,7 @@ _TOK = None
 def tokenizer():
     global _TOK
     if _TOK is None:
-        _TOK = C._load_tokenizer()
+        _TOK = C.load_tokenizer()
     return _TOK
 
 

@@ -1,26 +1,48 @@
 """The flow's resume logic: markers, fingerprints, skip/redo decisions, config -> flags mapping.
 
-Stages here are small stand-ins with the real stage interface (add_arguments / run) that write real
+Stages here are small stand-ins with the real stage interface (Config / run) that write real
 Parquet tables, so the flow's decisions can be checked exactly and fast; tests/test_flow_stages.py
 runs the same flow over the real stages.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import types
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import flow, stages
 from pipeline.core.errors import ConfigError
+from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
-from pipeline.flow import run as flow
 from pipeline.flow import status as flow_status
+
+
+@dataclass
+class ParseConfig:
+    inputs: list[str] = option(positional=True, input_path=True, help="input files")
+    workdir: str = option("", fixed=True, help="work directory")
+    min_tokens: int = option(64, help="minimum tokens")
+
+
+@dataclass
+class SampleConfig:
+    workdir: str = option("", fixed=True, help="work directory")
+    size: int = option(10, help="paragraphs")
+    seed: int = option(0, help="seed")
+
+
+@dataclass
+class AnnotateConfig:
+    workdir: str = option("", fixed=True, help="work directory")
+    concurrency: int = option(4, speed_only=True, help="requests in flight")
+    dry: bool = option(False, help="estimate only")
 
 
 class Stages:
@@ -31,27 +53,25 @@ class Stages:
         self.fail: set[str] = set()
         self.beam_argv: dict[str, list[str]] = {}
 
-    def _module(self, name: str, add, body) -> types.ModuleType:
+    def _module(self, name: str, config_cls: type, body) -> types.ModuleType:
         m = types.ModuleType(f"fake_{name}")
 
-        def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+        def run(config, beam_argv: list[str]) -> int:
             self.calls.append(name)
             self.beam_argv[name] = beam_argv
             if name in self.fail:
                 raise RuntimeError(f"{name} broke")
-            return body(args, beam_argv)
+            return body(config, beam_argv)
 
-        m.add_arguments = add
+        m.Config = config_cls
         m.run = run
-        m.USES_BEAM = name == "parse"
         return m
 
-    def importer(self, command: str) -> types.ModuleType | None:
-        def parse_add(p: argparse.ArgumentParser) -> None:
-            p.add_argument("inputs", nargs="+")
-            p.add_argument("--workdir", required=True)
-            p.add_argument("--min-tokens", type=int, default=64)
+    def get(self, name: str) -> stages.Stage:
+        """The real stage's reads and writes; only parse runs on Beam here."""
+        return replace(stages.get(name), module=f"fake_{name}", beam=name == "parse")
 
+    def load(self, stage: stages.Stage) -> types.ModuleType:
         def parse_run(args, beam_argv):
             wd = Workdir.of(args.workdir)
             texts = []
@@ -66,22 +86,12 @@ class Stages:
                                      "detail": ["", "", ""]}), wd.rejects / "parse-0.parquet")
             return 0
 
-        def sample_add(p: argparse.ArgumentParser) -> None:
-            p.add_argument("--workdir", required=True)
-            p.add_argument("--size", type=int, default=10)
-            p.add_argument("--seed", type=int, default=0)
-
         def sample_run(args, beam_argv):
             wd = Workdir.of(args.workdir)
             t = pq.read_table(wd.paragraphs)
             wd.reset_table("sample")
             pq.write_table(t.slice(0, args.size), wd.sample / "part-0.parquet")
             return 0
-
-        def annotate_add(p: argparse.ArgumentParser) -> None:
-            p.add_argument("--workdir", required=True)
-            p.add_argument("--concurrency", type=int, default=4)
-            p.add_argument("--dry", action="store_true")
 
         def annotate_run(args, beam_argv):
             wd = Workdir.of(args.workdir)
@@ -91,13 +101,13 @@ class Stages:
             return 0
 
         table = {
-            "parse": (parse_add, parse_run),
-            "sample": (sample_add, sample_run),
-            "annotate": (annotate_add, annotate_run),
+            "parse": (ParseConfig, parse_run),
+            "sample": (SampleConfig, sample_run),
+            "annotate": (AnnotateConfig, annotate_run),
         }
-        if command not in table:
-            return None
-        return self._module(command, *table[command])
+        if stage.name not in table:
+            raise ConfigError(f"no stand-in for the {stage.name} stage")
+        return self._module(stage.name, *table[stage.name])
 
 
 def _config(tmp_path: Path, size: int = 3, **extra) -> flow.FlowConfig:
@@ -113,7 +123,7 @@ def test_interrupted_flow_resumes_at_the_failed_step(tmp_path: Path) -> None:
     st.fail = {"annotate"}
     cfg = _config(tmp_path)
     with pytest.raises(RuntimeError, match="annotate broke"):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
     assert st.calls == ["parse", "sample", "annotate"]
     wd = Workdir.of(cfg.workdir)
     assert flow.read_marker(wd, "parse")["status"] == "finished"
@@ -123,7 +133,7 @@ def test_interrupted_flow_resumes_at_the_failed_step(tmp_path: Path) -> None:
 
     st.fail.clear()
     st.calls.clear()
-    assert flow.run_flow(cfg, importer=st.importer, echo=lambda s: None) == 0
+    assert flow.run_flow(cfg, registry=st, echo=lambda s: None) == 0
     assert st.calls == ["annotate"]  # finished steps skipped, the failed one redone
     assert flow.read_marker(wd, "parse") == parse_marker
     done = flow.read_marker(wd, "annotate")
@@ -131,59 +141,59 @@ def test_interrupted_flow_resumes_at_the_failed_step(tmp_path: Path) -> None:
     assert done["outputs"]["annotations/*.parquet"]["rows"] == 3
 
     st.calls.clear()
-    assert flow.run_flow(cfg, importer=st.importer, echo=lambda s: None) == 0
+    assert flow.run_flow(cfg, registry=st, echo=lambda s: None) == 0
     assert st.calls == []
 
 
 def test_changes_redo_the_changed_step_and_everything_after(tmp_path: Path) -> None:
     st = Stages()
     wd = Workdir.of(tmp_path / "w")
-    flow.run_flow(_config(tmp_path), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path), registry=st, echo=lambda s: None)
     assert st.calls == ["parse", "sample", "annotate"]
 
     st.calls.clear()  # a config change in the middle
-    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path, size=2), registry=st, echo=lambda s: None)
     assert st.calls == ["sample", "annotate"]
     assert flow.read_marker(wd, "annotate")["outputs"]["annotations/*.parquet"]["rows"] == 2
 
     st.calls.clear()  # a knob that only changes speed is not a reason to redo
     cfg = _config(tmp_path, size=2)
     cfg.steps[2].flags["concurrency"] = 64
-    flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    flow.run_flow(cfg, registry=st, echo=lambda s: None)
     assert st.calls == []
 
     st.calls.clear()  # the input file changed
     (tmp_path / "in.txt").write_text("one two three four five six")
-    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path, size=2), registry=st, echo=lambda s: None)
     assert st.calls == ["parse", "sample", "annotate"]
 
     st.calls.clear()  # an output deleted by hand
     for f in wd.sample.glob("*.parquet"):
         f.unlink()
-    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path, size=2), registry=st, echo=lambda s: None)
     assert st.calls == ["sample", "annotate"]
 
     st.calls.clear()  # a table rewritten outside the flow invalidates its readers
     pq.write_table(pa.table({"id": ["q"], "text": ["x"]}), wd.paragraphs / "part-0.parquet")
-    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path, size=2), registry=st, echo=lambda s: None)
     assert st.calls == ["sample", "annotate"]
 
     st.calls.clear()
-    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, force=["sample"], echo=lambda s: None)
+    flow.run_flow(_config(tmp_path, size=2), registry=st, force=["sample"], echo=lambda s: None)
     assert st.calls == ["sample", "annotate"]
 
 
 def test_a_crash_inside_a_redone_step_leaves_no_stale_finished_step_after_it(tmp_path: Path) -> None:
     st = Stages()
     wd = Workdir.of(tmp_path / "w")
-    flow.run_flow(_config(tmp_path), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path), registry=st, echo=lambda s: None)
     st.fail = {"sample"}
     with pytest.raises(RuntimeError):
-        flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+        flow.run_flow(_config(tmp_path, size=2), registry=st, echo=lambda s: None)
     assert flow.read_marker(wd, "annotate") is None
     st.fail.clear()
     st.calls.clear()
-    flow.run_flow(_config(tmp_path, size=2), importer=st.importer, echo=lambda s: None)
+    flow.run_flow(_config(tmp_path, size=2), registry=st, echo=lambda s: None)
     assert st.calls == ["sample", "annotate"]
 
 
@@ -192,33 +202,30 @@ def test_beam_options_reach_beam_stages_only_layered_config_cli_step(tmp_path: P
     cfg = _config(tmp_path)
     cfg.beam = {"runner": "DirectRunner", "direct_num_workers": 1}
     cfg.steps[0].beam = {"direct_num_workers": 2}
-    flow.run_flow(cfg, ["--direct_running_mode=multi_processing"], importer=st.importer, echo=lambda s: None)
+    flow.run_flow(cfg, ["--direct_running_mode=multi_processing"], registry=st, echo=lambda s: None)
     assert st.beam_argv["parse"] == ["--runner=DirectRunner", "--direct_num_workers=1",
                                      "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     assert st.beam_argv["sample"] == [] and st.beam_argv["annotate"] == []
     cfg.steps[1].beam = {"runner": "X"}
     with pytest.raises(ConfigError, match="does not run on Beam"):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
 
 
 def test_dry_run_runs_nothing_and_says_why(tmp_path: Path) -> None:
     st = Stages()
     out: list[str] = []
-    flow.run_flow(_config(tmp_path), importer=st.importer, dry_run=True, echo=out.append)
+    flow.run_flow(_config(tmp_path), registry=st, dry_run=True, echo=out.append)
     assert st.calls == []
     assert any("would run (not run before)" in line for line in out)
     assert not (tmp_path / "w" / "_stages").exists()
 
 
-def test_missing_stage_is_an_error_for_run_and_a_message_for_the_demo(tmp_path: Path) -> None:
+def test_a_step_that_cannot_be_prepared_stops_the_flow_before_anything_runs(tmp_path: Path) -> None:
     st = Stages()
     cfg = _config(tmp_path, train={"epochs": 1})
     with pytest.raises(ConfigError, match="train"):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
     assert st.calls == []  # checked before anything ran
-    out: list[str] = []
-    assert flow.run_flow(cfg, importer=st.importer, skip_missing=True, echo=out.append) == 0
-    assert any("[train] skipped" in line for line in out)
 
 
 def test_unknown_key_fails_at_start_up_naming_the_step(tmp_path: Path) -> None:
@@ -226,33 +233,8 @@ def test_unknown_key_fails_at_start_up_naming_the_step(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     cfg.steps[2].flags["concurency"] = 3
     with pytest.raises(ConfigError, match=r"step annotate: unknown key 'concurency'.*concurrency"):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
     assert st.calls == []
-
-
-def test_flags_to_argv_maps_each_key_onto_its_flag() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--workdir")
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--commercial-only", action="store_true")
-    p.add_argument("--param", action="append", default=[])
-    p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--heads", nargs="+")
-    flags = {"inputs": ["a", "b"], "max_length": 128, "commercial_only": True,
-             "param": {"threshold": 3, "factor": 10}, "fp16": False, "heads": ["x", "y"]}
-    argv = flow.flags_to_argv(p, flags, "t")
-    assert argv == ["a", "b", "--max-length=128", "--commercial-only", "--param=threshold=3",
-                    "--param=factor=10", "--no-fp16", "--heads", "x", "y"]
-    args = p.parse_args([*argv, "--workdir", "w"])
-    assert args.max_length == 128 and args.commercial_only and not args.fp16
-    assert args.param == ["threshold=3", "factor=10"]
-    with pytest.raises(ConfigError, match="takes one value"):
-        flow.flags_to_argv(p, {"max_length": [1, 2]}, "t")
-    with pytest.raises(ConfigError, match="unknown key 'max_len'"):
-        flow.flags_to_argv(p, {"max_len": 1}, "t")
-    with pytest.raises(ConfigError, match="workdir is set once"):
-        flow.flags_to_argv(p, {"workdir": "x"}, "t")
 
 
 def test_config_lists_become_named_steps_and_beam_options_layer(tmp_path: Path) -> None:
@@ -280,7 +262,7 @@ def test_status_shows_states_counts_and_rejects_per_reason(tmp_path: Path, capsy
     st.fail = {"annotate"}
     cfg = _config(tmp_path)
     with pytest.raises(RuntimeError):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
     wd = Workdir.of(cfg.workdir)
     entries = {e["step"]: e for e in flow_status.collect(wd)}
     assert entries["parse"]["state"] == "finished"
@@ -293,10 +275,10 @@ def test_status_shows_states_counts_and_rejects_per_reason(tmp_path: Path, capsy
     flow.write_marker(wd, "annotate", {**m, "status": "running", "pid": 2**22 + 12345})
     assert {e["step"]: e for e in flow_status.collect(wd)}["annotate"]["state"] == "interrupted"
 
-    assert flow_status.run(argparse.Namespace(workdir=cfg.workdir, json=False), []) == 0
+    assert flow_status.run(flow_status.Config(workdir=cfg.workdir, json=False), []) == 0
     text = capsys.readouterr().out
     assert "malformed_xml 2" in text and "interrupted" in text
-    assert flow_status.run(argparse.Namespace(workdir=cfg.workdir, json=True), []) == 0
+    assert flow_status.run(flow_status.Config(workdir=cfg.workdir, json=True), []) == 0
     assert json.loads(capsys.readouterr().out)[0]["step"] == "parse"
 
 
@@ -305,12 +287,12 @@ def test_a_second_run_on_the_same_workdir_is_refused_while_the_first_is_alive(tm
 
     st = Stages()
     cfg = _config(tmp_path)
-    flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+    flow.run_flow(cfg, registry=st, echo=lambda s: None)
     wd = Workdir.of(cfg.workdir)
     m = flow.read_marker(wd, "sample")
     flow.write_marker(wd, "sample", {**m, "status": "running", "pid": os.getppid(), "host": socket.gethostname()})
     with pytest.raises(ConfigError, match="another process"):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "full-corpus.yaml", "update.yaml"])
@@ -318,16 +300,15 @@ def test_example_configs_use_only_real_flags_of_the_real_stages(name: str) -> No
     from tests.conftest import EXAMPLES
 
     cfg = flow.load_config(EXAMPLES / name)
-    prepared = flow.prepare(cfg, skip_missing=True)  # every key parsed by the stage's own parser
+    prepared = flow.prepare(cfg)  # every key checked against the stage's own Config
     commands = [p.step.command for p in prepared]
     if name == "update.yaml":  # update, then propagate the delta, then curate
-        assert commands[:2] == ["parse", "propagate"] and prepared[0].args.update is True
-        assert prepared[1].args.full is False and "curate" in commands
+        assert commands[:2] == ["parse", "propagate"] and prepared[0].config.update is True
+        assert prepared[1].config.full is False and "curate" in commands
         return
     assert commands[:3] == ["parse", "sample", "annotate"] and "report" in commands
     for p in prepared:
-        if p.args is not None:
-            assert p.args.workdir is not None or p.step.command == "parse"
+        assert p.config.workdir == cfg.workdir
 
 
 def test_a_workdir_on_a_filesystem_we_do_not_know_is_refused_with_the_accepted_schemes() -> None:
@@ -361,8 +342,8 @@ def test_one_flow_per_workdir_and_a_stale_lock_is_taken_over(tmp_path: Path) -> 
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     with pytest.raises(ConfigError, match="another pmc-curate run"):
-        flow.run_flow(cfg, importer=st.importer, echo=lambda s: None)
+        flow.run_flow(cfg, registry=st, echo=lambda s: None)
     assert st.calls == []
     lock.write_text(json.dumps({"pid": 2**22 + 4321, "host": socket.gethostname()}))  # its process is gone
-    assert flow.run_flow(cfg, importer=st.importer, echo=lambda s: None) == 0
+    assert flow.run_flow(cfg, registry=st, echo=lambda s: None) == 0
     assert not lock.exists()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import flow
 from pipeline.cli import main
 from pipeline.core.workdir import Workdir
-from pipeline.flow import run as flow
 from pipeline.flow import status as flow_status
 
 REPO = Path(__file__).resolve().parent.parent

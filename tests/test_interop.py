@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.shared_data, pytest.mark.filterwarnings("ignore:Truth-
 
 def _oracle() -> Any:
     spec = importlib.util.find_spec("biomed_enriched")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("biomed-enriched==0.1.0 (the oracle) is not installed: make install adds it with --no-deps")
+    assert spec is not None and spec.submodule_search_locations, \
+        "biomed-enriched==0.1.0 (the oracle) is not installed: make install adds it with --no-deps"
     path = Path(next(iter(spec.submodule_search_locations))) / "_extractor.py"
     s = importlib.util.spec_from_file_location("be_oracle_extractor", path)
     assert s is not None and s.loader is not None

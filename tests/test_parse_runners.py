@@ -12,7 +12,13 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_runners.options import pipeline_options
 from pipeline.core.workdir import Workdir
-from pipeline.stages.parse import OUT_ARTICLES, OUT_PARAGRAPHS, OUT_REJECTS, ParseArticles, WriteParseOutputs
+from pipeline.stages.parse.transforms import (
+    OUT_ARTICLES,
+    OUT_PARAGRAPHS,
+    OUT_REJECTS,
+    ParseArticles,
+    WriteParseOutputs,
+)
 from tests.parse_inputs import build_inputs
 
 RUNNERS = {

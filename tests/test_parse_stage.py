@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.core.errors import ConfigError
-from pipeline.stages.parse import expand_inputs
+from pipeline.stages.parse.transforms import expand_inputs
 from tests.parse_inputs import build_inputs
 
 

@@ -13,12 +13,14 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from classifiers.data import model_input
-from classifiers.rule_teacher import sample_paragraphs, write_table
 from pipeline.cli import main as cli
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.records import Paragraph
 from pipeline.core.workdir import Workdir
-from pipeline.stages.propagate import PropagateConfig, ScoreParagraphs, StudentModelHandler, run_propagate
+from pipeline.stages.propagate.config import PropagateConfig
+from pipeline.stages.propagate.stage import run_propagate
+from pipeline.stages.propagate.transforms import ScoreParagraphs, StudentModelHandler
+from pipeline.teacher.rules import sample_paragraphs, write_table
 from tests.students import save_fresh_student
 
 MAX_LENGTH = 64

@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from classifiers.rule_teacher import sample_paragraphs, write_workdir
 from pipeline.cli import main as cli
 from pipeline.core import storage
 from pipeline.core.records import Paragraph
 from pipeline.core.storage import Location
+from pipeline.core.storage import ops as storage_ops
 from pipeline.core.workdir import Workdir
-from pipeline.stages import propagate
-from pipeline.stages.propagate import PropagateConfig, StudentModelHandler, run_propagate
+from pipeline.stages.propagate.config import PropagateConfig
+from pipeline.stages.propagate.stage import run_propagate
+from pipeline.stages.propagate.transforms import StudentModelHandler
+from pipeline.teacher.rules import sample_paragraphs, write_workdir
 from tests.conftest import EXAMPLES
 
 TRAIN = ["--max-length", "32", "--max-steps", "4", "--epochs", "1", "--batch-size", "8",
@@ -144,16 +146,16 @@ def test_remote_model_is_copied_once_per_process(
     w = Workdir.of(s3_workdir)
     _put(w, local_run, paragraphs)
     cfg = PropagateConfig(model_dir=str(w.model), batch_size=4, beam_batch_size=4, torch_threads=1)
-    before = propagate.model_downloads
+    before = storage_ops.downloads
     # two pipelines (new handlers, new Shared handles), two bundle threads each, 15 batches each
     for _ in range(2):
         summary = run_propagate(w, cfg, ["--direct_running_mode=multi_threading", "--direct_num_workers=2"])
         assert summary["labels"] == len(paragraphs)
-    assert propagate.model_downloads == before + 1
+    assert storage_ops.downloads == before + 1
     # a further handler in this process: no download, a few listing requests only
     requests = s3_server.requests()
     assert StudentModelHandler(cfg).load_model().model_id == _model_id(local_run.model)
-    assert propagate.model_downloads == before + 1
+    assert storage_ops.downloads == before + 1
     assert s3_server.requests() - requests <= len(w.model.glob("**")) + 3
     _assert_same_labels(_labels(w), _labels(local_run))
     # a rewritten model file (same size) is a new version: fetched again, and its id recorded
@@ -162,7 +164,7 @@ def test_remote_model_is_copied_once_per_process(
     new_id = doc["model_id"][:-4] + ("beef" if not doc["model_id"].endswith("beef") else "cafe")
     cfg_file.write_text(json.dumps(dict(doc, model_id=new_id), indent=2, sort_keys=True) + "\n")
     run_propagate(w, cfg, [])
-    assert propagate.model_downloads == before + 2
+    assert storage_ops.downloads == before + 2
     assert {r[4] for r in _labels(w)} == {new_id}
 
 
@@ -206,7 +208,7 @@ def test_external_workers_read_the_remote_model(
     w = Workdir.of(s3_workdir)
     _put(w, local_run, paragraphs)
     argv = ["propagate", "--workdir", s3_workdir, *PROPAGATE, "--torch-threads", "1", *s3_worker_pool.beam_args()]
-    before = propagate.model_downloads
+    before = storage_ops.downloads
     assert cli(argv) == 0, s3_worker_pool.log_tail()
-    assert propagate.model_downloads == before  # the workers fetched the model, not this process
+    assert storage_ops.downloads == before  # the workers fetched the model, not this process
     _assert_same_labels(_labels(w), _labels(local_run))

@@ -118,7 +118,7 @@ def _docker_images(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
 def _build_graph(p: beam.Pipeline, tmp_path: Path) -> None:
     """The parse stage's real transforms (read, parse, dedup, write) over a local input."""
     from pipeline.core.workdir import Workdir
-    from pipeline.stages.parse import ParseArticles, WriteParseOutputs
+    from pipeline.stages.parse.transforms import ParseArticles, WriteParseOutputs
 
     xml = tmp_path / "PMC1.xml"
     xml.write_text("<article><front><article-meta><article-id pub-id-type='pmcid'>PMC1</article-id>"
@@ -180,7 +180,8 @@ def test_propagate_graph_constructs_for_dataflow_gpu_workers(tmp_path: Path) -> 
     import pyarrow.parquet as pq
 
     from pipeline.core.workdir import Workdir
-    from pipeline.stages.propagate import Propagate, PropagateConfig
+    from pipeline.stages.propagate.config import PropagateConfig
+    from pipeline.stages.propagate.transforms import Propagate
 
     wd = Workdir.of(tmp_path / "w")
     wd.reset_table("paragraphs")

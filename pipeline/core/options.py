@@ -97,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             else:
                 parser.add_argument(flag_name(f, opt), dest=f.name, action="store_true", **kw)
             continue
-        if default is MISSING:
+        if default is MISSING or opt.fixed:
             kw["required"] = True
         else:
             kw["default"] = default
@@ -247,3 +247,32 @@ def input_paths(config: Any) -> dict[str, Any]:
     """{field: value} of the fields naming input files outside the work directory (set ones only)."""
     return {f.name: getattr(config, f.name) for f, opt, _ in fields(type(config))
             if opt.input_path and getattr(config, f.name)}  # fmt: skip
+
+
+def to_argv(config: Any, with_fixed: bool = False) -> list[str]:
+    """The command line that builds `config` (flags whose value differs from the default): what a flow
+    step would be if typed by hand. `from_namespace` over it gives back an equal config."""
+    positional: list[str] = []
+    flags: list[str] = []
+    for f, opt, tp in fields(type(config)):
+        if opt.fixed and not with_fixed:
+            continue
+        value = getattr(config, f.name)
+        if opt.positional:
+            positional += [str(v) for v in value]
+            continue
+        if value == _default(f) and not (opt.fixed and with_fixed):
+            continue
+        name = flag_name(f, opt)
+        base, _ = _base(tp)
+        if base is bool:
+            flags.append(opt.negative if opt.negative else name)
+        elif opt.append:
+            flags += [f"{name}={v}" for v in value]
+        elif opt.nargs is not None:
+            flags += [name, *(str(v) for v in value)]
+        elif isinstance(value, dict):
+            flags.append(f"{name}=" + ",".join(f"{k}={v}" for k, v in value.items()))
+        elif value is not None:
+            flags.append(f"{name}={value}")
+    return positional + flags

@@ -1,20 +1,25 @@
-"""Reading the Parquet tables of a work directory (DuckDB views, Arrow tables), local or on an object store."""
+"""The one way to read the work directory's tables: DuckDB views, whole tables, row counts, rejects by reason.
+
+Local or on an object store alike: connections come from `storage.duckdb_connect`, which reads s3:// and
+gs:// through fsspec.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
-from pipeline.core.workdir import TABLES, Workdir
+from pipeline.core.storage import Location
+from pipeline.core.workdir import TABLE_NAMES, Workdir
 
 
-def connect(workdir: Workdir, tables: tuple[str, ...] = TABLES, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per existing table of the work directory.
-
-    The connection comes from `storage.duckdb_connect`, so the views read s3:// and gs:// tables too.
-    """
+def connect(workdir: Workdir, tables: Sequence[str] = TABLE_NAMES, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per existing table of the work directory."""
     con = storage.duckdb_connect(threads=threads)
     for name in tables:
         if workdir.has_table(name):
@@ -33,8 +38,49 @@ def read_table(workdir: Workdir, name: str, columns: list[str] | None = None) ->
     cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     con = storage.duckdb_connect()
     try:
-        return con.sql(
-            f"SELECT {cols} FROM read_parquet($glob, union_by_name = true)", params={"glob": workdir.glob(name)}
-        ).to_arrow_table()
+        return con.sql(f"SELECT {cols} FROM read_parquet($glob, union_by_name = true)",
+                       params={"glob": workdir.glob(name)}).to_arrow_table()
     finally:
         con.close()
+
+
+def rows(sql: str, files: Sequence[Location | str], **params: Any) -> list[tuple[Any, ...]]:
+    """Every row of `sql` over `$files` (a list of Parquet files); [] when there are no files."""
+    if not files:
+        return []
+    con = storage.duckdb_connect()
+    try:
+        return [tuple(r) for r in con.sql(sql, params={"files": [str(f) for f in files], **params}).fetchall()]
+    finally:
+        con.close()
+
+
+def first_row(sql: str, files: Sequence[Location | str], **params: Any) -> tuple[Any, ...] | None:
+    """The first row of `sql` over `$files`; None when there are no files (or no rows)."""
+    found = rows(sql, files, **params)
+    return found[0] if found else None
+
+
+def count_rows(files: Sequence[Location | str]) -> int | None:
+    """Rows of a set of Parquet files, from their footers (no data read); None when none is Parquet."""
+    parquet = [storage.as_location(p) for p in files if str(p).endswith(".parquet")]
+    if not parquet:
+        return None
+    return sum(storage.read_parquet_metadata(p).num_rows for p in parquet)
+
+
+def rejects_by_reason(folder: Location, stage: str) -> dict[str, int]:
+    """Reject counts per reason in folder/<stage>-*.parquet, most frequent first ({} when there are none)."""
+    files = folder.glob(f"{stage}-*.parquet")
+    if not files:
+        return {}
+    con = storage.duckdb_connect()
+    try:
+        rows = con.sql(
+            "SELECT reason, count(*) AS n FROM read_parquet($files, union_by_name = true) "
+            "GROUP BY reason ORDER BY n DESC, reason",
+            params={"files": [str(f) for f in files]},
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(r): int(n) for r, n in rows}

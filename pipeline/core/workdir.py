@@ -1,18 +1,16 @@
-"""The layout of a work directory: one folder per table, written by one stage each.
+"""The layout of a work directory: one folder per table, each table's row type, and the other folders.
 
-    W/articles/*.parquet      parse
-    W/paragraphs/*.parquet    parse
+    W/<table>/*.parquet     one folder per table of TABLES below; the stage registry
+                            (pipeline/stages/__init__.py) says which stage writes each
     W/rejects/<stage>-*.parquet   every stage writes its own rejects (a re-run replaces only its own)
-    W/sample/*.parquet        sample
-    W/annotations/*.parquet   annotate      (W/cache/teacher/*.parquet: checkpoints of finished LLM calls)
-    W/model/                  train         (a standard Hugging Face directory + label schema + metrics)
-    W/labels/*.parquet        propagate
-    W/subsets/<recipe>/       curate
-    W/reports/                report
-    W/_stages/<stage>.json    completion markers: what each stage read and wrote
+    W/cache/                annotate's checkpoints of finished LLM calls; local caches of a local W
+    W/model/                train: a standard Hugging Face directory + label schema + metrics
+    W/subsets/<name>/       curate
+    W/reports/              evaluate, report, annotate --gold/--compare, import-labels
+    W/_stages/<step>.json   markers: what each step read, how it was configured, what it wrote
 
 W is a local path, `s3://bucket/prefix` or `gs://bucket/prefix`; every location below is a
-`pipeline.storage.Location`, so stages never branch on where the work directory lives.
+`pipeline.core.storage.Location`, so stages never branch on where the work directory lives.
 """
 
 from __future__ import annotations
@@ -22,9 +20,31 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core import records
 from pipeline.core.storage import Location, as_location
 
-TABLES = ("articles", "paragraphs", "rejects", "sample", "annotations", "labels", "labels_imported")
+
+@dataclass(frozen=True)
+class Table:
+    """A folder of Parquet files in W whose rows are one record type."""
+
+    name: str
+    record: type
+    description: str
+
+
+TABLES: tuple[Table, ...] = (
+    Table("articles", records.Article, "one row per article: metadata, license, version"),
+    Table("paragraphs", records.Paragraph, "one row per body paragraph, addressed by its path"),
+    Table("versions", records.SourceVersion, "what became of each article version the PMC Cloud index named"),
+    Table("tombstones", records.Tombstone, "articles an --update took out, and why"),
+    Table("rejects", records.Reject, "every input or record that did not make it, with its reason (all stages)"),
+    Table("sample", records.SampledParagraph, "the paragraphs picked for the teacher"),
+    Table("annotations", records.Annotation, "the teacher's labels of the sample"),
+    Table("labels", records.Label, "the student's labels of every paragraph"),
+    Table("labels_imported", records.Label, "published Biomed-Enriched labels joined to our paragraphs"),
+)
+TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 
 
 @dataclass(frozen=True)

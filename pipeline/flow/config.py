@@ -1,12 +1,12 @@
 """The flow's configuration: the YAML file `pmc-curate run --config` reads, checked, and each step's keys
-turned into the command line of its stage (`max_length: 128` is `--max-length 128`).
+turned into its stage's typed Config (`max_length: 128` is the field `max_length`, as `--max-length 128`
+is on the command line; pipeline.core.options builds both).
 
-See pipeline/flow.py for the file's shape and docs/running.md for every key.
+See pipeline/flow/run.py for the file's shape and docs/running.md for every key.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from pipeline.core import options
 from pipeline.core.errors import ConfigError
+from pipeline.stages import Stage
 
 # Keys of a step that are the flow's own, not the command's flags.
 # (`step`, not `name`: curate has its own --name.)
@@ -44,13 +46,18 @@ class FlowConfig:
 
 @dataclasses.dataclass
 class PreparedStep:
-    """A step whose flags have been parsed by its command's own parser."""
+    """A step whose keys have been checked and turned into its stage's Config, before anything runs."""
 
     step: Step
-    module: ModuleType | None
-    args: argparse.Namespace | None
-    argv: list[str]
+    stage: Stage
+    module: ModuleType
+    config: Any
     beam_argv: list[str]
+
+    @property
+    def argv(self) -> list[str]:
+        """The step as the command line that would run it by hand (its keys, not the Beam options)."""
+        return [self.step.command, *options.to_argv(self.config)]
 
 
 def load_config(path: str | Path, workdir: str | None = None) -> FlowConfig:
@@ -116,53 +123,10 @@ def _slug(item: Any, index: int) -> str:
     return str(index)
 
 
-def flags_to_argv(parser: argparse.ArgumentParser, flags: Mapping[str, Any], where: str) -> list[str]:
-    """Turn a step's config keys into the command line its parser expects (one key = one flag)."""
-    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
-    positional: list[str] = []
-    optional: list[str] = []
-    for key, value in flags.items():
-        dest = str(key).replace("-", "_")
-        action = actions.get(dest)
-        if action is None or dest == "workdir":
-            known = sorted(k for k in actions if k != "workdir")
-            hint = " (workdir is set once at the top of the config)" if dest == "workdir" else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}; this command accepts: {known}")
-        if value is None:
-            continue
-        if isinstance(value, Mapping):  # e.g. curate's --param key=value, repeated
-            value = [f"{k}={v}" for k, v in value.items()]
-        values = list(value) if isinstance(value, list | tuple) else [value]
-        if not action.option_strings:
-            positional += [str(v) for v in values]
-            continue
-        flag = max(action.option_strings, key=lambda s: (s.startswith("--"), len(s)))
-        if action.nargs == 0:
-            if isinstance(action, argparse.BooleanOptionalAction):
-                yes = [s for s in action.option_strings if s.startswith("--") and not s.startswith("--no-")]
-                no = [s for s in action.option_strings if s.startswith("--no-")]
-                optional.append(yes[0] if value else no[0])
-            elif value == action.const:
-                optional.append(flag)
-            elif value != action.default:
-                raise ConfigError(f"{where}: {key} is a switch; use true or false, not {value!r}")
-            continue
-        if isinstance(action, argparse._AppendAction):
-            for v in values:
-                optional.append(f"{flag}={v}")
-        elif action.nargs in ("+", "*") or isinstance(action.nargs, int):
-            optional += [flag, *(str(v) for v in values)]
-        else:
-            if len(values) != 1:
-                raise ConfigError(f"{where}: {key} takes one value, got a list {value!r}")
-            optional.append(f"{flag}={values[0]}")
-    return positional + optional
-
-
-def beam_to_argv(options: Mapping[str, Any]) -> list[str]:
+def beam_to_argv(beam: Mapping[str, Any]) -> list[str]:
     """Beam options from the config as pass-through flags (`runner: X` -> `--runner=X`)."""
     argv: list[str] = []
-    for key, value in options.items():
+    for key, value in beam.items():
         if value is None or value is False:
             continue
         flag = f"--{key}"

@@ -2,20 +2,20 @@
 
 The demo is the flow run on `examples/demo.yaml` (small settings: a 40-paragraph sample, one epoch at
 max length 128, the offline SmolLM2 teacher), so `pmc-curate run --config examples/demo.yaml` does the
-same thing. Stages this version does not have yet are skipped with a message; running the demo again
-skips the stages that already finished.
+same thing. Running the demo again skips the stages that already finished.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import flow
 from pipeline.core.errors import ConfigError
+from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
-from pipeline.flow import run as flow
 from pipeline.flow import status as flow_status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,14 +39,16 @@ def demo_config(workdir: str, config: Path = DEMO_CONFIG) -> flow.FlowConfig:
     return cfg
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `pmc-curate demo`."""
-    parser.add_argument("--workdir", default="demo-work", help="where the demo writes its tables (default: demo-work)")
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="flow configuration (default: examples/demo.yaml)")
-    parser.add_argument("--fresh", action="store_true", help="delete the demo's previous work directory first")
+@dataclass(frozen=True)
+class Config:
+    """`pmc-curate demo`: where to write, which flow file."""
+
+    workdir: str = option("demo-work", help="where the demo writes its tables")
+    config: Path = option(DEMO_CONFIG, help="flow configuration")
+    fresh: bool = option(False, help="delete the demo's previous work directory first")
 
 
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(args: Config, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate demo`."""
     wd = Workdir.of(args.workdir)
     if args.fresh and wd.root.is_dir():
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
     cfg = demo_config(str(args.workdir), args.config)
     t0 = time.perf_counter()
     print(f"pmc-curate demo: {len(cfg.steps)} steps from {args.config} into {wd.root}/", file=sys.stderr)
-    rc = flow.run_flow(cfg, beam_argv, skip_missing=True, echo=lambda s: print(s, file=sys.stderr))
+    rc = flow.run_flow(cfg, beam_argv, echo=lambda s: print(s, file=sys.stderr))
     elapsed = time.perf_counter() - t0
     print(flow_status.render(flow_status.collect(wd)))
     if rc == 0:

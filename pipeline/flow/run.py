@@ -1,9 +1,10 @@
 """`pmc-curate run --config run.yaml [Beam options]`: every stage in order from one YAML file, resumable.
 
-The configuration maps one-to-one onto the stages' command lines: each step's keys are the flags of
-`pmc-curate <command>` (``max_length: 128`` is ``--max-length 128``), and the flow parses them with the
-very parser the CLI builds (`add_arguments`), then calls the same `run(args, beam_argv)`. There is no
-second code path: a step run by the flow does exactly what the same command typed by hand does.
+The configuration maps one-to-one onto the stages' command lines: each step's keys are the fields of
+its stage's `Config` (``max_length: 128``), the same fields `pmc-curate <command>` builds from its flags
+(``--max-length 128``). The flow turns a step's keys into that Config before anything runs (a typo in
+step 8 fails at start-up) and calls the stage's `run(config, beam_argv)`: a step run by the flow does
+exactly what the same command typed by hand does.
 
     workdir: demo-work
     beam: {runner: DirectRunner}          # Beam options for every Beam stage (the CLI's pass-through flags)
@@ -22,50 +23,36 @@ whose outputs are still there; every step after a redone step is redone too. So 
 after 20 hours restarts at the step that failed. Beam options are recorded but are not part of the
 configuration that decides a re-run: a runner changes where a stage runs, not what it writes.
 
-The jobs live in their own modules: flow_config.py (the YAML file and a step's keys -> its command
-line), flow_markers.py (fingerprints, recorded configuration, markers, the redo decision),
-flow_lock.py (one flow per work directory), and this one: preparing the stages and running them.
+The jobs live in their own modules: config.py (the YAML file), markers.py (fingerprints, recorded
+configuration, markers, the redo decision), lock.py (one flow per work directory), status.py, and this
+one: preparing the steps and running them.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import logging
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Protocol
 
-from pipeline.core import secrets, storage
+from pipeline import stages
+from pipeline.core import options, secrets, storage
 from pipeline.core.errors import ConfigError
+from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
-
-# The flow's parts, re-exported: `pipeline.flow.load_config`, `.read_marker`, ... are what callers use.
-from pipeline.flow.config import (  # noqa: F401
-    RESERVED,
-    FlowConfig,
-    PreparedStep,
-    Step,
-    beam_to_argv,
-    config_from_dict,
-    flags_to_argv,
-    load_config,
-)
+from pipeline.flow.config import FlowConfig, PreparedStep, beam_to_argv, load_config
 from pipeline.flow.lock import WorkdirLock
-from pipeline.flow.markers import (  # noqa: F401
-    INPUT_ARGS,
+from pipeline.flow.markers import (
     MARKER_VERSION,
-    NOT_CONFIG,
-    STAGE_IO,
     config_hash,
-    count_rows,
     marker_path,
     now,
     read_marker,
-    step_config,
     step_inputs,
     step_outputs,
     why_redo,
@@ -75,67 +62,28 @@ from pipeline.flow.markers import (  # noqa: F401
 log = logging.getLogger(__name__)
 
 
-def _commands() -> dict[str, tuple[str, str]]:
-    from pipeline.cli import COMMANDS
+class Registry(Protocol):
+    """Where the flow finds stages: pipeline.stages itself (tests give stand-ins)."""
 
-    return COMMANDS
+    def get(self, name: str) -> stages.Stage: ...
 
-
-def stage_parser(command: str, module: ModuleType) -> argparse.ArgumentParser:
-    """The same parser `pmc-curate <command>` builds."""
-    help_text = _commands().get(command, ("", ""))[1]
-    parser = argparse.ArgumentParser(prog=f"pmc-curate {command}", description=help_text)
-    module.add_arguments(parser)
-    return parser
+    def load(self, stage: stages.Stage) -> ModuleType: ...
 
 
-def uses_beam(module: ModuleType) -> bool:
-    """Whether a stage builds a Beam pipeline (it takes its options from beam_runners.options)."""
-    from beam_runners.options import pipeline_options
-
-    return getattr(module, "USES_BEAM", None) is True or getattr(module, "pipeline_options", None) is pipeline_options
-
-
-def import_stage(command: str) -> ModuleType | None:
-    """The stage's module, or None when this version does not have it yet."""
-    commands = _commands()
-    if command not in commands or command in ("run", "demo", "status"):
-        raise ConfigError(f"unknown command {command!r}; stages are: {[c for c in commands if c not in ('run', 'demo', 'status')]}")
-    module_name = commands[command][0]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            return None
-        raise
-
-
-def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), skip_missing: bool = False,
-            importer: Callable[[str], ModuleType | None] | None = None) -> list[PreparedStep]:
-    """Parse every step's flags before anything runs, so a typo in step 8 fails at start-up."""
-    importer = importer or import_stage
+def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), registry: Registry = stages) -> list[PreparedStep]:
+    """Every step's keys as its stage's Config, before anything runs, so a typo in step 8 fails at start-up."""
     prepared = []
     for step in config.steps:
-        module = importer(step.command)
-        if module is None:
-            if not skip_missing:
-                raise ConfigError(f"step {step.name}: command {step.command!r} is not available in this version")
-            prepared.append(PreparedStep(step, None, None, [], []))
-            continue
-        parser = stage_parser(step.command, module)
-        argv = flags_to_argv(parser, step.flags, f"step {step.name}")
-        if any(a.dest == "workdir" for a in parser._actions):
-            argv.append(f"--workdir={config.workdir}")
-        args, extra = parser.parse_known_args(argv)
-        if extra:
-            raise ConfigError(f"step {step.name}: flags not understood: {extra}")
-        if uses_beam(module):
+        stage = registry.get(step.command)
+        module = registry.load(stage)
+        cfg = options.from_mapping(module.Config, step.flags, f"step {step.name}", fixed={"workdir": config.workdir})
+        if stage.beam:
             beam_argv = beam_to_argv(config.beam) + list(cli_beam_argv) + beam_to_argv(step.beam)
         elif step.beam:
             raise ConfigError(f"step {step.name}: `pmc-curate {step.command}` does not run on Beam; remove its `beam:`")
         else:
-            beam_argv = []  # DuckDB/PyTorch stages refuse unknown flags, so Beam options are not theirs
-        prepared.append(PreparedStep(step, module, args, argv, beam_argv))
+            beam_argv = []  # DuckDB/PyTorch stages take no Beam options
+        prepared.append(PreparedStep(step, stage, module, cfg, beam_argv))
     return prepared
 
 
@@ -143,9 +91,8 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), skip_missing:
 
 
 def execute_step(prep: PreparedStep, wd: Workdir) -> int:
-    """Run one prepared step through its command's own `run`, recording start, failure or finish."""
-    assert prep.module is not None and prep.args is not None
-    config = step_config(prep.args, prep.step.command)
+    """Run one prepared step through its stage's own `run`, recording start, failure or finish."""
+    config = options.record(prep.config)
     base = {
         "marker_version": MARKER_VERSION,
         "step": prep.step.name,
@@ -162,7 +109,7 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
     write_marker(wd, prep.step.name, {**base, "status": "running"})
     t0 = time.perf_counter()
     try:
-        rc = int(prep.module.run(prep.args, list(prep.beam_argv)) or 0)
+        rc = int(prep.module.run(prep.config, list(prep.beam_argv)) or 0)
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         write_marker(wd, prep.step.name, {**base, "status": status, "error": f"{type(e).__name__}: {e}"[:2000],
@@ -182,12 +129,11 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
 
 
 def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Sequence[str] = (),
-             only: Sequence[str] = (), dry_run: bool = False, skip_missing: bool = False,
-             importer: Callable[[str], ModuleType | None] | None = None,
+             only: Sequence[str] = (), dry_run: bool = False, registry: Registry = stages,
              echo: Callable[[str], None] = print) -> int:
     """Run the configured steps in order, skipping the finished ones whose inputs and config did not change."""
     wd = Workdir.of(config.workdir)  # ConfigError for a scheme we do not accept, with the accepted list
-    prepared = prepare(config, cli_beam_argv, skip_missing=skip_missing, importer=importer)
+    prepared = prepare(config, cli_beam_argv, registry)
     storage.check_access(wd.root, write=not dry_run)  # a dead endpoint or a missing bucket stops here
     names = [p.step.name for p in prepared]
     for n in [*force, *only]:
@@ -204,9 +150,6 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
     redo_rest: str | None = None
     for i, prep in enumerate(prepared):
         name = prep.step.name
-        if prep.module is None:
-            echo(f"[{name}] skipped: `pmc-curate {prep.step.command}` is not available in this version yet")
-            continue
         if only and name not in only:
             continue
         if name in force:
@@ -219,7 +162,7 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
             m = read_marker(wd, name) or {}
             echo(f"[{name}] finished {m.get('ended_at', '?')}, inputs and config unchanged: skipped")
             continue
-        echo(f"[{name}] {'would run' if dry_run else 'running'} ({reason}): pmc-curate {prep.step.command} "
+        echo(f"[{name}] {'would run' if dry_run else 'running'} ({reason}): pmc-curate "
              + " ".join(secrets.redact_argv(prep.argv + prep.beam_argv)))
         if dry_run:
             redo_rest = redo_rest or name
@@ -242,18 +185,20 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `pmc-curate run`."""
-    parser.add_argument("--config", required=True, help="YAML file: workdir, beam options, steps (see docs/running.md)")
-    parser.add_argument("--workdir", help="override the config's workdir")
-    parser.add_argument("--force", action="append", default=[], metavar="STEP",
-                        help="redo this step (and everything after it) even if it finished; repeatable")
-    parser.add_argument("--only", action="append", default=[], metavar="STEP",
-                        help="run only this step (its inputs must exist); repeatable")
-    parser.add_argument("--dry-run", action="store_true", help="show what would run and why, run nothing")
+@dataclass(frozen=True)
+class Config:
+    """`pmc-curate run`: the flow file and which of its steps to run."""
+
+    config: str = option(help="YAML file: workdir, beam options, steps (see docs/running.md)")
+    workdir: str | None = option(None, help="override the config's workdir")
+    force: list[str] = option(default_factory=list, append=True, metavar="STEP",
+                              help="redo this step (and everything after it) even if it finished; repeatable")
+    only: list[str] = option(default_factory=list, append=True, metavar="STEP",
+                             help="run only this step (its inputs must exist); repeatable")
+    dry_run: bool = option(False, help="show what would run and why, run nothing")
 
 
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(args: Config, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate run`."""
     config = load_config(args.config, workdir=args.workdir)
     rc = run_flow(config, beam_argv, force=args.force, only=args.only, dry_run=args.dry_run)

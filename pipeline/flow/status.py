@@ -1,50 +1,34 @@
 """`pmc-curate status --workdir W`: each stage of a work directory, finished or not, its counts and rejects.
 
 Reads the markers the flow writes (`W/_stages/<step>.json`) and, for rejects, the stage's own reject
-files (`W/rejects/<stage>-*.parquet`) through DuckDB. Tables written by a command typed by hand (no
-marker) are still shown, with their row counts.
+files (`W/rejects/<stage>-*.parquet`). Tables written by a command typed by hand (no marker) are still
+shown, with their row counts. Stages come in the registry's order (pipeline/stages/__init__.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline.core import storage
+from pipeline import stages
+from pipeline.core import storage, tables
 from pipeline.core.errors import ConfigError
+from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow.lock import alive
-from pipeline.flow.markers import STAGE_IO, count_rows, glob_files
-
-# The order the stages run in; markers of other steps (e.g. one per curate recipe) follow their command.
-STAGE_ORDER = ("parse", "sample", "annotate", "train", "evaluate", "propagate", "curate", "report")
-
-
-def rejects_by_reason(wd: Workdir, command: str) -> dict[str, int]:
-    """Reject counts per reason from W/rejects/<command>-*.parquet (empty when there are none)."""
-    files = sorted(wd.rejects.glob(f"{command}-*.parquet"))
-    if not files:
-        return {}
-    con = storage.duckdb_connect()
-    try:
-        rows = con.sql(
-            "SELECT reason, count(*) AS n FROM read_parquet($files, union_by_name = true) GROUP BY reason ORDER BY n DESC, reason",
-            params={"files": [str(f) for f in files]},
-        ).fetchall()
-    finally:
-        con.close()
-    return {str(r): int(n) for r, n in rows}
+from pipeline.flow.markers import glob_files
 
 
 def _table_rows(wd: Workdir, command: str) -> dict[str, int]:
     """Rows of the Parquet tables a stage writes, as they are now."""
     rows: dict[str, int] = {}
-    for pattern in STAGE_IO.get(command, ((), ()))[1]:
+    stage = stages.BY_NAME.get(command)
+    for pattern in stage.writes if stage else ():
         if "{" in pattern:
             continue
-        n = count_rows(glob_files(wd.root, pattern))
+        n = tables.count_rows(glob_files(wd.root, pattern))
         if n is not None:
             rows[pattern] = n
     return rows
@@ -108,10 +92,10 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
             "rows": ({k: v.get("rows") for k, v in m["outputs"].items() if v.get("rows") is not None}
                      if m.get("outputs") else _table_rows(wd, m["command"])),
             "error": m.get("error"),
-            "rejects": rejects_by_reason(wd, m["command"]),
+            "rejects": tables.rejects_by_reason(wd.rejects, m["command"]),
         })
     # Stages run by hand (no marker) or never run.
-    for command in STAGE_ORDER:
+    for command in stages.ORDER:
         if command in seen_commands:
             continue
         rows = _table_rows(wd, command)
@@ -119,7 +103,7 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
             "step": command, "command": command,
             "state": "present (no marker)" if rows else "not run",
             "started_at": None, "ended_at": None, "duration_s": None,
-            "rows": rows, "error": None, "rejects": rejects_by_reason(wd, command),
+            "rows": rows, "error": None, "rejects": tables.rejects_by_reason(wd.rejects, command),
         })
 
     parse_entry = next((e for e in entries if e["command"] == "parse"), None)
@@ -131,7 +115,8 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
 
     def order(e: dict[str, Any]) -> tuple[int, str, str]:
         c = str(e["command"])
-        return (STAGE_ORDER.index(c) if c in STAGE_ORDER else len(STAGE_ORDER), e.get("started_at") or "", str(e["step"]))
+        order = stages.ORDER
+        return (order.index(c) if c in order else len(order), e.get("started_at") or "", str(e["step"]))
 
     return sorted(entries, key=order)
 
@@ -165,13 +150,15 @@ def render(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `pmc-curate status`."""
-    parser.add_argument("--workdir", required=True, help="work directory of a run")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+@dataclass(frozen=True)
+class Config:
+    """`pmc-curate status`: which work directory, and how to print it."""
+
+    workdir: str = option(help="work directory of a run")
+    json: bool = option(False, help="print JSON instead of a table")
 
 
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(args: Config, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate status`."""
     wd = Workdir.of(args.workdir)
     storage.check_access(wd.root, write=False)

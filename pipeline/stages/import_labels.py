@@ -15,11 +15,11 @@ with them, by head, into W/reports/import-labels.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from pipeline.core import agreement, storage
 from pipeline.core import labels as label_schema
 from pipeline.core.errors import ConfigError, RejectReason
 from pipeline.core.label_tables import PROBABILITY_SUM_TOLERANCE, check_labels_table
+from pipeline.core.options import option
 from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
 from pipeline.interop import biomed_enriched as BE
@@ -268,28 +269,31 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", help="Parquet files, folders or globs (local, s3:// or gs://)")
-    parser.add_argument("--format", dest="fmt", choices=(BE.NAME,), required=True, help="schema of the files")
-    parser.add_argument("--workdir", required=True, help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")
-    parser.add_argument("--source", default=BE.DEFAULT_SOURCE, help="where the labels come from (model_id = biomed-enriched:SOURCE)")
-    parser.add_argument("--domain-order", default=None, help=f"order of domain_scores (default {','.join(BE.ORDERS['domain'])})")
-    parser.add_argument("--document-type-order", default=None,
-                        help=f"order of document_type_scores (default {','.join(BE.ORDERS['document_type'])})")  # fmt: skip
-    parser.add_argument("--assume-order", action="store_true", help="take the vector orders unchecked")
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
-    parser.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit (spills beyond)")
+@dataclass(frozen=True)
+class Config:
+    """`pmc-curate import-labels`: which files, in which schema, with which vector orders."""
+
+    files: list[str] = option(positional=True, metavar="FILE", input_path=True,
+                              help="Parquet files, folders or globs (local, s3:// or gs://)")
+    fmt: str = option(flag="--format", choices=(BE.NAME,), help="schema of the files")
+    workdir: str = option("", fixed=True, help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")
+    source: str = option(BE.DEFAULT_SOURCE, help="where the labels come from (model_id = biomed-enriched:SOURCE)")
+    domain_order: str | None = option(None, help=f"order of domain_scores (default {','.join(BE.ORDERS['domain'])})")
+    document_type_order: str | None = option(
+        None, help=f"order of document_type_scores (default {','.join(BE.ORDERS['document_type'])})")
+    assume_order: bool = option(False, help="take the vector orders unchecked")
+    threads: int | None = option(None, speed_only=True, help="DuckDB threads (default: all cores)")
+    memory_limit: str = option("2GB", speed_only=True, help="DuckDB memory limit (spills beyond)")
 
 
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
-    if beam_argv:
-        raise ConfigError(f"import-labels runs in DuckDB, not Beam: unknown arguments {' '.join(beam_argv)}")
-    orders = {h: BE.parse_order(h, spec) for h, spec in (("domain", args.domain_order),
-              ("document_type", args.document_type_order)) if spec}  # fmt: skip
-    s = import_labels(args.files, args.workdir, fmt=args.fmt, source=args.source, orders=orders,
-                      assume_order=args.assume_order, threads=args.threads, memory_limit=args.memory_limit)  # fmt: skip
+def run(config: Config, beam_argv: list[str]) -> int:
+    """Entry point of `pmc-curate import-labels`."""
+    orders = {h: BE.parse_order(h, spec) for h, spec in (("domain", config.domain_order),
+              ("document_type", config.document_type_order)) if spec}  # fmt: skip
+    s = import_labels(config.files, config.workdir, fmt=config.fmt, source=config.source, orders=orders,
+                      assume_order=config.assume_order, threads=config.threads, memory_limit=config.memory_limit)  # fmt: skip
     rejected = ", ".join(f"{r} {n:,}" for r, n in s["rejected"].items()) or "none"
-    print(f"import-labels: {s['imported']:,} of {s['rows']:,} rows imported -> {Workdir.of(args.workdir).table(TABLE)}; "
+    print(f"import-labels: {s['imported']:,} of {s['rows']:,} rows imported -> {Workdir.of(config.workdir).table(TABLE)}; "
           f"rejected: {rejected}")  # fmt: skip
     for table, rep in s["agreement"].items():
         print(agreement.format_report(rep, f"imported vs {table}"))

@@ -13,12 +13,12 @@ and published file by file (pipeline.storage).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from pipeline.core import labels as label_schema
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LABEL_SOURCES, open_label_source, source_tables
+from pipeline.core.options import option
 from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
 
@@ -334,20 +335,24 @@ def report(
     return index if index.is_remote else index.local
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `pmc-curate report`."""
-    parser.add_argument("--workdir", required=True,
-                        help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
-    parser.add_argument("--labels", choices=LABEL_SOURCES, default="labels",
-                        help="labels to report: the student's, the teacher's (annotations), import-labels' (imported), "
-                             "or imported where present and the student's elsewhere (merged)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+@dataclass(frozen=True)
+class Config:
+    """`pmc-curate report`: which labels to report."""
+
+    workdir: str = option("", fixed=True, help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")
+    labels: str = option("labels", choices=LABEL_SOURCES,
+                         help="labels to report: the student's, the teacher's (annotations), import-labels' (imported), "
+                              "or imported where present and the student's elsewhere (merged)")
+    threads: int | None = option(None, speed_only=True, help="DuckDB threads (default: all cores)")
+
+    @property
+    def labels_table(self) -> tuple[str, ...]:
+        """The tables the chosen labels are read from."""
+        return source_tables(self.labels)
 
 
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(config: Config, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate report`."""
-    if beam_argv:
-        raise ConfigError(f"report runs in DuckDB, not Beam: unknown arguments {' '.join(beam_argv)}")
-    path = report(args.workdir, args.labels, args.threads)
+    path = report(config.workdir, config.labels, config.threads)
     print(f"report: {path}")
     return 0

@@ -19,8 +19,6 @@ depends on nothing but (seed, id).
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import logging
 import math
@@ -31,6 +29,7 @@ import pyarrow as pa
 
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
+from pipeline.core.options import option
 from pipeline.core.records import SampledParagraph, arrow_schema, column_names
 from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
@@ -56,11 +55,18 @@ STRATA = ("case_section", "case_report", "non_english", "admin_section", "review
 class SampleConfig:
     """Settings of the sample stage; CLI flags map one-to-one onto these fields."""
 
-    size: int
-    seed: int = 0
-    strategy: str = "stratified"
-    floor_share: float = 0.5  # half the sample is spread evenly over strata, the rest follows the corpus
-    pool_factor: int = 10  # uncertainty: score this many candidates per wanted paragraph
+    size: int = option(help="number of paragraphs to sample")
+    seed: int = option(0, help="hash seed (a different seed is a different sample)")
+    strategy: str = option("stratified", choices=STRATEGIES,
+                           help="stratified: floors for rare kinds; uniform: hash order; uncertainty: where the "
+                                "student is least sure (needs a trained student)")
+    # Half the sample is spread evenly over strata, the rest follows the corpus.
+    floor_share: float = option(0.5, help="share of the sample spread evenly over strata (stratified)")
+    pool_factor: int = option(10, help="uncertainty: score this many candidates per wanted paragraph")
+    workdir: str = option("", fixed=True, help="work directory with a paragraphs table")
+
+
+Config = SampleConfig
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -163,15 +169,13 @@ def select(workdir: Workdir, config: SampleConfig) -> tuple[pa.Table, dict[str, 
 
 def _select_uncertain(con: Any, workdir: Workdir, config: SampleConfig, cols: str, summary: dict[str, Any]) -> pa.Table:
     """Active learning hook: the paragraphs the student is least sure about, among a hash-ordered pool."""
-    try:
-        module = importlib.import_module("classifiers.uncertainty")
-    except ModuleNotFoundError as e:
-        raise ConfigError("--strategy uncertainty needs classifiers/uncertainty.py (a trained student); use stratified") from e
+    from classifiers import uncertainty
+
     exclude = "WHERE id NOT IN (SELECT id FROM annotations)" if workdir.has_table("annotations") else ""
     pool = con.sql(
         f"SELECT {cols} FROM cand {exclude} ORDER BY sample_key, id LIMIT {int(config.size * config.pool_factor)}"
     ).to_arrow_table()
-    scores: dict[str, float] = module.uncertainty_scores(workdir, pool.column("id").to_pylist())
+    scores: dict[str, float] = uncertainty.uncertainty_scores(workdir, pool.column("id").to_pylist())
     order = sorted(
         range(pool.num_rows),
         key=lambda i: (-scores.get(pool.column("id")[i].as_py(), 0.0), pool.column("sample_key")[i].as_py()),
@@ -196,21 +200,10 @@ def write_sample(workdir: Workdir, table: pa.Table, summary: dict[str, Any]) -> 
     return str(path)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLI flags of `pmc-curate sample`."""
-    parser.add_argument("--workdir", required=True, help="work directory with a paragraphs table")
-    parser.add_argument("--size", type=int, required=True, help="number of paragraphs to sample")
-    parser.add_argument("--seed", type=int, default=0, help="hash seed (a different seed is a different sample)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="stratified")
-    parser.add_argument("--floor-share", type=float, default=SampleConfig.floor_share,
-                        help="share of the sample spread evenly over strata (stratified)")  # fmt: skip
-
-
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(config: SampleConfig, beam_argv: list[str]) -> int:
     """Select and write the sample; print what was picked per stratum."""
-    workdir = Workdir.of(args.workdir)
+    workdir = Workdir.of(config.workdir)
     storage.check_access(workdir.root)  # a missing bucket, a dead endpoint or a 403 stops here, before any work
-    config = SampleConfig(size=args.size, seed=args.seed, strategy=args.strategy, floor_share=args.floor_share)
     table, summary = select(workdir, config)
     path = write_sample(workdir, table, summary)
     print(f"sampled {summary['rows']} paragraphs ({config.strategy}, seed {config.seed}) -> {path}")

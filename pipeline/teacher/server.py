@@ -16,7 +16,6 @@ and the reply always parses and always matches the schema.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import logging
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.options import option
 
 log = logging.getLogger(__name__)
 
@@ -284,18 +284,20 @@ def serve(host: str, port: int, threads: int | None = None) -> tuple[ThreadingHT
     return server, teacher
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLI flags of `pmc-curate teacher-server`."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8088, help="0 picks a free port")
+@dataclass(frozen=True)
+class Config:
+    """`pmc-curate teacher-server`: where to listen."""
+
+    host: str = option("127.0.0.1", help="address to listen on")
+    port: int = option(8088, help="port (0 picks a free one)")
     # One thread by default: a 135M model on short inputs is dominated by per-operation overhead, and
     # OpenMP threads spin-waiting on a shared CPU made guided replies ~15x slower at 2 threads (measured).
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    threads: int = option(1, help="torch CPU threads")
 
 
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(config: Config, beam_argv: list[str]) -> int:
     """Serve until interrupted."""
-    server, _ = serve(args.host, args.port, args.threads)
+    server, _ = serve(config.host, config.port, config.threads)
     host, port = server.server_address[:2]
     print(f"offline teacher {MODEL_NAME} ready at http://{host}:{port}/v1 (pipeline testing only; labels mean nothing)", flush=True)
     try:

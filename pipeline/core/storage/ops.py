@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from pipeline.core import secrets
 from pipeline.core.errors import ConfigError
 from pipeline.core.storage.location import Location, as_location
-from pipeline.core.storage.settings import _lock, scheme
+from pipeline.core.storage.settings import scheme
 
 # -------------------------------------------------------------------------------------- fingerprints
 
@@ -44,28 +46,58 @@ def fingerprint(files: Sequence[Location | str | os.PathLike[str]], relative_to:
 # --------------------------------------------------------------------------------- local copies
 
 
-_local_copies: dict[str, Path] = {}
+_local_copies: dict[tuple[str, bool], tuple[str, Path]] = {}  # (location, via Beam) -> (content key, folder)
+_copies_lock = threading.RLock()
+downloads = 0  # remote folders this process has copied (tests read it)
 
 
-def local_copy(location: str | os.PathLike[str] | Location) -> Path:
+def _remove_local_copies() -> None:
+    for _, folder in _local_copies.values():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+atexit.register(_remove_local_copies)
+
+
+def local_copy(location: str | os.PathLike[str] | Location, via_beam: bool = False) -> Path:
     """A local folder with the content of `location`: the folder itself when local, else one download per
-    process and per version of its files (a second call with the same content returns the same folder)."""
+    process and per content version of its files (a second call with the same content returns the same
+    folder; a rewritten file means a fresh copy, and the stale one is removed).
+
+    `via_beam`: list and read with Beam's FileSystems, which take their settings (`--s3_*`) from the
+    pipeline options a Beam worker received; elsewhere the storage layer's own settings apply.
+    """
+    global downloads
     loc = as_location(location)
     if not loc.is_remote:
         return loc.local
-    files = loc.glob("**")
-    if not files:
-        raise ConfigError(f"nothing at {loc}")
-    key = f"{loc}|{fingerprint(files, loc)['digest']}"
-    with _lock:
-        hit = _local_copies.get(key)
-        if hit is not None and hit.is_dir():
-            return hit
-    dst = Path(tempfile.mkdtemp(prefix="pmc-curate-copy-"))
-    loc.download_to(dst)
-    with _lock:
-        _local_copies[key] = dst
-    return dst
+    with _copies_lock:  # one download per process, even with several bundle threads
+        if via_beam:
+            from pipeline.core.storage import beam_files
+
+            files = beam_files.listing(str(loc))
+        else:
+            files = [(str(f), int(i["size"]), i["version"]) for f in loc.glob("**") for i in [f.info()]]
+        if not files:
+            raise ConfigError(f"nothing at {loc}")
+        # Modification times have 1 s resolution on S3: versions are ETags / generations / checksums.
+        key = hashlib.sha256(repr(sorted(files)).encode()).hexdigest()
+        hit = _local_copies.get((str(loc), via_beam))
+        if hit is not None and hit[0] == key and hit[1].is_dir():
+            return hit[1]
+        dst = Path(tempfile.mkdtemp(prefix="pmc-curate-copy-"))
+        prefix = str(loc).rstrip("/") + "/"
+        for path, _, _ in files:
+            target = dst.joinpath(*path[len(prefix):].split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src_cm = beam_files.open_input(path, uncompressed=True) if via_beam else as_location(path).open("rb")
+            with src_cm as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 2**20)
+        if hit is not None:
+            shutil.rmtree(hit[1], ignore_errors=True)
+        _local_copies[(str(loc), via_beam)] = (key, dst)
+        downloads += 1
+        return dst
 
 
 @contextlib.contextmanager

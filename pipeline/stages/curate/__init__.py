@@ -12,9 +12,10 @@ One module per job, in the order a run goes through them:
     tokens.py     token counts (MiniLM WordPiece)
     manifest.py   statistics over the output rows and manifest.json
     card.py       the dataset card (README.md)
-    stage.py      curate(config), the stage's add_arguments and run
+    stage.py      curate(config), and run: the stage as `pmc-curate curate` runs it
+    biomed_enriched.py  `--export-format biomed-enriched`: the subset in the published dataset's schema
 
-The labels table is checked before any of it runs (pipeline.label_tables). See docs/curate.md.
+The labels table is checked before any of it runs (pipeline.core.label_tables). See docs/curate.md.
 """
 
 from __future__ import annotations
@@ -41,14 +42,12 @@ from pipeline.stages.curate.recipes import (
     resolve_params,
 )
 from pipeline.stages.curate.recipes import _slug as _slug
-from pipeline.stages.curate.stage import add_arguments, curate, run
+from pipeline.stages.curate.stage import curate, run
 from pipeline.stages.curate.tokens import load_tokenizer
-
-_load_tokenizer = load_tokenizer  # the name tests and bench/ use
 
 __all__ = [
     "BIOMED_ENRICHED_COLUMNS", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES", "OUTPUT_COLUMNS",
-    "RECIPES_DIR", "SEPARATOR", "CurateConfig", "Param", "Recipe", "add_arguments", "builtin_recipes", "curate",
+    "RECIPES_DIR", "SEPARATOR", "CurateConfig", "Param", "Recipe", "builtin_recipes", "curate",
     "expand_indices", "label_bindings", "load_recipe", "load_tokenizer", "parse_recipe", "referenced_params",
     "resolve_params", "run",
 ]  # fmt: skip

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core import storage
-from pipeline.core.label_tables import LABEL_SOURCES
+from pipeline.core.label_tables import LABEL_SOURCES, SOURCE_TABLES
+from pipeline.core.options import option
+from pipeline.stages.curate.recipes import builtin_recipes
 
 __all__ = ["BIOMED_ENRICHED_COLUMNS", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES", "OUTPUT_COLUMNS",
-           "SEPARATOR", "CurateConfig"]  # fmt: skip
+           "SEPARATOR", "CurateConfig", "EXPORT_FORMATS"]  # fmt: skip
 
 EXPORT_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
 # Output columns, in order. The first 15 are Biomed-Enriched's released names; the rest are ours.
@@ -23,30 +25,52 @@ EXTRA_COLUMNS = ("copy", "prefix", "n_tokens", "license", "commercial", "year", 
 OUTPUT_COLUMNS = BIOMED_ENRICHED_COLUMNS + EXTRA_COLUMNS
 # Paragraph and document separator in the text export (titles and paragraphs each their own block).
 SEPARATOR = "\n\n"
+EXPORT_FORMATS = ("jsonl", "biomed-enriched")
 
 
 @dataclass
 class CurateConfig:
     """One curate run. CLI flags map one-to-one onto these fields."""
 
-    workdir: str | os.PathLike[str] | storage.Location  # a local path or an s3:// / gs:// URL
-    recipe: str
-    params: list[str] = field(default_factory=list)
-    commercial_only: bool = False
-    labels: str = "labels"  # or "annotations": the teacher's labels stand in during development
-    name: str | None = None  # output folder name; default: the recipe's name (+ "-commercial")
-    shard_mb: float = 256.0  # size bound of one compressed export shard and one Parquet file
-    compression: str = "zstd"  # export shards: zstd or gzip
-    export: bool = True
+    workdir: str | os.PathLike[str] | storage.Location = option(
+        fixed=True, help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")
+    recipe: str = option(input_path=True,
+                         help=f"built-in recipe ({', '.join(builtin_recipes())}) or the path of a .sql file")
+    params: list[str] = option(default_factory=list, flag="--param", append=True, metavar="KEY=VALUE",
+                               help="set a recipe parameter (repeatable); see the recipe's `-- param:` lines")
+    commercial_only: bool = option(False, help="keep only articles whose license allows commercial use")
+    # annotations: the teacher's labels stand in during development
+    labels: str = option("labels", choices=LABEL_SOURCES,
+                         help="labels to curate by: the student's (labels), the teacher's (annotations, during "
+                              "development), import-labels' (imported), or imported where present and the "
+                              "student's elsewhere (merged)")
+    name: str | None = option(None, help="output folder under W/subsets (default: the recipe's name, + -commercial)")
+    shard_mb: float = option(256.0, help="size bound of one compressed export shard and one Parquet file (MB)")
+    compression: str = option("zstd", choices=("zstd", "gzip"), help="compression of the JSONL export")
+    export: bool = option(True, negative="--no-export", help="skip the export (JSONL or biomed-enriched)")
     # jsonl: export/ holds one JSON document per article copy; biomed-enriched: biomed-enriched/ holds the
-    # selected paragraphs in the published dataset's exact schema instead (pipeline/interop/export.py).
-    export_format: str = "jsonl"
+    # selected paragraphs in the published dataset's exact schema instead (biomed_enriched.py).
+    export_format: str = option("jsonl", choices=EXPORT_FORMATS,
+                                help="jsonl: one document per article copy in export/; biomed-enriched: the selected "
+                                     "paragraphs in the published Biomed-Enriched schema in biomed-enriched/, with a "
+                                     "pmid -> xml_path index")
     # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
-    memory_limit: str = "2GB"
-    threads: int | None = None  # DuckDB threads; default: all cores
-    temp_directory: Path | None = None  # a local folder; default: the work directory's local cache /duckdb-tmp
+    memory_limit: str = option("2GB", speed_only=True, help="DuckDB memory limit (spills beyond)")
+    threads: int | None = option(None, speed_only=True, help="DuckDB threads (default: all cores)")
+    temp_directory: Path | None = option(None, speed_only=True,
+                                         help="local DuckDB spill folder (default: the work directory's local cache)")
     batch_rows: int = 65_536  # rows per Arrow batch streamed from DuckDB to the writers
     # Up to this many selected paragraphs, their text-free columns are held in Arrow (~0.4 GB per
     # million, taken off DuckDB's memory limit meanwhile) so that DuckDB sorts only (integer
     # position, text); beyond, one spilling sort of every column.
     in_memory_rows: int = 2_500_000
+
+    @property
+    def subset_name(self) -> str:
+        """The folder under W/subsets this run writes."""
+        return self.name or Path(self.recipe).stem + ("-commercial" if self.commercial_only else "")
+
+    @property
+    def labels_table(self) -> tuple[str, ...]:
+        """The tables the chosen labels are read from."""
+        return SOURCE_TABLES[self.labels]

@@ -1,4 +1,4 @@
-"""The curate stage: `curate(config)` builds one subset; `add_arguments` and `run` are `pmc-curate curate`.
+"""The curate stage: `curate(config)` builds one subset; `run` is `pmc-curate curate`.
 
     pmc-curate curate --workdir W --recipe be-clinical [--param factor=20] [--commercial-only]
 
@@ -9,13 +9,11 @@ an upload to an object store): a failing recipe leaves nothing behind. See docs/
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from pipeline.core import storage
@@ -25,17 +23,17 @@ from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
 from pipeline.stages.curate.biomed_enriched import write_biomed_enriched
 from pipeline.stages.curate.card import card
-from pipeline.stages.curate.config import LABEL_SOURCES, CurateConfig
+from pipeline.stages.curate.config import EXPORT_FORMATS, LABEL_SOURCES, CurateConfig
 from pipeline.stages.curate.manifest import build_manifest, parquet_metadata
 from pipeline.stages.curate.manifest import stats as subset_stats
-from pipeline.stages.curate.recipes import builtin_recipes, load_recipe, resolve_params
+from pipeline.stages.curate.recipes import load_recipe, resolve_params
 from pipeline.stages.curate.selection import build_meta, run_recipe, setup_views
 from pipeline.stages.curate.tokens import n_tokens_is_export_tokenizer, token_counts
 from pipeline.stages.curate.writers import write_outputs
 
 log = logging.getLogger("pipeline.stages.curate")
 
-EXPORT_FORMATS = ("jsonl", "biomed-enriched")
+Config = CurateConfig
 
 # What to run when a table curate needs is missing.
 _HINTS = {
@@ -111,45 +109,12 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     return manifest
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `pmc-curate curate`; they map one-to-one onto CurateConfig."""
-    parser.add_argument("--workdir", required=True,
-                        help="work directory: a local path, s3://bucket/prefix or gs://bucket/prefix")  # fmt: skip
-    parser.add_argument("--recipe", required=True,
-                        help=f"built-in recipe ({', '.join(builtin_recipes())}) or path to a .sql file")  # fmt: skip
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a recipe parameter (repeatable); see the recipe's `-- param:` lines")  # fmt: skip
-    parser.add_argument("--commercial-only", action="store_true", help="keep only articles whose license allows commercial use")
-    parser.add_argument("--labels", choices=LABEL_SOURCES, default="labels",
-                        help="labels to curate by: the student's (labels), the teacher's (annotations, during development), "
-                             "import-labels' (imported), or imported where present and the student's elsewhere (merged)")  # fmt: skip
-    parser.add_argument("--name", default=None, help="output folder under W/subsets (default: recipe name)")
-    parser.add_argument("--shard-mb", type=float, default=CurateConfig.shard_mb, help="size bound of one output file (MB)")
-    parser.add_argument("--compression", choices=("zstd", "gzip"), default="zstd", help="compression of the JSONL export")
-    parser.add_argument("--no-export", dest="export", action="store_false", help="skip the export (JSONL or biomed-enriched)")
-    parser.add_argument("--export-format", choices=EXPORT_FORMATS, default="jsonl",
-                        help="jsonl: one document per article copy in export/; biomed-enriched: the selected paragraphs "
-                             "in the published Biomed-Enriched schema in biomed-enriched/, with a pmid -> xml_path index")  # fmt: skip
-    parser.add_argument("--memory-limit", default=CurateConfig.memory_limit, help="DuckDB memory limit (spills beyond)")
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
-    parser.add_argument("--temp-directory", type=Path, default=None, help="local DuckDB spill folder (default: W/cache/duckdb-tmp)")
-
-
-def run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+def run(config: CurateConfig, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate curate`."""
-    if beam_argv:
-        raise ConfigError(f"curate runs in DuckDB, not Beam: unknown arguments {' '.join(beam_argv)}")
-    manifest = curate(
-        CurateConfig(
-            workdir=args.workdir, recipe=args.recipe, params=args.param, commercial_only=args.commercial_only,
-            labels=args.labels, name=args.name, shard_mb=args.shard_mb, compression=args.compression,
-            export=args.export, export_format=args.export_format, memory_limit=args.memory_limit, threads=args.threads,
-            temp_directory=args.temp_directory,
-        )  # fmt: skip
-    )
+    manifest = curate(config)
     s = manifest["stats"]
     print(
         f"{manifest['name']}: {s['rows']} rows, {s['articles']} articles, {s['documents']} documents, "
-        f"{manifest['tokens']['text']} tokens -> {Workdir.of(args.workdir).subsets / manifest['name']}"
+        f"{manifest['tokens']['text']} tokens -> {Workdir.of(config.workdir).subsets / manifest['name']}"
     )
     return 0

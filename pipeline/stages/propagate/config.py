@@ -1,0 +1,28 @@
+"""What one propagation run is configured with: the flags of `pmc-curate propagate`, one field each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.core.options import option
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class PropagateConfig:
+    """Settings of one propagation run (the workers receive it with the pipeline)."""
+
+    workdir: str = option("", fixed=True, help="work directory with paragraphs/ and model/")
+    model_dir: str = option("", flag="--model", help="trained student directory (default: W/model)")
+    device: str = option("cpu", help="cpu, cuda, cuda:N or auto")
+    # Sub-batch (one forward pass). 64 keeps CPU caches warm; on a GPU 256-1024 (NeMo Curator's range).
+    batch_size: int = option(64, help="paragraphs per forward pass")
+    # Beam batches up to this many paragraphs before run_inference sorts them by length: more
+    # paragraphs per Beam batch = better length grouping, at the cost of memory per worker.
+    beam_batch_size: int = option(1024, help="paragraphs per Beam batch, sorted by length inside")
+    max_length: int | None = option(None, help="tokens (default: the training length)")
+    precision: str = option("auto", choices=PRECISIONS, help="inference precision (auto: fp16/bf16 on a GPU, fp32 on CPU)")
+    # 0 = torch's default; set 1-2 when running several Beam worker processes.
+    torch_threads: int = option(0, speed_only=True, help="torch intra-op threads per worker (0: torch default)")
+    full: bool = option(False, help="label every paragraph (default: keep the labels the same model gave the same input)")

@@ -1,0 +1,89 @@
+"""`pmc-curate propagate`: apply the trained student to every paragraph with Beam RunInference.
+
+    pmc-curate propagate --workdir W [--batch-size B] [--device cpu|cuda] [--max-length L] [Beam flags]
+
+Exactly one label row per paragraph, or one reject with its reason; paragraphs are never dropped or
+rewritten (selection happens later, in SQL). A re-run labels only the paragraphs without a label for
+their current input from the same model (after `parse --update`: the new and edited ones) and keeps the
+other labels; `--full` labels every paragraph (delta.py). W (and --model) may be on s3:// or gs://.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+import apache_beam as beam
+
+from beam_runners.options import pipeline_options
+from pipeline.core import storage, tables
+from pipeline.core.errors import ConfigError
+from pipeline.core.workdir import Workdir
+from pipeline.stages.propagate import delta
+from pipeline.stages.propagate.config import PropagateConfig
+from pipeline.stages.propagate.transforms import STAGE, Propagate
+
+log = logging.getLogger(__name__)
+
+Config = PropagateConfig
+
+
+def summarize(workdir: Workdir) -> dict[str, Any]:
+    """Counts from what was written: paragraphs, labels, truncated, rejects by reason."""
+    n, truncated, models = tables.first_row(
+        "SELECT count(*), coalesce(sum(truncated::INT), 0), list(DISTINCT model_id) FROM read_parquet($files)",
+        workdir.files("labels")) or (0, 0, [])  # fmt: skip
+    return {"paragraphs": tables.count_rows(workdir.files("paragraphs")) or 0, "labels": n,
+            "truncated": int(truncated), "model_ids": models,
+            "rejects": tables.rejects_by_reason(workdir.rejects, STAGE)}  # fmt: skip
+
+
+def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the Beam pipeline; return summarize() of its output (also written to W/_stages/propagate.json)."""
+    config = replace(config, model_dir=config.model_dir or str(workdir.model))
+    if not workdir.has_table("paragraphs"):
+        raise ConfigError(f"no paragraphs table in {workdir.root}; run `pmc-curate parse` first")
+    if not (storage.as_location(config.model_dir) / "heads.safetensors").is_file():
+        raise ConfigError(f"no trained student in {config.model_dir}; run `pmc-curate train` first")
+    if config.batch_size < 1 or config.beam_batch_size < 1:
+        raise ConfigError("--batch-size and --beam-batch-size must be >= 1")
+    if config.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda requested but torch sees no CUDA device")
+    fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision)
+    plan = delta.plan(workdir, fingerprint, full=config.full)
+    if plan.full:
+        log.info("propagate: labelling every paragraph (%s)", plan.reason)
+        workdir.reset_table("labels")
+    workdir.reset_table("rejects", prefix=f"{STAGE}-")
+    if plan.full or plan.todo:
+        with beam.Pipeline(options=pipeline_options(beam_argv)) as p:
+            _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
+    summary = summarize(workdir)
+    summary["model_dir"] = config.model_dir
+    summary["model_fingerprint"] = fingerprint
+    summary["mode"] = "full" if plan.full else "delta"
+    summary["kept"] = plan.kept
+    summary["labelled_now"] = summary["labels"] - plan.kept
+    (workdir.stages / f"{STAGE}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    missing = summary["paragraphs"] - summary["labels"] - sum(summary["rejects"].values())
+    if missing:
+        log.error("%d paragraphs have neither a label nor a reject", missing)
+    return summary
+
+
+def run(config: PropagateConfig, beam_argv: list[str]) -> int:
+    """Entry point of `pmc-curate propagate`."""
+    workdir = Workdir.of(config.workdir)
+    storage.check_access(workdir.root)  # a missing bucket, a dead endpoint or a 403 stops here, before any work
+    s = run_propagate(workdir, config, beam_argv)
+    pct = 100.0 * s["truncated"] / s["labels"] if s["labels"] else 0.0
+    rejects = ", ".join(f"{k}: {v}" for k, v in s["rejects"].items()) or "none"
+    print(f"labelled {s['labels']} of {s['paragraphs']} paragraphs with {', '.join(s['model_ids'])} -> {workdir.labels}"
+          + (f" ({s['labelled_now']} now, {s['kept']} kept from the previous run)" if s["mode"] == "delta" else ""))
+    print(f"truncated at max length: {s['truncated']} ({pct:.1f}%); rejects: {rejects}")
+    return 0 if s["labels"] + sum(s["rejects"].values()) == s["paragraphs"] else 1
