@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import openai  # noqa: E402
 
-from pipeline.teacher.client import TeacherClient, TeacherConfig  # noqa: E402
+from pipeline.teacher.client import TeacherClient  # noqa: E402
+from pipeline.teacher.config import TeacherConfig  # noqa: E402
 from pipeline.teacher.prompt import load_prompt, response_format  # noqa: E402
 
 

@@ -55,6 +55,14 @@ def _one_token_words() -> list[str]:
     return [w for w, e in zip(vocab, enc, strict=True) if len(e.ids) == 1][:8000]
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table in the record's schema, the columns it does not generate null: a field added to a record
+    later (a column parse gained) does not break the generator."""
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 def generate(root: Path, n_paragraphs: int, seed: int = 0) -> dict[str, float]:
     """Write a synthetic labelled corpus of about n_paragraphs paragraphs under root."""
     t0 = time.perf_counter()
@@ -122,7 +130,8 @@ def generate(root: Path, n_paragraphs: int, seed: int = 0) -> dict[str, float]:
     paragraphs = pa.table({
         "id": pid, "article_id": aid, "path": path, "section_title": TITLES[np.minimum(sec, len(TITLES) - 1)],
         "text": text, "n_tokens": n_words, "language": plang, "language_score": np.full(n, 0.95),
-    }).take(pa.array(order)).cast(arrow_schema(Paragraph, meta))  # fmt: skip
+    }).take(pa.array(order))  # fmt: skip
+    paragraphs = conform(paragraphs, arrow_schema(Paragraph, meta))
     for i in range(4):
         pq.write_table(paragraphs.slice(i * n // 4, (i + 1) * n // 4 - i * n // 4), dt[0] / f"part-{i}.parquet",
                        compression="zstd")  # fmt: skip
@@ -134,7 +143,8 @@ def generate(root: Path, n_paragraphs: int, seed: int = 0) -> dict[str, float]:
         "document_type_scores": pa.FixedSizeListArray.from_arrays(probs_t.ravel(), 4).cast(pa.list_(pa.float64())),
         "domain_scores": pa.FixedSizeListArray.from_arrays(probs_d.ravel(), 3).cast(pa.list_(pa.float64())),
         "model_id": np.full(n, "synthetic"), "truncated": np.zeros(n, bool), "input_hash": pa.nulls(n, pa.string()),
-    }).take(pa.array(order)).cast(arrow_schema(Label))  # fmt: skip
+    }).take(pa.array(order))  # fmt: skip
+    labels = conform(labels, arrow_schema(Label))
     pq.write_table(labels, dt[2] / "part-0.parquet", compression="zstd")
     lic_names = np.array([x[0] for x in LICENSES])
     lic_com = np.array([x[1] for x in LICENSES])
@@ -148,8 +158,8 @@ def generate(root: Path, n_paragraphs: int, seed: int = 0) -> dict[str, float]:
         "source": np.char.add(pmcid, ".xml"), "authors": authors,
         "article_url": np.char.add("https://pmc.ncbi.nlm.nih.gov/articles/", pmcid),
         "n_short_paragraphs": np.zeros(n_art, np.int64), "n_sub_articles": np.zeros(n_art, np.int64),
-        "dtd_version": pa.nulls(n_art, pa.string()),
-    }).cast(arrow_schema(Article))  # fmt: skip
+    })  # fmt: skip
+    articles = conform(articles, arrow_schema(Article))
     pq.write_table(articles, dt[1] / "part-0.parquet", compression="zstd")
     return {"paragraphs": n, "articles": n_art, "words_median": float(np.median(n_words)),
             "text_gb": round(pc.sum(pc.binary_length(text)).as_py() / 1e9, 2),

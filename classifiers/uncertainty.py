@@ -1,5 +1,5 @@
 """Uncertainty of the trained student per paragraph: the active-learning signal of
-`pmc-curate sample --strategy uncertainty` (pipeline/sample.py calls uncertainty_scores).
+`pmc-curate sample --strategy uncertainty` (pipeline/stages/sample.py calls uncertainty_scores).
 
 Score = mean over the classification heads (document type, domain) of the entropy of the head's
 probabilities, normalised by log(n_classes): 0 when the student is certain, 1 when it is uniform.

@@ -234,7 +234,7 @@ def test_compare_two_teachers_reports_agreement(tmp_path: Path, capsys: pytest.C
 def test_the_local_teacher_never_receives_the_users_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.core.workdir import Workdir
     from pipeline.stages.annotate.stage import Config, _teacher
-    from pipeline.teacher.client import LOCAL_PLACEHOLDER_KEY, resolve_api_key
+    from pipeline.teacher.config import LOCAL_PLACEHOLDER_KEY, resolve_api_key
     from pipeline.teacher.prompt import load_prompt
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-user-key")

@@ -7,8 +7,9 @@ import socket
 import pytest
 
 from pipeline.jats import extract_articles
+from pipeline.jats.cut import without_back
 from pipeline.jats.tokens import count_tokens, count_tokens_reference
-from pipeline.jats.xml import parse_xml_with_doctype, without_back
+from pipeline.jats.xml import parse_xml_with_doctype
 
 TRICKY = [
     "Café ÉCOLE naïve", "ΑΣ ΣΟΣ ends in sigma", "soft\u00adhyphen", "zero\u200bwidth", "中文字符 test",
@@ -75,7 +76,7 @@ def test_skipping_back_changes_no_paragraph(shared_sample):
 
 
 def test_shrink_cuts_back_floats_and_sub_articles_and_counts_them():
-    from pipeline.jats.xml import SHRINK, _cut
+    from pipeline.jats.cut import SHRINK, _cut
 
     doc = DOC % b"<floats-group><fig><caption><p>c</p></caption></fig></floats-group>"
     short, n_sub = _cut(doc, SHRINK)
@@ -85,7 +86,7 @@ def test_shrink_cuts_back_floats_and_sub_articles_and_counts_them():
 
 
 def test_shrink_handles_nested_sub_articles_and_refuses_comments():
-    from pipeline.jats.xml import SHRINK, _cut
+    from pipeline.jats.cut import SHRINK, _cut
 
     nested = b"<article><body><p>x</p></body><sub-article><sub-article><body/></sub-article></sub-article></article>"
     assert _cut(nested, SHRINK) == (b"<article><body><p>x</p></body></article>", 1)

@@ -69,7 +69,7 @@ def test_lowercase_document_type_fails_listing_the_value_and_its_count(wd: Path,
     msg = str(e.value)
     assert f"labels table {wd / 'labels'}" in msg
     assert "document_type: 1 row holds values outside the label schema: 'clinical case' (1)" in msg
-    assert "did you mean 'clinical case' -> 'Clinical case'" in msg and "pipeline/labels.py" in msg
+    assert "did you mean 'clinical case' -> 'Clinical case'" in msg and "pipeline/core/labels.py" in msg
     assert not (wd / "subsets" / "be-clinicalcase").exists()
     from pipeline.cli import main
 

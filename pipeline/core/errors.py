@@ -2,7 +2,6 @@
 
 - ConfigError: stop at start-up, nothing has run (bad flag, missing input table, unknown recipe).
 - RecordError: this one record is rejected with a reason; the run continues.
-- RetryableError: back off and try again (endpoint overloaded, connection reset).
 """
 
 from __future__ import annotations
@@ -72,11 +71,3 @@ class RecordError(PmcCurateError):
         self.reason = reason
         self.detail = detail
         self.raw = raw
-
-
-class RetryableError(PmcCurateError):
-    """A transient failure: back off and retry (bounded), then turn into a RecordError."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s

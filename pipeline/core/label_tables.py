@@ -30,6 +30,7 @@ import duckdb
 
 from pipeline.core import labels as label_schema
 from pipeline.core.errors import ConfigError
+from pipeline.core.tables import sql_list
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,6 @@ def _rows(n: int, one: str = "", many: str = "") -> str:
     return f"{n:,} row{'' if n == 1 else 's'}" + (f" {one if n == 1 else many}" if one else "")
 
 
-def _sql_list(values: tuple[str, ...]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
 def _check_query(view: str, paragraphs: str, types: dict[str, str], source: str) -> str:
     """One scan of the table, full-joined with the paragraphs' ids: every count the check needs."""
     has_article = "article_id" in types
@@ -146,7 +143,7 @@ def _check_query(view: str, paragraphs: str, types: dict[str, str], source: str)
         c = head.name
         aggs.append(f"count(*) FILTER (WHERE _l AND {c} IS NULL) AS {c}_null")
         if head.kind == "classification":
-            aggs.append(f"histogram({c}) FILTER (WHERE _l AND {c} NOT IN ({_sql_list(head.classes)})) AS {c}_unknown")
+            aggs.append(f"histogram({c}) FILTER (WHERE _l AND {c} NOT IN ({sql_list(head.classes)})) AS {c}_unknown")
         else:
             bad = f"_l AND {c} IS NOT NULL AND NOT ({c} BETWEEN {head.minimum} AND {head.maximum})"
             aggs += [f"count(*) FILTER (WHERE {bad}) AS {c}_out", f"min({c}) FILTER (WHERE _l) AS {c}_min",
@@ -189,7 +186,7 @@ def _unknown_message(column: str, values: dict[str, int], classes: tuple[str, ..
                     if v.lower().replace("_", " ").strip() in lower})  # fmt: skip
     return (
         f"{column}: {_rows(n, 'holds', 'hold')} values outside the label schema: "
-        f"{listed}; the schema (pipeline/labels.py) allows {', '.join(repr(c) for c in classes)}, case-sensitive"
+        f"{listed}; the schema (pipeline/core/labels.py) allows {', '.join(repr(c) for c in classes)}, case-sensitive"
         + (f" (did you mean {'; '.join(hints)}?)" if hints else "")
         + "; map the values onto the schema's names"
     )
@@ -332,7 +329,7 @@ def _fetch_named(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], t
 
 def _message(where: str, problems: list[str]) -> str:
     return (
-        f"{where} does not match the label schema (pipeline/labels.py):\n"
+        f"{where} does not match the label schema (pipeline/core/labels.py):\n"
         + "\n".join(f"  - {p}" for p in problems)
         + "\nfix the table (or the stage that wrote it) and run again"
     )

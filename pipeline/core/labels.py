@@ -1,7 +1,8 @@
 """The label schema, defined once.
 
-Prompt rubric, reply JSON schema, reply validation, classifier heads and SQL column names all
-derive from this module; tests/test_label_schema.py fails if any of them drifts.
+Prompt rubric, reply JSON schema, reply validation, record fields, classifier heads, the SQL bindings
+of the recipes and the report's tables all derive from this module; tests/test_house.py fails if a
+module elsewhere spells a class name itself, and tests/test_prompt.py if the prompt files drift.
 
 Values follow the authors' released annotations (document_type "Clinical case"/"Study"/"Review"/
 "Other"; domain "clinical"/"biomedical"/"other"; educational_score 1-5), so our tables join theirs.
@@ -9,10 +10,14 @@ Values follow the authors' released annotations (document_type "Clinical case"/"
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DOCUMENT_TYPES: tuple[str, ...] = ("Clinical case", "Study", "Review", "Other")
 DOMAINS: tuple[str, ...] = ("clinical", "biomedical", "other")
+# Names for code that means one class (the rule teacher, recipes' bindings, the published vector orders).
+CLINICAL_CASE, STUDY, REVIEW, OTHER_TYPE = DOCUMENT_TYPES
+CLINICAL, BIOMEDICAL, OTHER_DOMAIN = DOMAINS
 SCORE_MIN: int = 1
 SCORE_MAX: int = 5
 
@@ -40,3 +45,18 @@ HEADS: tuple[Head, ...] = (
 )
 HEADS_BY_NAME: dict[str, Head] = {h.name: h for h in HEADS}
 LABEL_COLUMNS: tuple[str, ...] = tuple(h.name for h in HEADS)
+
+
+def binding_name(head: str, value: str) -> str:
+    """The SQL parameter a recipe uses for one class: `$type_clinical_case`, `$domain_clinical`."""
+    prefix = "type" if head == "document_type" else head
+    return f"{prefix}_{re.sub(r'[^a-z0-9]+', '_', value.lower()).strip('_')}"
+
+
+def sql_bindings() -> dict[str, str | int]:
+    """Every label value a recipe may use, named by binding_name, plus the score range."""
+    out: dict[str, str | int] = {}
+    for h in HEADS:
+        out.update({binding_name(h.name, v): v for v in h.classes})
+    out.update({"score_min": SCORE_MIN, "score_max": SCORE_MAX})
+    return out

@@ -190,10 +190,13 @@ def from_mapping(cls: type, mapping: Mapping[str, Any], where: str, fixed: Mappi
     Unknown keys, wrong types and missing required keys are ConfigErrors naming the key.
     """
     specs = {f.name: (f, opt, tp) for f, opt, tp in fields(cls)}
+    # A key may also be spelt as its flag (`param:` for curate's `--param`, stored in `params`).
+    by_flag = {flag_name(f, o).lstrip("-").replace("-", "_"): name for name, (f, o, _) in specs.items() if not o.positional}
     fixed = dict(fixed or {})
     kwargs: dict[str, Any] = {}
     for raw_key, value in mapping.items():
         key = str(raw_key).replace("-", "_")
+        key = key if key in specs else by_flag.get(key, key)
         if key not in specs or specs[key][1].fixed:
             keys = [k for k, (_, o, _) in specs.items() if not o.fixed]
             hint = " (the work directory is set once at the top of the config)" if key == "workdir" else suggest(key, keys)

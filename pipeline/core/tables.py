@@ -24,8 +24,8 @@ def connect(workdir: Workdir, tables: Sequence[str] = TABLE_NAMES, threads: int 
     for name in tables:
         if workdir.has_table(name):
             # Views cannot hold prepared parameters; the glob is our own path, quoted for SQL.
-            glob = workdir.glob(name).replace("'", "''")
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_string(workdir.glob(name))}, "
+                        "union_by_name = true)")
     return con
 
 
@@ -84,3 +84,13 @@ def rejects_by_reason(folder: Location, stage: str) -> dict[str, int]:
     finally:
         con.close()
     return {str(r): int(n) for r, n in rows}
+
+
+def sql_string(value: str) -> str:
+    """A string as a SQL literal, for the few places DuckDB takes no parameter (views, list literals)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Sequence[str]) -> str:
+    """Strings as a comma-separated list of SQL literals (`IN (...)`)."""
+    return ", ".join(sql_string(v) for v in values)

@@ -38,8 +38,8 @@ REQUIRED = ("article_id", "path", "domain", "document_type", "educational_score"
 
 # Their vector orders (see the module docstring), per head with a vector.
 ORDERS: dict[str, tuple[str, ...]] = {
-    "domain": ("biomedical", "clinical", "other"),
-    "document_type": ("Study", "Other", "Review", "Clinical case"),
+    "domain": (label_schema.BIOMEDICAL, label_schema.CLINICAL, label_schema.OTHER_DOMAIN),
+    "document_type": (label_schema.STUDY, label_schema.OTHER_TYPE, label_schema.REVIEW, label_schema.CLINICAL_CASE),
 }
 # An order is established when the argmax of the vector names the row's label this often...
 MIN_AGREEMENT = 0.9

@@ -7,7 +7,7 @@ Speed: BertNormalizer (clean text, pad CJK, NFD + strip accents, lowercase) is ~
 tokenizer's time. For a text with no CJK, control/format characters or capital sigma, that
 normalisation equals `NFD -> drop Mn -> str.lower()` done in C by Python, so such texts go to a
 copy of the tokenizer without a normalizer; any other text takes the full tokenizer. The
-counts are identical (tests/test_jats_tokens.py checks both paths agree on tricky and real text).
+counts are identical (tests/test_jats_tokens_lang.py checks both paths agree on tricky and real text).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from pipeline.core import labels as label_schema
 from pipeline.core.errors import ConfigError, RejectReason
 from pipeline.core.label_tables import PROBABILITY_SUM_TOLERANCE, check_labels_table
 from pipeline.core.options import option
-from pipeline.core.tables import connect
+from pipeline.core.tables import connect, sql_string
 from pipeline.core.workdir import Workdir
 from pipeline.interop import biomed_enriched as BE
 
@@ -40,10 +40,6 @@ STAGE = "import-labels"
 TABLE = "labels_imported"
 # Rows compared with the work directory's own labels (a hash-ordered sample beyond this).
 COMPARE_ROWS = 200_000
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _input_files(specs: list[str]) -> list[str]:
@@ -89,7 +85,7 @@ def _normalised(col: str) -> str:
 
 def _rules(n_t: int, n_d: int) -> list[tuple[str, RejectReason, str]]:
     """(condition, reason, detail) in the order they are tried: a row is rejected for the first that holds."""
-    types, domains = (", ".join(_quote(c) for c in label_schema.HEADS_BY_NAME[h].classes) for h in ("document_type", "domain"))
+    types, domains = (", ".join(sql_string(c) for c in label_schema.HEADS_BY_NAME[h].classes) for h in ("document_type", "domain"))
     lo, hi = label_schema.SCORE_MIN, label_schema.SCORE_MAX
     R = RejectReason
     return [
@@ -175,7 +171,7 @@ def _compare(con: duckdb.DuckDBPyConnection, wd: Workdir) -> dict[str, Any]:
     for table in ("labels", "annotations"):
         if not wd.has_table(table):
             continue
-        con.execute(f"CREATE OR REPLACE VIEW own AS SELECT * FROM read_parquet({_quote(wd.glob(table))}, union_by_name = true)")
+        con.execute(f"CREATE OR REPLACE VIEW own AS SELECT * FROM read_parquet({sql_string(wd.glob(table))}, union_by_name = true)")
         rows = con.sql(
             f"""SELECT {", ".join(f"o.{h}" for h in label_schema.LABEL_COLUMNS)}, {", ".join(f"i.{h}" for h in label_schema.LABEL_COLUMNS)}
                 FROM labels_imported AS i JOIN own AS o ON o.id = i.id ORDER BY hash(i.id) LIMIT {COMPARE_ROWS}"""
@@ -211,7 +207,7 @@ def import_labels(
         temp.mkdir(parents=True, exist_ok=True)
         con.execute("SET memory_limit = $m", {"m": memory_limit})
         con.execute("SET temp_directory = $t", {"t": str(temp)})
-        listed = ", ".join(_quote(f) for f in inputs)
+        listed = ", ".join(sql_string(f) for f in inputs)
         con.execute(f"CREATE VIEW be_raw AS SELECT * FROM read_parquet([{listed}], union_by_name = true, filename = true)")
         cols = _check_columns(con)
         checks = {h: BE.establish_order(con, "be_raw", h, orders[h], assume_order) for h in ("domain", "document_type")}
@@ -229,7 +225,7 @@ def import_labels(
         ).fetchall()[0][0]
         n_rows = sum(counts.values())
         if counts.get("imported"):  # the table we wrote passes the check every reader applies
-            con.execute(f"CREATE VIEW labels_imported AS SELECT * FROM read_parquet({_quote(wd.glob(TABLE))})")
+            con.execute(f"CREATE VIEW labels_imported AS SELECT * FROM read_parquet({sql_string(wd.glob(TABLE))})")
             check_labels_table(con, "labels_imported", table=str(wd.table(TABLE)))
         comparison = _compare(con, wd) if counts.get("imported") else {}
     finally:

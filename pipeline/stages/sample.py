@@ -31,7 +31,7 @@ from pipeline.core import storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
 from pipeline.core.records import SampledParagraph, arrow_schema, column_names
-from pipeline.core.tables import connect
+from pipeline.core.tables import connect, sql_list
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,6 @@ class SampleConfig:
 Config = SampleConfig
 
 
-def _sql_list(values: tuple[str, ...]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
 def _candidates_sql(has_articles: bool) -> str:
     """Every paragraph with its article context, sample key and stratum."""
     join = "LEFT JOIN articles a ON a.pmcid = p.article_id" if has_articles else ""
@@ -83,11 +79,11 @@ def _candidates_sql(has_articles: bool) -> str:
            p.section_title, p.text, CAST(p.n_tokens AS BIGINT) AS n_tokens,
            CASE
              WHEN regexp_matches(coalesce(p.section_title, ''), '{CASE_SECTION_RE}', 'i') THEN 'case_section'
-             WHEN {atype} IN ({_sql_list(CASE_REPORT_TYPES)}) THEN 'case_report'
+             WHEN {atype} IN ({sql_list(CASE_REPORT_TYPES)}) THEN 'case_report'
              WHEN p.language IS NOT NULL AND p.language NOT IN ('en', 'eng', 'und') THEN 'non_english'
              WHEN regexp_matches(coalesce(p.section_title, ''), '{ADMIN_SECTION_RE}', 'i') THEN 'admin_section'
-             WHEN {atype} IN ({_sql_list(REVIEW_TYPES)}) THEN 'review'
-             WHEN {atype} IN ({_sql_list(SHORT_TYPES)}) THEN 'short_type'
+             WHEN {atype} IN ({sql_list(REVIEW_TYPES)}) THEN 'review'
+             WHEN {atype} IN ({sql_list(SHORT_TYPES)}) THEN 'short_type'
              ELSE 'research'
            END AS stratum,
            substr(md5(CAST($seed AS VARCHAR) || ':' || p.id), 1, 16) AS sample_key

@@ -1,4 +1,4 @@
-"""Start and stop the offline teacher server (`pmc-curate teacher-server`) on a free 127.0.0.1 port."""
+"""Start and stop the offline teacher server (pipeline/teacher/server.py) on a free 127.0.0.1 port."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def local_teacher(log_path: Path, startup_timeout_s: float = 600.0) -> Iterator[
     """Run the SmolLM2 server in a child process; yields (base_url, model name); always stops it."""
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pipeline.cli", "teacher-server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "pipeline.teacher.server", "--host", "127.0.0.1", "--port", str(port)]
     log.info("starting the offline teacher (%s) on 127.0.0.1:%d; log in %s", LOCAL_MODEL_NAME, port, log_path)
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)

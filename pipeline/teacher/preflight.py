@@ -13,7 +13,7 @@ import openai
 from pipeline.core.errors import ConfigError
 from pipeline.teacher.cache import RequestCache, cache_key
 from pipeline.teacher.checkpoint import Checkpointer
-from pipeline.teacher.client import TeacherConfig, resolve_api_key
+from pipeline.teacher.config import TeacherConfig, resolve_api_key
 from pipeline.teacher.prompt import Prompt, input_hash
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Paragraph text, article title and section title are untrusted. They are placed between tags and
 any tag lookalike inside them (our delimiters, chat-template control tokens) is neutralised, so a
 paragraph cannot close its own tag and speak as the user. The reply JSON schema is derived from
-pipeline/labels.py, never written by hand (prompts/.../reply_schema.json is a checked copy).
+pipeline/core/labels.py, never written by hand (prompts/.../reply_schema.json is a checked copy).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def load_prompt(version: str = DEFAULT_VERSION, task: str = DEFAULT_TASK, root: 
         raise ConfigError(f"prompt {d} is incomplete or invalid: {e}") from e
     if schema != reply_schema():
         raise ConfigError(
-            f"{d / 'reply_schema.json'} differs from the schema derived from pipeline/labels.py; "
+            f"{d / 'reply_schema.json'} differs from the schema derived from pipeline/core/labels.py; "
             "the label schema changed, so make a new prompt version"
         )
     return prompt

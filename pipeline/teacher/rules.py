@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipeline.core import labels as L
 from pipeline.core import storage
-from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.records import Annotation, Paragraph, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
 
@@ -43,24 +43,23 @@ def rule_labels(text: str, window_words: int | None = None) -> tuple[str, str, i
     if window_words:
         text = " ".join(text.split()[:window_words])
     if _CASE.search(text):
-        dtype = "Clinical case"
+        dtype = L.CLINICAL_CASE
     elif _REVIEW.search(text):
-        dtype = "Review"
+        dtype = L.REVIEW
     elif _STUDY.search(text):
-        dtype = "Study"
+        dtype = L.STUDY
     else:
-        dtype = "Other"
+        dtype = L.OTHER_TYPE
     n_clin, n_bio = len(_CLINICAL.findall(text)), len(_BIOMED.findall(text))
     if n_clin and n_clin >= n_bio:
-        domain = "clinical"
+        domain = L.CLINICAL
     elif n_bio:
-        domain = "biomedical"
+        domain = L.BIOMEDICAL
     else:
-        domain = "other"
+        domain = L.OTHER_DOMAIN
     score = 1 + int(bool(n_clin or n_bio)) + int(n_clin + n_bio >= 3) + int(bool(_STUDY.search(text))) + int(
         bool(_CITATION.search(text))
     )
-    assert dtype in DOCUMENT_TYPES and domain in DOMAINS
     return dtype, domain, score
 
 

@@ -305,3 +305,20 @@ def run(config: Config, beam_argv: list[str]) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.teacher.server`: what `pmc-curate teacher-server` runs, without the CLI's imports."""
+    import argparse
+
+    from pipeline.core import options, secrets
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    secrets.install_log_filter()
+    parser = argparse.ArgumentParser(prog="python -m pipeline.teacher.server", description=__doc__.splitlines()[0])
+    options.add_arguments(parser, Config)
+    return run(options.from_namespace(Config, parser.parse_args(argv)), [])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,7 +17,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.core import storage
+from pipeline.core.storage.location import Location, expand
+from pipeline.core.storage.settings import is_anonymous
 
 
 def use_pipeline_options(options: PipelineOptions) -> None:
@@ -27,15 +28,15 @@ def use_pipeline_options(options: PipelineOptions) -> None:
 
 def match_files(pattern: str) -> list[tuple[str, int]]:
     """(path, size in bytes) of each file a Beam match pattern (a file, a glob, `dir/**`) names."""
-    if storage.is_anonymous(pattern):
-        return [(str(loc), int(loc.info()["size"])) for loc in storage.expand(pattern)]
+    if is_anonymous(pattern):
+        return [(str(loc), int(loc.info()["size"])) for loc in expand(pattern)]
     return [(m.path, m.size_in_bytes) for m in FileSystems.match([pattern])[0].metadata_list]
 
 
 def open_input(path: str, uncompressed: bool = False) -> IO[Any]:
     """A readable binary stream of one input file (`uncompressed`: as stored, no gzip auto-detection)."""
-    if storage.is_anonymous(path):
-        return storage.Location(path).open("rb")
+    if is_anonymous(path):
+        return Location(path).open("rb")
     if uncompressed:
         return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     return FileSystems.open(path)

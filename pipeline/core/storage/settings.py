@@ -1,6 +1,6 @@
 """Storage settings: which filesystem a URL gets, with which credentials and flags, and DuckDB's access to them.
 
-The package's docstring (pipeline/storage/__init__.py) says which settings exist and where they come from.
+The package's docstring (pipeline/core/storage/__init__.py) says which settings exist and where they come from.
 """
 
 from __future__ import annotations

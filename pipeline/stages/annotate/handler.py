@@ -12,7 +12,8 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipeline.teacher.client import Outcome, TeacherClient, TeacherConfig
+from pipeline.teacher.client import TeacherClient
+from pipeline.teacher.config import Outcome, TeacherConfig
 from pipeline.teacher.prompt import load_prompt
 
 
@@ -32,7 +33,7 @@ class TeacherModelHandler(ModelHandler[dict, PredictionResult, TeacherClient]):
     def run_inference(
         self, batch: Sequence[dict[str, Any]], model: TeacherClient, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
-        """Annotate a batch; the model id travels on every result (STYLE principle 5)."""
+        """Annotate a batch; the model id travels on every result, so every annotation names its teacher."""
         outcomes: list[Outcome] = model.annotate_many(list(batch))
         if len(batch) < self._batch_size:
             # A short batch ends its bundle: checkpoint now, a worker may be torn down before the timer.

@@ -31,7 +31,7 @@ from pipeline.stages.annotate.gold import (
 )
 from pipeline.stages.annotate.transforms import annotate_and_check, sample_items
 from pipeline.teacher.checkpoint import DEFAULT_EVERY, DEFAULT_SECONDS
-from pipeline.teacher.client import TeacherConfig
+from pipeline.teacher.config import TeacherConfig
 from pipeline.teacher.preflight import EST_COMPLETION_TOKENS, estimate, preflight
 from pipeline.teacher.prompt import Prompt, load_prompt
 

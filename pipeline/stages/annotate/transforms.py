@@ -23,7 +23,7 @@ from pipeline.core.records import Annotation, Reject, arrow_schema
 from pipeline.core.storage import Location
 from pipeline.core.workdir import Workdir
 from pipeline.stages.annotate.handler import TeacherModelHandler
-from pipeline.teacher.client import Outcome, TeacherConfig
+from pipeline.teacher.config import Outcome, TeacherConfig
 from pipeline.teacher.preflight import Estimate, import_checkpoints
 from pipeline.teacher.prompt import Prompt
 

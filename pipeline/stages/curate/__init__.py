@@ -41,7 +41,6 @@ from pipeline.stages.curate.recipes import (
     referenced_params,
     resolve_params,
 )
-from pipeline.stages.curate.recipes import _slug as _slug
 from pipeline.stages.curate.stage import curate, run
 from pipeline.stages.curate.tokens import load_tokenizer
 

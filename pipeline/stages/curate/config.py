@@ -9,18 +9,15 @@ from pathlib import Path
 from pipeline.core import storage
 from pipeline.core.label_tables import LABEL_SOURCES, SOURCE_TABLES
 from pipeline.core.options import option
+from pipeline.interop import biomed_enriched as BE
 from pipeline.stages.curate.recipes import builtin_recipes
 
 __all__ = ["BIOMED_ENRICHED_COLUMNS", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES", "OUTPUT_COLUMNS",
            "SEPARATOR", "CurateConfig", "EXPORT_FORMATS"]  # fmt: skip
 
 EXPORT_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
-# Output columns, in order. The first 15 are Biomed-Enriched's released names; the rest are ours.
-BIOMED_ENRICHED_COLUMNS = (
-    "id", "article_id", "path", "text", "language", "section_title", "domain", "document_type",
-    "educational_score", "domain_scores", "document_type_scores", "language_score", "authors",
-    "article_url", "license_url",
-)  # fmt: skip
+# Output columns, in order: the published Biomed-Enriched columns (their names), then ours.
+BIOMED_ENRICHED_COLUMNS = BE.COLUMNS
 EXTRA_COLUMNS = ("copy", "prefix", "n_tokens", "license", "commercial", "year", "title", "journal")
 OUTPUT_COLUMNS = BIOMED_ENRICHED_COLUMNS + EXTRA_COLUMNS
 # Paragraph and document separator in the text export (titles and paragraphs each their own block).

@@ -144,16 +144,9 @@ def load_recipe(spec: str) -> Recipe:
     return parse_recipe(builtin.read_text(encoding="utf-8"), spec, builtin)
 
 
-def _slug(value: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
-
-
 def label_bindings() -> dict[str, Any]:
-    """Label values every recipe may use, named after pipeline.labels (never typed into SQL)."""
-    out: dict[str, Any] = {f"type_{_slug(v)}": v for v in label_schema.DOCUMENT_TYPES}
-    out.update({f"domain_{_slug(v)}": v for v in label_schema.DOMAINS})
-    out.update({"score_min": label_schema.SCORE_MIN, "score_max": label_schema.SCORE_MAX})
-    return out
+    """Label values every recipe may use, named after pipeline.core.labels (never typed into SQL)."""
+    return label_schema.sql_bindings()
 
 
 def _strip_comments_and_strings(sql: str) -> str:

