@@ -216,7 +216,7 @@ def test_duckdb_connect_without_cloud_settings(tmp_path: Path):
 
     code = (
         "import time; t = time.monotonic()\n"
-        "from pipeline import storage\n"
+        "from pipeline.core import storage\n"
         f"con = storage.duckdb_connect(); con.execute(\"COPY (SELECT 42 AS x) TO '{tmp_path}/x.parquet' (FORMAT parquet)\")\n"
         f"assert con.sql(\"SELECT x FROM read_parquet('{tmp_path}/x.parquet')\").fetchall() == [(42,)]\n"
         "print(round(time.monotonic() - t, 2))\n"
