@@ -16,7 +16,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from pipeline import stages
+from pipeline import __version__, stages
 from pipeline.core import options, secrets, storage
 from pipeline.core.errors import ConfigError
 
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Unknown --flags of a Beam stage (parse, annotate, propagate) go to Apache Beam as pipeline options.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"pmc-curate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in commands().items():
         sub.add_parser(name, help=command.help, add_help=False)
@@ -63,10 +64,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_parser(name: str, config_cls: type) -> argparse.ArgumentParser:
-    """The parser of `pmc-curate NAME`, built from its Config."""
-    parser = argparse.ArgumentParser(prog=f"pmc-curate {name}", description=commands()[name].help)
+    """The parser of `pmc-curate NAME`, built from its Config; a Beam command's help lists the runner presets."""
+    command = commands()[name]
+    epilog = None
+    if command.beam:
+        from beam_runners.presets import PRESETS
+
+        epilog = ("Beam options (any other --flag Beam knows passes through): --runner, --direct_num_workers, ...\n"
+                  "--preset NAME expands to a runner's flags (yours win over the preset's):\n"
+                  + "\n".join(f"  {n:<20} {desc}" for n, (desc, _) in PRESETS.items()))
+    parser = argparse.ArgumentParser(prog=f"pmc-curate {name}", description=command.help, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_arguments(parser, config_cls)
     return parser
+
+
+def check_unknown(name: str, config_cls: type, beam: bool, extra: list[str]) -> None:
+    """ConfigError naming every argument neither the command nor (for a Beam stage) Beam takes, with the
+    closest flags of either."""
+    from beam_runners import options as beam_options
+
+    own = [options.flag_name(f, o) for f, o, _ in options.fields(config_cls) if not o.positional]
+    if beam:
+        unknown, known = beam_options.unknown_flags(extra), own + beam_options.flag_names()
+    else:
+        unknown, known = storage.strip_flags(extra), own  # storage's --s3_* flags were taken above
+    if unknown:
+        hints = "".join(options.suggest(a.split("=", 1)[0], known) for a in unknown if a.startswith("-"))
+        them = "them" if len(unknown) > 1 else "it"
+        who = f"neither `pmc-curate {name}` nor Beam takes {them}" if beam else \
+            f"`pmc-curate {name}` does not take {them} (it does not run on Beam)"
+        raise ConfigError(f"unknown argument{'s' if len(unknown) > 1 else ''} {' '.join(unknown)}{hints}: {who}; "
+                          "see --help")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         rest = storage.configure(rest)
         module = importlib.import_module(command.module)
         args, extra = command_parser(ns.command, module.Config).parse_known_args(rest)
+        check_unknown(ns.command, module.Config, command.beam, extra)
         if not command.beam:
-            extra = storage.strip_flags(extra)  # storage's flags, consumed above
-            if extra:
-                known = [options.flag_name(f, o) for f, o, _ in options.fields(module.Config) if not o.positional]
-                hints = "".join(options.suggest(a.split("=", 1)[0], known) for a in extra if a.startswith("-"))
-                raise ConfigError(f"unknown arguments: {' '.join(extra)}{hints} "
-                                  f"(`pmc-curate {ns.command}` does not run on Beam; see --help)")
+            extra = []
         config = options.from_namespace(module.Config, args)
         return int(module.run(config, extra) or 0)
     except ConfigError as e:

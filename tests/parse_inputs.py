@@ -29,7 +29,7 @@ def build_inputs(root: Path) -> dict[str, Path]:
     (xml / "two_articles.xml").write_bytes((FIX / "two_articles.xml").read_bytes())
     (xml / "truncated.xml").write_bytes(inline[: len(inline) // 3])
     (xml / "empty.xml").write_bytes(b"")
-    (xml / "notes.txt").write_text("not an input: wrong suffix, never read")
+    (xml / "notes.txt").write_text("not an input: wrong suffix, never read, a reject")
     # Hostile files: an entity bomb, an external entity aimed at a local file, wrong encoding, not XML.
     (xml / "bomb.xml").write_bytes(
         b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'

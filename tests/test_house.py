@@ -31,8 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "beam_runners": {"pipeline.core"},
     "pipeline.stages": {"pipeline.core", "pipeline.jats", "pipeline.sources", "pipeline.teacher", "pipeline.interop",
                         "classifiers", "beam_runners"},
-    "pipeline.flow": {"pipeline.core", "pipeline.sources", "pipeline.stages"},
-    "pipeline.cli": {"pipeline.core", "pipeline.stages", "pipeline.flow", "pipeline.teacher"},
+    "pipeline.flow": {"pipeline.core", "pipeline.sources", "pipeline.stages", "beam_runners"},
+    "pipeline.cli": {"pipeline.core", "pipeline.stages", "pipeline.flow", "pipeline.teacher", "beam_runners"},
 }  # fmt: skip
 
 MAX_LINES = 420  # "about 400": a module that needs more holds more than one job

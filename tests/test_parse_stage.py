@@ -57,6 +57,7 @@ def test_every_bad_input_is_a_reject_with_its_reason(run_once):
         ("xml/empty.xml", "empty_file"),
         ("xml/inline.xml", "duplicate_article"),
         ("xml/latin1.xml", "bad_encoding"),
+        ("xml/notes.txt", "unsupported_file"),  # not an article: accounted for, never read
         ("xml/scan.xml", "malformed_xml"),
         ("xml/truncated.xml", "malformed_xml"),
         ("xml/two_articles.xml#article[1]", "no_pmcid"),
@@ -126,3 +127,21 @@ def test_expand_inputs_and_missing_input(tmp_path: Path):
     with pytest.raises(ConfigError):
         expand_inputs([str(tmp_path / "nope.xml")])
     assert main(["parse", str(tmp_path / "nope"), "--workdir", str(tmp_path / "w")]) == 2
+
+
+def test_gzipped_xml_is_read_and_every_other_file_is_a_reject(tmp_path: Path) -> None:
+    """A folder holding an .xml.gz and files that are not articles: the first parsed, the others accounted
+    for as unsupported_file rejects, none skipped silently."""
+    import gzip
+
+    src = Path(__file__).resolve().parent.parent / "examples" / "jats" / "PMC9100001.xml"
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "PMC9100001.xml.gz").write_bytes(gzip.compress(src.read_bytes()))
+    (inp / "notes.txt").write_text("not an article")
+    (inp / "figure.jpg").write_bytes(b"\xff\xd8\xff")
+    work = tmp_path / "w"
+    assert main(["parse", str(inp), "--workdir", str(work)]) == 0
+    assert q(work, "SELECT pmcid FROM ARTICLES") == [("PMC9100001",)]
+    got = q(work, "SELECT regexp_replace(source, '.*/in/', ''), reason FROM REJECTS ORDER BY 1")
+    assert got == [("figure.jpg", "unsupported_file"), ("notes.txt", "unsupported_file")]

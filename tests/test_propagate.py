@@ -61,7 +61,7 @@ def test_propagate_over_the_sample_one_row_per_paragraph(tmp_path: Path, shared_
         for i, p in enumerate(paragraphs[:3])
     ]
     w = _workdir(tmp_path, paragraphs + bad)
-    rc = cli(["propagate", "--workdir", str(w.root), "--model", str(model_dir), "--batch-size", "32"])
+    rc = cli(["propagate", "--workdir", str(w.root), "--model-dir", str(model_dir), "--batch-size", "32"])
     assert rc == 0
     rows = _labels(w)
     assert [r[0] for r in rows] == sorted(p.id for p in paragraphs)  # exactly one row each, no duplicate

@@ -60,7 +60,7 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     bucket = s3_server.bucket()
     upload(root, s3_server.client(), bucket, acl="private")
     w = tmp_path / "w"
-    propagate = ["propagate", "--workdir", str(w), "--model", str(model_dir), "--batch-size", "16"]
+    propagate = ["propagate", "--workdir", str(w), "--model-dir", str(model_dir), "--batch-size", "16"]
     assert main(["parse", f"s3://{bucket}", "--workdir", str(w)]) == 0
     assert main(propagate) == 0
     day1, inputs1 = _labels(w), _inputs(w)

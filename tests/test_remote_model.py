@@ -45,9 +45,9 @@ def _flow(root: str, paragraphs: list[Paragraph], beam_argv: list[str], out: str
     """The three stages through the CLI, as a user runs them (--out: the model elsewhere than W/model)."""
     w = Workdir.of(root)
     write_workdir(w, paragraphs, paragraphs[::2])
-    model = ["--out", out] if out else []
+    model = ["--model-dir", out] if out else []
     assert cli(["train", "--workdir", root, *TRAIN, *model]) == 0
-    model = ["--model", out] if out else []
+    model = ["--model-dir", out] if out else []
     assert cli(["evaluate", "--workdir", root, *model]) == 0
     assert cli(["propagate", "--workdir", root, *PROPAGATE, *model, *beam_argv]) == 0
     return w

@@ -22,6 +22,7 @@ class RejectReason(StrEnum):
     DUPLICATE_ARTICLE = "duplicate_article"
     CORRUPT_ARCHIVE = "corrupt_archive"
     UNREADABLE = "unreadable"
+    UNSUPPORTED_FILE = "unsupported_file"  # a file in an input folder or glob that is not an article file
     PARSE_ERROR = "parse_error"  # unexpected exception in the parser (a bug): the file is kept as a reject
     # parse: the PMC Cloud layout (s3://pmc-oa-opendata and mirrors) and legacy file lists
     INVENTORY_PART_MISSING = "inventory_part_missing"  # a manifest names a csv.gz part that is not there

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import logging
 import os
 import types
 import typing
@@ -26,6 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class _Deprecated(argparse.Action):
+    """A former flag name: stores into the new field and says which name to use instead."""
+
+    def __init__(self, *args: Any, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        log.warning("%s is deprecated (it meant different things in different stages); use %s", option_string, self.new)
+        setattr(namespace, self.dest, values)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class Opt:
     input_path: bool = False  # names input files outside the work directory: fingerprinted by the flow
     parse: Callable[[str], Any] | None = None  # the command line's text -> the field's value
     fixed: bool = False  # set once for every step by the flow (the work directory), not a step key
+    # Former spellings, still accepted (with a warning) for one release: one flag name, one meaning.
+    deprecated: tuple[str, ...] = ()
 
 
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **kwargs: Any) -> Any:
@@ -110,6 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if opt.parse is None and typing.get_origin(base) is not list and base in (int, float, str, Path):
             kw["type"] = base
         parser.add_argument(flag_name(f, opt), dest=f.name, **kw)
+        for old in opt.deprecated:
+            parser.add_argument(old, dest=f.name, action=_Deprecated, new=flag_name(f, opt), help=argparse.SUPPRESS,
+                                **{k: v for k, v in kw.items() if k in ("type", "nargs", "choices")})
 
 
 def _convert(value: Any, tp: Any, opt: Opt, where: str, key: str) -> Any:
@@ -192,10 +213,14 @@ def from_mapping(cls: type, mapping: Mapping[str, Any], where: str, fixed: Mappi
     specs = {f.name: (f, opt, tp) for f, opt, tp in fields(cls)}
     # A key may also be spelt as its flag (`param:` for curate's `--param`, stored in `params`).
     by_flag = {flag_name(f, o).lstrip("-").replace("-", "_"): name for name, (f, o, _) in specs.items() if not o.positional}
+    old_names = {d.lstrip("-").replace("-", "_"): name for name, (_, o, _) in specs.items() for d in o.deprecated}
     fixed = dict(fixed or {})
     kwargs: dict[str, Any] = {}
     for raw_key, value in mapping.items():
         key = str(raw_key).replace("-", "_")
+        if key not in specs and key not in by_flag and key in old_names:
+            log.warning("%s: key %r is deprecated; use %r", where, raw_key, old_names[key])
+            key = old_names[key]
         key = key if key in specs else by_flag.get(key, key)
         if key not in specs or specs[key][1].fixed:
             keys = [k for k, (_, o, _) in specs.items() if not o.fixed]

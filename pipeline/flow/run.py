@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
 
+from beam_runners import options as beam_options
 from pipeline import stages
 from pipeline.core import options, secrets, storage
 from pipeline.core.errors import ConfigError
@@ -79,6 +80,12 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), registry: Reg
         cfg = options.from_mapping(module.Config, step.flags, f"step {step.name}", fixed={"workdir": config.workdir})
         if stage.beam:
             beam_argv = beam_to_argv(config.beam) + list(cli_beam_argv) + beam_to_argv(step.beam)
+            unknown = beam_options.unknown_flags(beam_argv)
+            if unknown:
+                hints = "".join(options.suggest(a.split("=", 1)[0], beam_options.flag_names())
+                                for a in unknown if a.startswith("-"))
+                raise ConfigError(f"step {step.name}: Beam does not know {' '.join(unknown)}{hints} "
+                                  "(from the config's `beam:`, the command line or the step's `beam:`)")
         elif step.beam:
             raise ConfigError(f"step {step.name}: `pmc-curate {step.command}` does not run on Beam; remove its `beam:`")
         else:

@@ -20,10 +20,10 @@ class Config:
     """`pmc-curate evaluate`: which model, which held-out labels, where the report goes."""
 
     workdir: str = option("", fixed=True, help="work directory with model/ and annotations/")
-    model: str = option("", help="trained student directory (default: W/model)")
+    model_dir: str = option("", deprecated=("--model",), help="trained student directory (default: W/model)")
     split: str = option("validation", choices=("validation", "all"),
                         help="validation: the articles held out at training; all: every annotation")
-    out: str = option("", help="report directory (default: W/reports)")
+    report_dir: str = option("", deprecated=("--out",), help="report directory (default: W/reports)")
     device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
     batch_size: int = option(64, help="paragraphs per forward pass")
     bins: int = option(10, help="confidence bins of the calibration plots")
@@ -35,8 +35,8 @@ class Config:
 def run(config: Config, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate evaluate`."""
     workdir = Workdir.of(config.workdir)
-    model_dir = storage.as_location(config.model) if config.model else workdir.model
-    out = storage.as_location(config.out) if config.out else workdir.reports
+    model_dir = storage.as_location(config.model_dir) if config.model_dir else workdir.model
+    out = storage.as_location(config.report_dir) if config.report_dir else workdir.reports
     storage.check_access(out.parent)  # an unreachable store fails now, before the predictions
     curve = None
     if config.learning_curve:

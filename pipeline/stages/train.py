@@ -23,7 +23,7 @@ class Config(TrainConfig):
     """`pmc-curate train`: the training settings, and where the model is read from and written to."""
 
     workdir: str = option("", fixed=True, help="work directory with annotations/ and paragraphs/")
-    out: str = option("", help="model directory, local or s3:// / gs:// (default: W/model)")
+    model_dir: str = option("", deprecated=("--out",), help="model directory, local or s3:// / gs:// (default: W/model)")
 
     def training(self) -> TrainConfig:
         """The training settings alone (what W/model/training_config.json records)."""
@@ -36,7 +36,7 @@ def run(config: Config, beam_argv: list[str]) -> int:
     cfg = config.training()
     cfg.check()
     workdir = Workdir.of(config.workdir)
-    out = storage.as_location(config.out) if config.out else workdir.model
+    out = storage.as_location(config.model_dir) if config.model_dir else workdir.model
     storage.check_access(out.parent)  # an unreachable store fails now, not after the training run
     metrics = train(workdir, cfg, out)
     v = metrics["validation"]

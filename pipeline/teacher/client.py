@@ -32,8 +32,8 @@ from pipeline.teacher.config import (
     Outcome,
     RunStats,
     TeacherConfig,
-    retry_after_s,
     resolve_api_key,
+    retry_after_s,
 )
 from pipeline.teacher.prompt import Prompt, input_hash, response_format
 from pipeline.teacher.reply import parse_reply

@@ -292,12 +292,12 @@ class Config:
     port: int = option(8088, help="port (0 picks a free one)")
     # One thread by default: a 135M model on short inputs is dominated by per-operation overhead, and
     # OpenMP threads spin-waiting on a shared CPU made guided replies ~15x slower at 2 threads (measured).
-    threads: int = option(1, help="torch CPU threads")
+    torch_threads: int = option(1, deprecated=("--threads",), help="torch CPU threads")
 
 
 def run(config: Config, beam_argv: list[str]) -> int:
     """Serve until interrupted."""
-    server, _ = serve(config.host, config.port, config.threads)
+    server, _ = serve(config.host, config.port, config.torch_threads)
     host, port = server.server_address[:2]
     print(f"offline teacher {MODEL_NAME} ready at http://{host}:{port}/v1 (pipeline testing only; labels mean nothing)", flush=True)
     try:

@@ -11,6 +11,7 @@ instead, with unsigned requests; everything else goes through Beam, with its `--
 
 from __future__ import annotations
 
+import gzip
 from typing import IO, Any
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -34,9 +35,11 @@ def match_files(pattern: str) -> list[tuple[str, int]]:
 
 
 def open_input(path: str, uncompressed: bool = False) -> IO[Any]:
-    """A readable binary stream of one input file (`uncompressed`: as stored, no gzip auto-detection)."""
+    """A readable binary stream of one input file, a `.gz` one decompressed as it is read (`uncompressed`:
+    the bytes as stored)."""
     if is_anonymous(path):
-        return Location(path).open("rb")
+        raw = Location(path).open("rb")
+        return raw if uncompressed or not path.lower().endswith(".gz") else gzip.GzipFile(fileobj=raw)
     if uncompressed:
         return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     return FileSystems.open(path)

@@ -51,8 +51,8 @@ class Config:
     model: str | None = option(None, help="model name at the endpoint (required with --base-url)")
     prompt_version: str = option(_CLIENT.prompt_version, help="prompt version under prompts/biomed-labels/")
     concurrency: int = option(_CLIENT.concurrency, speed_only=True, help="requests in flight per worker")
-    batch_size: int | None = option(None, speed_only=True,
-                                    help="paragraphs per RunInference batch (default 4x concurrency, >= 64)")
+    beam_batch_size: int | None = option(None, speed_only=True, deprecated=("--batch-size",),
+                                         help="paragraphs per RunInference batch (default 4x concurrency, >= 64)")
     timeout: float = option(_CLIENT.timeout_s, speed_only=True, help="seconds per request")
     max_attempts: int = option(_CLIENT.max_transport_attempts, help="tries per request on 429/5xx/timeouts")
     backoff: float = option(_CLIENT.backoff_base_s, speed_only=True, help="first backoff in seconds (doubles, jittered)")
@@ -130,7 +130,7 @@ def _run_with_endpoint(config: Config, beam_argv: list[str], workdir: Workdir, p
         return _compare(config, beam_argv, workdir, prompt, base_url, items)
     teacher = _teacher(config, workdir, base_url, model, prompt, len(items))
     summary = annotate_and_check(workdir.glob("sample"), len(items), workdir.annotations, workdir.rejects, teacher,
-                                 prompt, beam_argv, config.batch_size, estimate(items, prompt, teacher), config.dry_run)  # fmt: skip
+                                 prompt, beam_argv, config.beam_batch_size, estimate(items, prompt, teacher), config.dry_run)  # fmt: skip
     if summary.get("dry_run"):
         return 0
     if summary["skip_reasons"].get("fatal"):
@@ -146,7 +146,7 @@ def _gold(config: Config, beam_argv: list[str], workdir: Workdir, prompt: Prompt
     teacher = _teacher(config, workdir, base_url, model, prompt, len(items))
     out = workdir.root / "gold" / slug(model)
     summary = annotate_and_check(items, len(items), out / "annotations", out / "rejects", teacher, prompt,
-                                 beam_argv, config.batch_size, estimate(items, prompt, teacher), config.dry_run)  # fmt: skip
+                                 beam_argv, config.beam_batch_size, estimate(items, prompt, teacher), config.dry_run)  # fmt: skip
     if config.dry_run:
         return 0
     report = agreement_between({g["id"]: g for g in gold}, labels_by_id(out / "annotations"))
@@ -168,7 +168,7 @@ def _compare(config: Config, beam_argv: list[str], workdir: Workdir, prompt: Pro
         teacher = _teacher(config, workdir, base_url, m, prompt, len(items))
         out = workdir.root / "compare" / slug(m)
         s = annotate_and_check(workdir.glob("sample"), len(items), out / "annotations", out / "rejects", teacher,
-                               prompt, beam_argv, config.batch_size, estimate(items, prompt, teacher), config.dry_run)  # fmt: skip
+                               prompt, beam_argv, config.beam_batch_size, estimate(items, prompt, teacher), config.dry_run)  # fmt: skip
         complete &= bool(s.get("complete", True))
         if not config.dry_run:
             labels.append(labels_by_id(out / "annotations"))

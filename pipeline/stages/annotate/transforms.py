@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from beam_runners.options import pipeline_options
+from beam_runners.options import make_pipeline
 from pipeline.core import tables
 from pipeline.core.errors import ConfigError
 from pipeline.core.records import Annotation, Reject, arrow_schema
@@ -108,7 +108,7 @@ def run_annotation(
     rejects_dir.mkdir()
     for f in rejects_dir.glob(f"{STAGE}-*"):
         f.unlink()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_argv))
+    pipeline = make_pipeline(beam_argv)
     if isinstance(items, str):
         source = pipeline | "ReadSample" >> beam.io.ReadFromParquet(items, columns=ITEM_COLUMNS)
     else:

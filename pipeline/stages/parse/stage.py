@@ -18,7 +18,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from beam_runners.options import pipeline_options
+from beam_runners.options import make_pipeline, pipeline_options
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
@@ -105,7 +105,7 @@ def run(config: Config, beam_argv: list[str]) -> int:
     t0 = time.time()
 
     def run_pipeline(t: beam.PTransform, tag: str = "") -> None:
-        with beam.Pipeline(options=options) as p:
+        with make_pipeline(options) as p:
             _ = p | "ParseArticles" >> t | "Write" >> WriteParseOutputs(workdir, config.min_tokens, tag)
 
     update_summary = None

@@ -34,7 +34,7 @@ from pipeline.stages.parse.read_cloud import OUT_VERSIONS
 log = logging.getLogger(__name__)
 
 STAGE = "parse"
-XML_SUFFIXES = (".xml", ".nxml")
+XML_SUFFIXES = (".xml", ".nxml", ".xml.gz", ".nxml.gz")  # .gz: decompressed as read, within --max-file-mb
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _GLOB_CHARS = set("*?[")
 
@@ -50,27 +50,36 @@ def _wanted(path: str) -> bool:
     return low.endswith(XML_SUFFIXES) or low.endswith(ARCHIVE_SUFFIXES)
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[str]:
-    """Files, directories (recursively: .xml/.nxml/.tar.gz/.tgz/.tar) and glob patterns, on any
-    Beam filesystem, to a sorted list of paths. ConfigError when an input matches nothing."""
+def _file_list(path: str) -> bool:
+    """A bulk package's .filelist.csv: read beside its package (sources/filelist.py), not an article."""
+    return path.lower().endswith(".filelist.csv")
+
+
+def expand_inputs(inputs: Iterable[str], skipped: list[str] | None = None) -> list[str]:
+    """Files, directories (recursively: .xml/.nxml(.gz)/.tar.gz/.tgz/.tar) and glob patterns, on any
+    Beam filesystem, to a sorted list of paths. ConfigError when an input matches nothing. Other files a
+    directory or a glob holds are appended to `skipped` (they become rejects: every input is accounted for)."""
     paths: set[str] = set()
+    others: set[str] = set()
     for spec in inputs:
         if "://" not in spec:
             # Absolute, so workers in another directory (Flink, Dataflow, a worker pool) read the same files.
             spec = os.path.abspath(spec) + ("/" if spec.endswith("/") else "")
-        if _GLOB_CHARS & set(spec):
-            found = [p for p, _ in match_files(spec) if _wanted(p)]
-        elif "://" not in spec and os.path.isdir(spec) or spec.endswith("/"):
-            pattern = spec.rstrip("/") + "/**"
-            found = [p for p, _ in match_files(pattern) if _wanted(p)]
+        if _GLOB_CHARS & set(spec) or ("://" not in spec and os.path.isdir(spec)) or spec.endswith("/"):
+            pattern = spec if _GLOB_CHARS & set(spec) else spec.rstrip("/") + "/**"
+            listed = [p for p, _ in match_files(pattern)]
+            found = [p for p in listed if _wanted(p)]
+            others.update(p for p in listed if not _wanted(p) and not _file_list(p))
         else:
             try:
                 found = [p for p, _ in match_files(spec)]
             except Exception as e:  # a missing file raises on some filesystems, returns [] on others
                 raise ConfigError(f"input {spec!r} cannot be read: {e}") from e
         if not found:
-            raise ConfigError(f"input {spec!r} matches no .xml/.nxml/.tar.gz file")
+            raise ConfigError(f"input {spec!r} matches no .xml/.nxml/.xml.gz/.tar.gz file")
         paths.update(found)
+    if skipped is not None:
+        skipped += sorted(others - paths)
     return sorted(paths)
 
 
@@ -231,7 +240,8 @@ class ParseArticles(beam.PTransform):
                  max_bytes: int = DEFAULT_MAX_BYTES, keep_retracted: bool = False,
                  licenses: frozenset[str] | None = None, pmcids: pmc_cloud.PmcidFilter | None = None) -> None:
         super().__init__()
-        self.paths = expand_inputs(inputs)
+        self.skipped: list[str] = []
+        self.paths = expand_inputs(inputs, self.skipped)
         self.min_tokens = min_tokens
         self.max_bytes = max_bytes
         self.filelist = join_filelists(p for p in self.paths if _is_archive(p))
@@ -254,8 +264,15 @@ class ParseArticles(beam.PTransform):
             | "GroupByPmcid" >> beam.GroupByKey()
             | "KeepOnePerPmcid" >> beam.ParDo(KeepOnePerPmcid()).with_outputs(OUT_ARTICLES, OUT_PARAGRAPHS, OUT_REJECTS)
         )
+        unsupported = (
+            pbegin
+            | "ListOtherFiles" >> beam.Create(self.skipped)
+            | "UnsupportedFiles" >> beam.Map(lambda path: as_row(Reject(
+                path, STAGE, RejectReason.UNSUPPORTED_FILE.value,
+                "not an article file this parse reads (.xml, .nxml, .xml.gz, .nxml.gz, .tar.gz, .tgz, .tar)")))
+        )
         rejects = (
-            (files[OUT_REJECTS], parsed[OUT_REJECTS], kept[OUT_REJECTS])
+            (files[OUT_REJECTS], parsed[OUT_REJECTS], kept[OUT_REJECTS], unsupported)
             | "AllRejects" >> beam.Flatten()
             | "CountRejects" >> beam.ParDo(CountRejects())
         )

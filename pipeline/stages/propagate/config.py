@@ -14,7 +14,7 @@ class PropagateConfig:
     """Settings of one propagation run (the workers receive it with the pipeline)."""
 
     workdir: str = option("", fixed=True, help="work directory with paragraphs/ and model/")
-    model_dir: str = option("", flag="--model", help="trained student directory (default: W/model)")
+    model_dir: str = option("", deprecated=("--model",), help="trained student directory (default: W/model)")
     device: str = option("cpu", help="cpu, cuda, cuda:N or auto")
     # Sub-batch (one forward pass). 64 keeps CPU caches warm; on a GPU 256-1024 (NeMo Curator's range).
     batch_size: int = option(64, help="paragraphs per forward pass")

@@ -15,9 +15,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-import apache_beam as beam
-
-from beam_runners.options import pipeline_options
+from beam_runners.options import make_pipeline
 from pipeline.core import storage, tables
 from pipeline.core.errors import ConfigError
 from pipeline.core.workdir import Workdir
@@ -61,7 +59,7 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
         workdir.reset_table("labels")
     workdir.reset_table("rejects", prefix=f"{STAGE}-")
     if plan.full or plan.todo:
-        with beam.Pipeline(options=pipeline_options(beam_argv)) as p:
+        with make_pipeline(beam_argv) as p:
             _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
     summary = summarize(workdir)
     summary["model_dir"] = config.model_dir
