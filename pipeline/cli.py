@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from dataclasses import dataclass
 
 from pipeline import __version__, stages
-from pipeline.core import options, secrets, storage
+from pipeline.core import logs, options, secrets, storage
 from pipeline.core.errors import ConfigError
 
 
@@ -102,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # First pass: find the command without importing every stage.
     ns, rest = build_parser().parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if ns.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    secrets.install_log_filter()
+    logs.setup(ns.verbose)
     storage.register_env_secrets()
     command = commands()[ns.command]
     try:
@@ -119,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         if not command.beam:
             extra = []
         config = options.from_namespace(module.Config, args)
-        return int(module.run(config, extra) or 0)
+        if ns.command not in stages.BY_NAME:
+            return int(module.run(config, extra) or 0)
+        with logs.to_workdir(config.workdir, ns.command):  # a stage's full log: W/logs/<stage>.log
+            return int(module.run(config, extra) or 0)
     except ConfigError as e:
         print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
         return 2

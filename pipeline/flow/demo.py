@@ -13,20 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import flow
+from pipeline.core import bundled
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow import status as flow_status
+from pipeline.flow.summary import closing_summary
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / "examples" / "demo.yaml"
+DEMO_CONFIG = bundled.EXAMPLES / "demo.yaml"
 
 
 def _resolve(path: str) -> str:
-    """A relative input path from the config: as given when it exists from here, else under the repository."""
+    """A relative input path from the config: as given when it exists from here, else among the files
+    shipped with the package (`examples/jats`: the embedded corpus)."""
     if "://" in path or Path(path).is_absolute() or Path(path).exists():
         return path
-    return str(REPO / path)
+    return str((bundled.ROOT / path).resolve())
 
 
 def demo_config(workdir: str, config: Path = DEMO_CONFIG) -> flow.FlowConfig:
@@ -60,9 +62,8 @@ def run(args: Config, beam_argv: list[str]) -> int:
     t0 = time.perf_counter()
     print(f"pmc-curate demo: {len(cfg.steps)} steps from {args.config} into {wd.root}/", file=sys.stderr)
     rc = flow.run_flow(cfg, beam_argv, echo=lambda s: print(s, file=sys.stderr))
-    elapsed = time.perf_counter() - t0
     print(flow_status.render(flow_status.collect(wd)))
+    print(closing_summary(wd, time.perf_counter() - t0, rc))
     if rc == 0:
-        print(f"\ndemo finished in {elapsed:.0f} s. Look at: {wd.root}/paragraphs (DuckDB/Polars read the Parquet), "
-              f"{wd.root}/subsets/*/, {wd.root}/reports/; `pmc-curate status --workdir {wd.root}`", file=sys.stderr)
+        print(f"Query the tables: DuckDB or Polars over {wd.root}/<table>/*.parquet (articles, paragraphs, labels ...)")
     return rc

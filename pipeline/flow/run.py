@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from typing import Protocol
 
 from beam_runners import options as beam_options
 from pipeline import stages
-from pipeline.core import options, secrets, storage
+from pipeline.core import logs, options, secrets, storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
@@ -116,7 +115,8 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
     write_marker(wd, prep.step.name, {**base, "status": "running"})
     t0 = time.perf_counter()
     try:
-        rc = int(prep.module.run(prep.config, list(prep.beam_argv)) or 0)
+        with logs.to_workdir(wd.root, prep.step.name):  # the step's full log: W/logs/<step>.log
+            rc = int(prep.module.run(prep.config, list(prep.beam_argv)) or 0)
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         write_marker(wd, prep.step.name, {**base, "status": status, "error": f"{type(e).__name__}: {e}"[:2000],
@@ -207,8 +207,11 @@ class Config:
 
 def run(args: Config, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate run`."""
+    from pipeline.flow.summary import closing_summary
+
     config = load_config(args.config, workdir=args.workdir)
+    t0 = time.perf_counter()
     rc = run_flow(config, beam_argv, force=args.force, only=args.only, dry_run=args.dry_run)
-    if rc == 0 and not args.dry_run:
-        print(f"done; `pmc-curate status --workdir {config.workdir}` shows every stage", file=sys.stderr)
+    if not args.dry_run:
+        print(closing_summary(Workdir.of(config.workdir), time.perf_counter() - t0, rc))
     return rc

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core import bundled
 from pipeline.core.errors import ConfigError
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS, SCORE_MAX, SCORE_MIN
 
-PROMPTS_ROOT = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS_ROOT = bundled.PROMPTS
 DEFAULT_TASK = "biomed-labels"
 DEFAULT_VERSION = "v1"
 SCHEMA_NAME = "biomed_labels"

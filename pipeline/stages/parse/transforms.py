@@ -22,6 +22,7 @@ from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.metrics import Metrics
 
 from pipeline.core.errors import ConfigError, RecordError, RejectReason
+from pipeline.core.logs import Heartbeat
 from pipeline.core.records import Article, Paragraph, Reject, SourceVersion, arrow_schema, as_row
 from pipeline.core.storage.beam_files import match_files, open_input
 from pipeline.core.workdir import Workdir
@@ -166,10 +167,12 @@ class ParseDoFn(beam.DoFn):
     def setup(self) -> None:
         # Load the tokenizer and language model now, not inside the first element's timing.
         parse_articles(b"<article><body><p>warm up</p></body></article>", "PMC0.xml", min_tokens=0)
+        self.heartbeat = Heartbeat(log, "parse: files parsed by this worker")
 
     def process(self, element: tuple[str, bytes]) -> Iterator[Any]:
         source, data = element
         self.bytes_in.inc(len(data))
+        self.heartbeat.tick()
         try:
             results = parse_articles(data, source, min_tokens=self.min_tokens, max_bytes=self.max_bytes)
         except RecordError as e:

@@ -13,6 +13,7 @@ content version with Beam's FileSystems, which take their settings from the work
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from pipeline.core import storage
 from pipeline.core.errors import RejectReason
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+from pipeline.core.logs import Heartbeat
 from pipeline.core.records import Label, Reject, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
 from pipeline.stages.propagate.config import PropagateConfig
@@ -31,6 +33,7 @@ from pipeline.stages.propagate.config import PropagateConfig
 STAGE = "propagate"
 METRICS_NAMESPACE = "pmc_curate_propagate"
 INPUT_COLUMNS = ["id", "article_id", "text", "section_title"]
+log = logging.getLogger(__name__)
 
 
 def _input_hash(text: str) -> str:
@@ -51,6 +54,7 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
                          max_batch_size=config.beam_batch_size)
         self.config = config
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated")
+        self._heartbeat: Heartbeat | None = None
         self._scored = Metrics.counter(METRICS_NAMESPACE, "scored")
 
     def load_model(self) -> Any:
@@ -81,6 +85,9 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
         texts = [model_input(p["text"], p.get("section_title")) for p in batch]
         pred = model.predict(texts)
         self._scored.inc(len(batch))
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(log, "propagate: paragraphs labelled by this worker")
+        self._heartbeat.tick(len(batch))
         self._truncated.inc(int(pred.truncated.sum()))
         types = pred.probs["document_type"]
         domains = pred.probs["domain"]
