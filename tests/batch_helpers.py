@@ -41,3 +41,49 @@ def input_lines(server: Any) -> list[dict[str, Any]]:
         if meta["purpose"] == "batch":
             out += [json.loads(x) for x in server.batch.data[fid].splitlines() if x.strip()]
     return out
+
+
+def vllm_results(request_files: list[Path], faults: dict[str, str] | None = None) -> bytes:
+    """What `python -m vllm.entrypoints.openai.run_batch -i FILE -o OUT` writes for these request files,
+    line for line in its output schema (BatchRequestOutput: id "vllm-...", custom_id, response
+    {status_code, request_id "vllm-batch-...", body: its ChatCompletionResponse}, error), answered by the
+    fake server's labelling logic. `faults`: paragraph key -> a reply fault of the fake server (schema,
+    notjson, length, empty), or `error_str` / `error_obj` (a failed request as run_batch writes it: status
+    400, no body, the error as a string or as an ErrorResponse)."""
+    import time
+    import uuid
+
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    labeller = FakeOpenAIServer()  # not started: only its labelling logic
+    out = []
+    for f in request_files:
+        for raw in Path(f).read_text(encoding="utf-8").splitlines():
+            req = json.loads(raw)
+            body = req["body"]
+            key = labeller.key_of(body)
+            kind = (faults or {}).get(key, "ok")
+            line: dict[str, Any] = {"id": f"vllm-{uuid.uuid4().hex}", "custom_id": req["custom_id"]}
+            if kind.startswith("error"):
+                line["response"] = {"status_code": 400, "request_id": f"vllm-batch-{uuid.uuid4().hex}", "body": None}
+                line["error"] = ("The model does not support Chat Completions API" if kind == "error_str" else
+                                 {"error": {"message": "max_tokens is too large", "type": "BadRequestError",
+                                            "param": None, "code": 400}})  # fmt: skip
+            else:
+                c = labeller.completion(kind, key, body)
+                choice = c["choices"][0]
+                completion = {
+                    "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": choice["message"]["content"],
+                                                         "refusal": None, "annotations": None, "audio": None,
+                                                         "function_call": None, "tool_calls": [], "reasoning_content": None},
+                                 "logprobs": None, "finish_reason": choice["finish_reason"], "stop_reason": None}],
+                    "service_tier": None, "system_fingerprint": None,
+                    "usage": {**c["usage"], "prompt_tokens_details": None},
+                    "prompt_logprobs": None, "kv_transfer_params": None,
+                }  # fmt: skip
+                line["response"] = {"status_code": 200, "request_id": f"vllm-batch-{uuid.uuid4().hex}", "body": completion}
+                line["error"] = None
+            out.append(json.dumps(line))
+    return "".join(x + "\n" for x in out).encode()

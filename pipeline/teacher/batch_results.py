@@ -107,13 +107,8 @@ def _error(err: Any) -> tuple[str | None, str | None]:
     return None, str(err)[:500]
 
 
-def parse_line(obj: Any, where: str) -> ResultLine | str:
-    """A decoded results line -> ResultLine, or why it is not one (a string)."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("custom_id"), str):
-        return "no custom_id"
-    cid = CustomId.parse(obj["custom_id"])
-    if cid is None:
-        return f"custom_id {obj['custom_id'][:80]!r} is not one pmc-curate writes"
+def parse_line(obj: dict[str, Any], cid: CustomId, where: str) -> ResultLine:
+    """A decoded results line (OpenAI or vLLM run_batch output/error format) of request `cid`."""
     response = obj.get("response") if isinstance(obj.get("response"), dict) else {}
     status = response.get("status_code")
     status = int(status) if isinstance(status, int | float) else None
@@ -178,16 +173,17 @@ class Ingester:
                     report.drop(RejectReason.MALFORMED_RESULT_LINE, where, detail)
                     reasons["not JSON"] += 1
                     continue
-                parsed = parse_line(obj, where)
-                if isinstance(parsed, str):
-                    report.drop(RejectReason.MALFORMED_RESULT_LINE, where, parsed)
-                    reasons[parsed if parsed == "no custom_id" else "not a pmc-curate custom_id"] += 1
+                if not isinstance(obj, dict) or not isinstance(obj.get("custom_id"), str):
+                    report.drop(RejectReason.MALFORMED_RESULT_LINE, where, "no custom_id")
+                    reasons["without a custom_id"] += 1
                     continue
-                foreign = self.index.why_foreign(parsed.cid)
-                if foreign:
-                    report.drop(RejectReason.UNKNOWN_CUSTOM_ID, where, f"{obj['custom_id']}: {foreign}")
+                cid = CustomId.parse(obj["custom_id"])
+                foreign = self.index.why_foreign(cid)
+                if foreign or cid is None:
+                    report.drop(RejectReason.UNKNOWN_CUSTOM_ID, where, f"{obj['custom_id'][:80]}: {foreign}")
                     reasons[foreign] += 1
                     continue
+                parsed = parse_line(obj, cid, where)
                 ours += 1
                 if str(parsed.cid) in seen:
                     report.drop(RejectReason.DUPLICATE_RESULT, where, f"a second line for {parsed.cid}")
