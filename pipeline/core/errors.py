@@ -41,7 +41,7 @@ class RejectReason(StrEnum):
     REPLY_NOT_JSON = "reply_not_json"
     REPLY_SCHEMA = "reply_schema"
     REFUSED = "refused"
-    # annotate through a batch API (pipeline/teacher/batch*.py); like endpoint_error, none is cached: a re-run retries
+    # annotate through a batch API (pipeline/teacher/batch.py); like endpoint_error, none is cached: a re-run retries
     BATCH_EXPIRED = "batch_expired"  # the batch's window ended before the request ran, resubmitted and again
     BATCH_FAILED = "batch_failed"  # the provider refused the whole batch (its errors are in the detail)
     BATCH_CANCELLED = "batch_cancelled"  # the batch was cancelled before the request ran
