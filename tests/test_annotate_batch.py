@@ -228,3 +228,17 @@ def test_the_state_and_checkpoints_live_on_an_object_store(tmp_path: Path, s3_wo
         run = run_openai_batches(sample_items(wd), load_prompt(), t2, wd.cache / "batches", FAST)
         assert server.batch.creates == 1 and run.summary["annotated"] == 3
         assert (wd.cache / "teacher").glob("*.parquet"), "the results were not checkpointed to the bucket"
+
+
+def test_a_batch_still_running_after_the_wait_is_polled_again_by_the_next_run(tmp_path: Path) -> None:
+    keys = ["w1", "w2", "w3"]
+    make_sample(tmp_path, keys)
+    with FakeOpenAIServer(batch_polls=1000) as server:
+        run = run_batch(tmp_path, server.url, config=BatchConfig(poll_s=0.01, poll_max_s=0.02, max_wait_s=0.2))
+        assert run.summary["skip_reasons"] == {"batch_in_progress": 3} and not run.summary["complete"]
+        assert server.batch.creates == 1 and not server.batch.lines
+        make_sample(tmp_path, [*keys, "w4"])  # meanwhile the sample grew: only the new paragraph is asked for
+        server.batch.polls = 1
+        run = run_batch(tmp_path, server.url)
+        assert run.summary["complete"] and run.summary["batches_resumed"] == 1 and run.summary["batches_submitted"] == 1
+        assert server.batch.creates == 2 and server.batch.lines == {k: 1 for k in [*keys, "w4"]}

@@ -123,10 +123,10 @@ def run_openai_batches(items: list[dict[str, Any]], prompt: Prompt, teacher: Tea
                        sleep: Callable[[float], None] = time.sleep) -> BatchRun:  # fmt: skip
     """Annotate `items` through the OpenAI Batch API at `teacher.base_url`, resuming the batches in `state_dir`.
 
-    Round by round: collect the batches already submitted for this sample, prompt and model (a killed
-    run's too); submit requests for the calls with no outcome (within --max-cost), wait, download,
-    ingest; resubmit expired, missing and retryable requests (up to `max_resubmits` each) and retries
-    of invalid replies, up to `max_rounds` submissions. `state_dir` is W/cache/batches.
+    Round by round: submit requests for the calls with no outcome that no open batch asks for (within
+    --max-cost); wait for every open batch (a killed run's too: found in `state_dir`, W/cache/batches),
+    download, ingest; then resubmit expired, missing and retryable requests (up to `max_resubmits` each)
+    and retries of invalid replies, up to `max_rounds` submissions.
     """
     config = config or BatchConfig()
     s = _Session.open(items, prompt, teacher)
@@ -144,35 +144,36 @@ def run_openai_batches(items: list[dict[str, Any]], prompt: Prompt, teacher: Tea
             if p.batch_id is None:
                 driver.adopt(p)
         while True:
-            if open_parts:
-                done = driver.wait(open_parts, deadline)
-                for p in [p for p in open_parts if p.terminal]:
-                    _collect(s, driver, store, p, config, failed, resubmits)
-                    reserved.pop(p.name, None)
-                open_parts = [p for p in open_parts if not p.terminal]
-                if not done:
-                    pending.update({_hash(cid): "batch_in_progress" for p in open_parts for cid in p.custom_ids})
-                    log.warning("%d batches still running after the wait; run again to resume polling them", len(open_parts))
-                    break
-            requests = pending_requests(s.index, s.cache, exclude=set(failed))
-            if not requests:
-                break
-            if rounds >= config.max_rounds:
+            # Ask for every call with no outcome that no open batch is already asking for (a resumed
+            # run's batches included), then wait for all open batches and collect them.
+            inflight = {_hash(cid) for p in open_parts for cid in p.custom_ids}
+            requests = pending_requests(s.index, s.cache, exclude=set(failed) | inflight)
+            if requests and rounds >= config.max_rounds:
                 pending.update({r.input_hash: "max_rounds" for r in requests})
+            elif requests:
+                committed = teacher.cost(s.total.prompt_tokens, s.total.completion_tokens) * config.discount + sum(reserved.values())
+                requests, over = _fit_budget(requests, teacher, config, committed)
+                pending.update({r.input_hash: "budget" for r in over})
+                if requests:
+                    rounds += 1
+                for part in split_requests(requests, config.max_requests_per_file, config.max_bytes_per_file):
+                    est = sum(_request_cost(r, teacher, config) for r in part)
+                    bp = driver.submit(s.index, part, est)
+                    reserved[bp.name] = est
+                    open_parts.append(bp)
+                    submitted += 1
+                    n_requests += len(part)
+            if not open_parts:
                 break
-            committed = teacher.cost(s.total.prompt_tokens, s.total.completion_tokens) * config.discount + sum(reserved.values())
-            requests, over = _fit_budget(requests, teacher, config, committed)
-            pending.update({r.input_hash: "budget" for r in over})
-            if not requests:
+            done = driver.wait(open_parts, deadline)
+            for p in [p for p in open_parts if p.terminal]:
+                _collect(s, driver, store, p, config, failed, resubmits)
+                reserved.pop(p.name, None)
+            open_parts = [p for p in open_parts if not p.terminal]
+            if not done:
+                pending.update({_hash(cid): "batch_in_progress" for p in open_parts for cid in p.custom_ids})
+                log.warning("%d batches still running after the wait; run again to resume polling them", len(open_parts))
                 break
-            rounds += 1
-            for part in split_requests(requests, config.max_requests_per_file, config.max_bytes_per_file):
-                est = sum(_request_cost(r, teacher, config) for r in part)
-                bp = driver.submit(s.index, part, est)
-                reserved[bp.name] = est
-                open_parts.append(bp)
-                submitted += 1
-                n_requests += len(part)
         outcomes = final_outcomes(items, s.index, s.cache, failed, pending)
     finally:
         s.cache.close()
@@ -195,7 +196,7 @@ def _collect(s: _Session, driver: OpenAIBatches, store: BatchStore, part: BatchP
     reason, retry = {"failed": (RejectReason.BATCH_FAILED, False), "cancelled": (RejectReason.BATCH_CANCELLED, False),
                      "expired": (RejectReason.BATCH_EXPIRED, True)}.get(part.status, (RejectReason.BATCH_NO_RESULT, True))  # fmt: skip
     detail = "; ".join(part.errors) or f"batch {part.batch_id} {part.status} without a result for this request"
-    unanswered = [_hash(cid) for cid in part.custom_ids if cid not in report.answered]
+    unanswered = [ih for cid in part.custom_ids if cid not in report.answered and (ih := _hash(cid)) in s.index.items]
     done = s.cache.has_many([s.index.key(ih) for ih in unanswered])
     for ih in unanswered:
         if s.index.key(ih) in done:
