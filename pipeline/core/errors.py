@@ -41,6 +41,16 @@ class RejectReason(StrEnum):
     REPLY_NOT_JSON = "reply_not_json"
     REPLY_SCHEMA = "reply_schema"
     REFUSED = "refused"
+    # annotate through a batch API (pipeline/teacher/batch.py); like endpoint_error, none is cached: a re-run retries
+    BATCH_EXPIRED = "batch_expired"  # the batch's window ended before the request ran, resubmitted and again
+    BATCH_FAILED = "batch_failed"  # the provider refused the whole batch (its errors are in the detail)
+    BATCH_CANCELLED = "batch_cancelled"  # the batch was cancelled before the request ran
+    BATCH_REQUEST_ERROR = "batch_request_error"  # the request's line in the error file (HTTP status, message)
+    BATCH_NO_RESULT = "batch_no_result"  # a finished batch returned no line for the request, resubmitted and again
+    # lines of a batch results file that belong to no sampled paragraph: counted and reported, never a row
+    UNKNOWN_CUSTOM_ID = "unknown_custom_id"  # not a request of this sample, prompt and model
+    DUPLICATE_RESULT = "duplicate_result"  # a second line for the same request
+    MALFORMED_RESULT_LINE = "malformed_result_line"  # not JSON (a truncated file), or no custom_id
     # propagate (student)
     EMPTY_TEXT = "empty_text"
     INFERENCE_ERROR = "inference_error"

@@ -35,8 +35,9 @@ from pipeline.teacher.config import (
     resolve_api_key,
     retry_after_s,
 )
-from pipeline.teacher.prompt import Prompt, input_hash, response_format
+from pipeline.teacher.prompt import Prompt, chat_request, input_hash, response_format
 from pipeline.teacher.reply import parse_reply
+from pipeline.teacher.rows import cache_row, outcome_from_cache
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +185,8 @@ class TeacherClient:
         last = prior[-1] if prior else None
         messages = self.prompt.messages(item.get("title"), item.get("section_title"), item["text"])
         while n < self.prompt.max_reply_attempts:
-            temperature = self.prompt.params.get("temperature", 0.0) if n == 0 else self.prompt.params.get("retry_temperature", 0.7)
             try:
-                resp, dt = await self._call(messages, temperature)
+                resp, dt = await self._call(chat_request(self.prompt, self.config.model, messages, n, self._response_format))
             except EndpointFailure as e:
                 # Not cached: nothing was paid, so a later run tries again.
                 return Outcome(item, "rejected", ih, reason=RejectReason.ENDPOINT_ERROR.value, detail=str(e),
@@ -227,7 +227,7 @@ class TeacherClient:
         self._put(key, outcome)
         return outcome
 
-    async def _call(self, messages: list[dict[str, str]], temperature: float) -> tuple[Any, float]:
+    async def _call(self, body: dict[str, Any]) -> tuple[Any, float]:
         """One reply from the endpoint, retrying transport failures with jittered exponential backoff."""
         client = self._clients[self._next_client % len(self._clients)]
         self._next_client += 1
@@ -240,17 +240,7 @@ class TeacherClient:
                 # The client's documented request method with the same body `chat.completions.create`
                 # sends: its per-call TypedDict transform of the (few-shot) messages was ~40% of the
                 # client's CPU per request (profiled); auth, errors and response parsing are unchanged.
-                resp = await client.post(
-                    "/chat/completions",
-                    cast_to=ChatCompletion,
-                    body={
-                        "model": self.config.model,
-                        "messages": messages,
-                        "temperature": temperature,
-                        "max_tokens": self.prompt.max_tokens,
-                        "response_format": self._response_format,
-                    },
-                )
+                resp = await client.post("/chat/completions", cast_to=ChatCompletion, body=body)
                 return resp, time.monotonic() - t0
             except openai.APIStatusError as e:
                 status = e.status_code
@@ -284,25 +274,11 @@ class TeacherClient:
         self.stats.cost += self.config.cost(p_tok, c_tok)
 
     def _cache_row(self, o: Outcome) -> dict[str, Any]:
-        labels = o.labels or {}
-        return {
-            "prompt_version": self.prompt.version, "prompt_hash": self.prompt.hash, "model": self.config.model,
-            "input_hash": o.input_hash, "paragraph_id": o.item["id"], "status": o.status, "reason": o.reason,
-            "detail": o.detail, "raw": o.raw, "document_type": labels.get("document_type"),
-            "domain": labels.get("domain"), "educational_score": labels.get("educational_score"),
-            "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
-            "latency_s": o.latency_s, "attempts": o.attempts,
-        }  # fmt: skip
+        return cache_row(o, self.prompt, self.config.model)
 
     @staticmethod
     def _from_cache(item: dict[str, Any], ih: str, row: dict[str, Any]) -> Outcome:
-        labels = None
-        if row["status"] == "annotated":
-            labels = {k: row[k] for k in ("document_type", "domain", "educational_score")}
-        return Outcome(item, row["status"], ih, labels=labels, reason=row["reason"], detail=row["detail"],
-                       raw=row["raw"], prompt_tokens=row["prompt_tokens"] or 0,
-                       completion_tokens=row["completion_tokens"] or 0, latency_s=row["latency_s"] or 0.0,
-                       attempts=row["attempts"] or 0)  # fmt: skip
+        return outcome_from_cache(item, ih, row)
 
     def _finish(self, outcome: Outcome, cached: bool = False) -> Outcome:
         outcome.cached = cached

@@ -131,6 +131,25 @@ class Prompt:
         return [*(dict(m) for m in self._fixed_messages), {"role": "user", "content": self.render_user(title, section_title, text)}]
 
 
+def chat_request(prompt: Prompt, model: str, messages: list[dict[str, str]], attempt: int = 0,
+                 fmt: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The body of one `/v1/chat/completions` request: what the online client POSTs and what a batch line
+    carries (pipeline/teacher/batch_requests.py), so both paths ask exactly the same question.
+
+    `attempt` 0 is the first ask (the prompt's temperature); a retry after an invalid reply uses its
+    retry_temperature (a deterministic server would repeat the same bad reply at temperature 0).
+    `fmt` is a precomputed `response_format()` (the client keeps one instead of rebuilding it per call).
+    """
+    temperature = prompt.params.get("temperature", 0.0) if attempt == 0 else prompt.params.get("retry_temperature", 0.7)
+    return {
+        "model": model,
+        "messages": messages,
+        "temperature": temperature,
+        "max_tokens": prompt.max_tokens,
+        "response_format": fmt if fmt is not None else response_format(),
+    }
+
+
 def input_hash(title: str | None, section_title: str | None, text: str) -> str:
     """Hash of a paragraph's inputs to the prompt (what, besides the prompt, decides the reply)."""
     return sha256_hex({"title": title, "section_title": section_title, "text": text})[:24]

@@ -9,7 +9,11 @@ request for it consumes the next planned fault:
     ok | 429[:retry_after_s] | 500 | 503 | timeout | drop | length | empty | notjson | schema | 401
 
 Every request is counted per key (`requests`), every reply that would be billed (`paid`), and the
-raw request bodies are kept so tests can show exactly what reached the endpoint.
+raw request bodies are kept so tests can show exactly what reached the endpoint. Every chat request
+is checked against the strict request model in tests/fakes/chat_models.py (HTTP 400 when it fails).
+
+The Batch API (`/v1/files`, `/v1/batches`) is served by tests/fakes/openai_batches.py through the same
+labelling logic and per-paragraph fault plan (`server.batch`: its counters and batch-level faults).
 
 Run standalone (for benchmarks): python -m tests.fakes.openai_server --latency 0.2 --slots 64
 """
@@ -27,7 +31,11 @@ import time
 from collections import Counter, defaultdict, deque
 from typing import Any
 
+from pydantic import ValidationError
+
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+from tests.fakes.chat_models import ChatRequest
+from tests.fakes.openai_batches import FakeBatchAPI
 
 KEY_RE = re.compile(r"PKEY-([A-Za-z0-9_.-]+)")
 
@@ -54,6 +62,8 @@ class FakeOpenAIServer:
         vary_by_model: bool = False,
         record_bodies: bool = True,
         port: int = 0,
+        batch_plan: list[str] | None = None,
+        batch_polls: int = 2,
     ) -> None:
         self.latency_s = latency_s
         self.slots = slots
@@ -78,6 +88,8 @@ class FakeOpenAIServer:
         self._sem: asyncio.Semaphore | None = None
         self._tasks: set[Any] = set()
         self.times: dict[str, list[float]] = defaultdict(list)  # monotonic arrival times per key
+        self.invalid_requests: list[str] = []  # why each refused chat request failed the request model
+        self.batch = FakeBatchAPI(self, batch_plan, batch_polls)
 
     @property
     def url(self) -> str:
@@ -152,9 +164,11 @@ class FakeOpenAIServer:
 
     @staticmethod
     def _write(writer: asyncio.StreamWriter, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "X")
-        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(data)}", "Connection: keep-alive"]
+        raw = isinstance(payload, bytes)  # a file's content
+        data = payload if raw else json.dumps(payload).encode()
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "X")
+        ctype = "application/octet-stream" if raw else "application/json"
+        head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}", f"Content-Length: {len(data)}", "Connection: keep-alive"]
         head += [f"{k}: {v}" for k, v in (extra or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
 
@@ -163,23 +177,32 @@ class FakeOpenAIServer:
             self._write(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "tests"}]})
             await writer.drain()
             return True
+        if path.startswith(("/v1/files", "/v1/batches")):
+            with self._lock:
+                status, payload = self.batch.route(method, path, headers, body)
+            self._write(writer, status, payload)
+            await writer.drain()
+            return True
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             self._write(writer, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
             await writer.drain()
             return True
         req = json.loads(body)
-        user = next((m["content"] for m in reversed(req["messages"]) if m["role"] == "user"), "")
-        m = KEY_RE.search(user)
-        key = m.group(1) if m else hashlib.sha256(user.encode()).hexdigest()[:16]
+        try:
+            ChatRequest.model_validate(req)
+        except ValidationError as e:
+            self.invalid_requests.append(str(e))
+            self._write(writer, 400, {"error": {"message": f"invalid request: {e}", "type": "invalid_request_error"}})
+            await writer.drain()
+            return True
+        key = self.key_of(req)
         with self._lock:
             self.requests[key] += 1
             self.times[key].append(time.monotonic())
             if self.record_bodies:
                 self.bodies.append(req)
                 self.headers.append(headers)
-            queue = self.plan.get(key)
-            fault = queue.popleft() if queue else "ok"
-            self.faults_served[fault.split(":")[0]] += 1
+            fault = self._next_fault(key)
         if self._sem is not None:
             async with self._sem:
                 return await self._serve(fault, key, req, writer)
@@ -202,20 +225,42 @@ class FakeOpenAIServer:
             elif kind == "drop":
                 return False
             else:
-                content, finish = self._content(kind, key, req)
                 with self._lock:
                     self.paid[key] += 1
-                prompt_tokens = sum(len(m["content"]) for m in req["messages"]) // 4
-                self._write(writer, 200, {
-                    "id": f"chatcmpl-{key}-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
-                    "model": req.get("model", "fake-model"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish, "logprobs": None}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max(1, len(content) // 4), "total_tokens": prompt_tokens + max(1, len(content) // 4)},
-                })  # fmt: skip
+                self._write(writer, 200, self.completion(kind, key, req))
             await writer.drain()
             return True
         finally:
             self.in_flight -= 1
+
+    # ---- the labelling logic, shared by the chat endpoint and batch lines ----------------------
+    @staticmethod
+    def key_of(req: dict[str, Any]) -> str:
+        """The paragraph a request is about: its PKEY marker, else a hash of the last user message."""
+        user = next((m["content"] for m in reversed(req["messages"]) if m["role"] == "user"), "")
+        m = KEY_RE.search(user)
+        return m.group(1) if m else hashlib.sha256(user.encode()).hexdigest()[:16]
+
+    def _next_fault(self, key: str) -> str:
+        queue = self.plan.get(key)
+        fault = queue.popleft() if queue else "ok"
+        self.faults_served[fault.split(":")[0]] += 1
+        return fault
+
+    def next_fault(self, key: str) -> str:
+        """The next planned fault for a paragraph (batch lines; the caller holds the lock)."""
+        return self._next_fault(key)
+
+    def completion(self, kind: str, key: str, req: dict[str, Any]) -> dict[str, Any]:
+        """A chat.completion body (usage: characters / 4) whose reply is shaped by `kind` (ok or a reply fault)."""
+        content, finish = self._content(kind, key, req)
+        prompt_tokens = sum(len(m["content"]) for m in req["messages"]) // 4
+        return {
+            "id": f"chatcmpl-{key}-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
+            "model": req.get("model", "fake-model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max(1, len(content) // 4), "total_tokens": prompt_tokens + max(1, len(content) // 4)},
+        }  # fmt: skip
 
     def _content(self, kind: str, key: str, req: dict[str, Any]) -> tuple[str, str]:
         labels = self.overrides.get(key) or default_labels(key, req.get("model", ""), self.vary_by_model)

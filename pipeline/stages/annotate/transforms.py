@@ -26,6 +26,7 @@ from pipeline.stages.annotate.handler import TeacherModelHandler
 from pipeline.teacher.config import Outcome, TeacherConfig
 from pipeline.teacher.preflight import Estimate, import_checkpoints
 from pipeline.teacher.prompt import Prompt
+from pipeline.teacher.rows import annotation_row, reject_row
 
 STAGE = "annotate"
 NAMESPACE = "pmc_curate_annotate"
@@ -46,27 +47,16 @@ class _Route(beam.DoFn):
 
     def process(self, result: PredictionResult) -> Iterable[Any]:
         o: Outcome = result.inference
-        item = o.item
         self._inc("cached" if o.cached else "called")
         if not o.cached:
             self._inc("prompt_tokens", o.prompt_tokens)
             self._inc("completion_tokens", o.completion_tokens)
         if o.status == "annotated":
             self._inc("annotated")
-            assert o.labels is not None
-            yield {
-                "id": item["id"], "article_id": item["article_id"], **o.labels, "teacher_model": self.model,
-                "prompt_version": self.prompt_version, "prompt_hash": self.prompt_hash, "input_hash": o.input_hash,
-                "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
-                "latency_s": float(o.latency_s), "attempts": o.attempts,
-            }  # fmt: skip
+            yield annotation_row(o, self.model, self.prompt_version, self.prompt_hash)
         elif o.status == "rejected":
             self._inc(f"rejected_{o.reason}")
-            yield beam.pvalue.TaggedOutput(
-                "rejects",
-                {"source": item["id"], "stage": STAGE, "reason": o.reason, "detail": o.detail or "",
-                 "record_id": item["id"], "raw": o.raw},  # fmt: skip
-            )
+            yield beam.pvalue.TaggedOutput("rejects", reject_row(o, STAGE))
         else:
             self._inc(f"skipped_{o.reason}")
 
