@@ -3,6 +3,8 @@
     olmo.py       OLMo-core / Dolma: x.npy (raw token memmap) + x.csv.gz (start,end,id,src,loc)
     megatron.py   Megatron-LM / NeMo: x.bin + x.idx (MMIDIDX index), + x.csv.gz
     datatrove.py  datatrove / nanotron: x.ds + x.ds.index + x.ds.metadata, + x.csv.gz
+    mixture.py    repeats as weights (OLMo mix list / source mixture, Megatron blend, nanotron weights),
+                  exact token budgets (`scale_to_target`)
     common.py     ShardWriter (the shared writer), ShardInfo, OutputDir, token widths, the document index
 
 Writing:
@@ -42,6 +44,14 @@ from pipeline.shards.common import (
 )
 from pipeline.shards.datatrove import DatatroveWriter
 from pipeline.shards.megatron import MegatronWriter
+from pipeline.shards.mixture import (
+    Component,
+    ComponentBudget,
+    Mixture,
+    apportion,
+    from_repeats,
+    scale_to_target,
+)
 from pipeline.shards.olmo import OlmoWriter
 
 WRITERS: dict[str, type[ShardWriter]] = {"olmo": OlmoWriter, "megatron": MegatronWriter, "datatrove": DatatroveWriter}
@@ -105,18 +115,24 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "FORMATS",
     "WRITERS",
+    "Component",
+    "ComponentBudget",
     "DatatroveWriter",
     "DocIndexRow",
     "MegatronWriter",
+    "Mixture",
     "OlmoWriter",
     "OutputDir",
     "ShardFormatError",
     "ShardInfo",
     "ShardWriter",
+    "apportion",
     "detect_format",
+    "from_repeats",
     "open_writer",
     "read_doc_index",
     "read_documents",
+    "scale_to_target",
     "token_dtype",
     "writer_class",
 ]
