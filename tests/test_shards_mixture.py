@@ -190,3 +190,19 @@ def test_bad_mixtures_are_refused(tmp_path):
         nanotron_weights(from_repeats(comps))
     with pytest.raises(ConfigError, match="share the folder"):
         nanotron_weights(from_repeats([comps[1], Component("again", comps[1].shards)]))
+
+
+def test_a_remote_root_for_several_folders_needs_the_local_base(tmp_path):
+    comps = recipe("olmo", tmp_path)
+    with pytest.raises(ConfigError, match="local_base"):
+        olmo_mix_text(from_repeats(comps), root="s3://bucket/x")
+    one = from_repeats(comps[:1])  # one folder: root stands for it
+    assert olmo_mix_text(one, root="s3://bucket/x").splitlines()[-1] == f"base,s3://bucket/x/{comps[0].shards[-1].target}"
+
+
+def test_shard_info_survives_a_manifest(tmp_path):
+    from pipeline.shards import ShardInfo
+
+    comps = recipe("megatron", tmp_path)
+    for s in comps[0].shards:
+        assert ShardInfo.from_dict(json.loads(json.dumps(s.to_dict()))) == s

@@ -174,9 +174,14 @@ class ShardInfo:
         return [Path(self.directory) / f for f in self.files]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (for a manifest); `ShardInfo.from_dict` reads them back."""
         d = asdict(self)
         d["files"] = list(self.files)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShardInfo:
+        return cls(**{**d, "files": tuple(d["files"])})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,6 @@ class Mixture:
 
     components: tuple[ComponentBudget, ...]
     target_tokens: int | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def total_tokens(self) -> int:
@@ -210,11 +209,17 @@ def _path(shard: ShardInfo, local_base: str | os.PathLike[str] | None, root: str
     return shard.trainer_path(prefix)
 
 
-def _drawn_or_fail(mixture: Mixture) -> list[ComponentBudget]:
+def _drawn_or_fail(mixture: Mixture, local_base: str | os.PathLike[str] | None, root: str | None) -> list[ComponentBudget]:
     drawn = mixture.drawn()
     if not drawn:
         raise ConfigError("an empty mixture: no component has tokens to draw")
     _ = mixture.format  # one format, or a ConfigError
+    if root is not None and local_base is None:
+        dirs = {str(Path(s.directory).resolve()) for c in drawn for s in c.component.shards}
+        if len(dirs) > 1:
+            raise ConfigError(
+                f"the shards are in {len(dirs)} folders: give local_base, the local folder that `root` stands for"
+            )
     return drawn
 
 
@@ -240,7 +245,7 @@ def olmo_mix_text(mixture: Mixture, *, local_base: str | None = None, root: str 
     Whole epochs only: a budget that is not a whole number of epochs is a ConfigError (use
     `write_olmo_source_mixture`, or a target that gives whole epochs).
     """
-    drawn = _drawn_or_fail(mixture)
+    drawn = _drawn_or_fail(mixture, local_base, root)
     if mixture.format != "olmo":
         raise ConfigError(f"an OLMo mix lists .npy files; these shards are {mixture.format}")
     lines = _header(mixture)
@@ -272,7 +277,7 @@ def olmo_source_mixture(mixture: Mixture, *, local_base: str | None = None, root
     source to whole instances of `sequence_length` tokens, so a source's count can differ from its budget
     by less than one sequence per file.
     """
-    drawn = _drawn_or_fail(mixture)
+    drawn = _drawn_or_fail(mixture, local_base, root)
     total = mixture.total_tokens
     sources = []
     for c in drawn:
@@ -293,7 +298,7 @@ def write_olmo_source_mixture(mixture: Mixture, path: str | os.PathLike[str], **
 
 def megatron_blend(mixture: Mixture, *, local_base: str | None = None, root: str | None = None) -> list[tuple[int, str]]:
     """(weight, prefix) per Megatron dataset: the tokens to draw from each shard."""
-    drawn = _drawn_or_fail(mixture)
+    drawn = _drawn_or_fail(mixture, local_base, root)
     if mixture.format != "megatron":
         raise ConfigError(f"a Megatron blend lists .bin/.idx prefixes; these shards are {mixture.format}")
     blend = []
@@ -322,7 +327,7 @@ def write_megatron_per_split(mixture: Mixture, path: str | os.PathLike[str], **w
 
 def nanotron_weights(mixture: Mixture, *, local_base: str | None = None, root: str | None = None) -> dict[str, Any]:
     """nanotron's `NanosetDatasetsArgs` fields: one folder per component, weight = tokens to draw."""
-    drawn = _drawn_or_fail(mixture)
+    drawn = _drawn_or_fail(mixture, local_base, root)
     if mixture.format != "datatrove":
         raise ConfigError(f"nanotron reads folders of .ds files; these shards are {mixture.format}")
     folders: list[str] = []
