@@ -1,7 +1,7 @@
 """The import graph of the project's packages, read from the source with `ast` (nothing is imported).
 
 An edge is any import of a project module: module level or inside a function, `import x`, `from x import
-y` (y a module or a name), `importlib.import_module("x")`, and a string constant naming a module (the
+y` (y a module or a name), `importlib.import_module("x")`, and a string constant naming a submodule (the
 stage registry and the CLI's tool table name their modules that way).
 """
 
@@ -53,7 +53,8 @@ def _targets(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> I
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module" and node.args \
                 and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
             yield node.args[0].value
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in known:
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value \
+                and node.value in known:
             yield node.value
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.shards import FORMATS, Component, apportion, from_repeats, open_writer, scale_to_target
 from pipeline.shards.mixture import (
     megatron_blend,

@@ -5,7 +5,8 @@
     datatrove.py  datatrove / nanotron: x.ds + x.ds.index + x.ds.metadata, + x.csv.gz
     mixture.py    repeats as weights (OLMo mix list / source mixture, Megatron blend, nanotron weights),
                   exact token budgets (`scale_to_target`)
-    common.py     ShardWriter (the shared writer), ShardInfo, OutputDir, token widths, the document index
+    common.py     ShardWriter (the shared writer), ShardInfo, token widths
+    files.py      files written atomically (OutputDir) and the per-shard document index (x.csv.gz)
 
 Writing:
 
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.shards import datatrove, megatron, olmo
 from pipeline.shards.common import (
     DEFAULT_MAX_TOKENS,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.shards.common import (
     DOC_INDEX_SUFFIX,
     ShardFormatError,
