@@ -10,6 +10,7 @@ No Beam here (STYLE principle 3): the stages call these per element, per key or 
 - `lsh`: band keys of a signature and the LSH candidate curve.
 - `components`: per-bucket confirmed edges, union-find, and the large-star / small-star steps that
   compute connected components in rounds of group-by-key.
+- `groups`: exact and near groups of a small collection in memory, the reference for the stage.
 - `keep`: the documented, deterministic order that picks a group's kept copy.
 - `boilerplate`: sentences and groups repeated across many articles.
 - `benchmarks`: reading user-provided MedQA, MedMCQA, PubMedQA and MMLU files.

@@ -99,7 +99,7 @@ class WordSpans:
         np.cumsum(arr.astype(np.uint64) * pw[: arr.size], out=prefix[1:])
         spaces = np.flatnonzero(arr == _SPACE)
         n_words = int(counts.sum())
-        if n_words and n_words != spaces.size + 1:
+        if n_words and (n_words != spaces.size + 1 or arr[0] == _SPACE or arr[-1] == _SPACE or (np.diff(spaces) == 1).any()):
             raise ValueError("texts are not normalised (double, leading or trailing spaces)")
         starts = np.empty(n_words, dtype=np.int64)
         ends = np.empty(n_words, dtype=np.int64)
