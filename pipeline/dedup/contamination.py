@@ -11,8 +11,12 @@ Rules (text normalised exactly as for exact dedup, `normalize_bytes`):
   article matches (`pmid_matches`).
 
 The index is a compact Beam side input: one sorted uint64 array of n-gram hashes, an int32 item
-number and a bool rule per entry (13 bytes), plus the item ids. Membership is a binary search of the
-batch's n-gram hashes. N-grams common across the corpus itself (boilerplate such as a funding
+number and a bool rule per entry (13 bytes), plus the item ids and the hashes of the short questions'
+first `min_question_words` words. A paragraph is looked up with two passes over its words, whatever
+the question lengths: its 13-grams, and its `min_question_words`-grams against the question
+prefixes; only where a prefix matches are the longer spans hashed and looked up. Each lookup first
+reads one bit of a filter built on the worker (16 bits per key: ~5% false positives, not pickled),
+and binary-searches the sorted keys only for the few that pass. N-grams common across the corpus itself (boilerplate such as a funding
 sentence a PubMedQA long answer happens to contain) are ignored: the stage counts, for each index
 n-gram it meets, the paragraphs containing it (`hits` gives each paragraph's distinct hits), and
 passes those over `max_corpus_df` as `ignore` to `matches` (`common_keys` picks them; `without`
@@ -24,6 +28,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +75,19 @@ class ContaminationIndex:
     benchmarks: tuple[str, ...]  # benchmark name of each item
     item_ids: tuple[str, ...]
     pmids: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # PMID -> item numbers
+    prefix_keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  # sorted, unique
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the filters are rebuilt where the index is used, not shipped with the side input
+        return {k: v for k, v in self.__dict__.items() if k not in ("_key_filter", "_prefix_filter")}
+
+    @cached_property
+    def _key_filter(self) -> KeyFilter:
+        return KeyFilter(self.keys)
+
+    @cached_property
+    def _prefix_filter(self) -> KeyFilter:
+        return KeyFilter(self.prefix_keys)
 
     @property
     def nbytes(self) -> int:
@@ -85,25 +104,29 @@ class ContaminationIndex:
 
     def hits(self, texts: Sequence[str]) -> list[np.ndarray]:
         """For each raw text, the distinct index keys it contains (sorted uint64; usually empty)."""
-        normalized = [normalize_bytes(t, digits_to_zero=self.params.digits_to_zero) for t in texts]
-        spans = WordSpans.of(normalized)
-        found_rows, found_keys = [], []
-        for n in (self.params.ngram_words, *self.question_lengths):
-            hashes, offsets = spans.ngrams(n, short_as_one=False)
-            if hashes.size == 0 or self.keys.size == 0:
-                continue
-            pos = np.searchsorted(self.keys, hashes)
-            hit = np.flatnonzero(self.keys[np.minimum(pos, self.keys.size - 1)] == hashes)
-            if hit.size:
-                found_rows.append(np.searchsorted(offsets, hit, side="right") - 1)
-                found_keys.append(hashes[hit])
+        p = self.params
+        spans = WordSpans.of([normalize_bytes(t, digits_to_zero=p.digits_to_zero) for t in texts])
+        starts, _ = spans.ngram_starts(p.ngram_words, short_as_one=False)
+        hashes = spans.hashes_at(starts, p.ngram_words)
+        found = _lookup(self.keys, self._key_filter, hashes)
+        found_rows, found_keys = [spans.text_of_word[starts[found]]], [hashes[found]]
+        if self.question_lengths:
+            starts, _ = spans.ngram_starts(p.min_question_words, short_as_one=False)
+            prefixes = spans.hashes_at(starts, p.min_question_words)
+            candidates = starts[_lookup(self.prefix_keys, self._prefix_filter, prefixes)]
+            for k in self.question_lengths:
+                at = candidates[spans.ends_within_text(candidates, k)]
+                hashes = spans.hashes_at(at, k)
+                found = _lookup(self.keys, self._key_filter, hashes)
+                found_rows.append(spans.text_of_word[at[found]])
+                found_keys.append(hashes[found])
+        rows, keys = np.concatenate(found_rows), np.concatenate(found_keys)
         out = [np.empty(0, dtype=np.uint64) for _ in texts]
-        if found_rows:
-            rows, keys = np.concatenate(found_rows), np.concatenate(found_keys)
+        if rows.size:
             order = np.lexsort((keys, rows))
             rows, keys = rows[order], keys[order]
-            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-            for r, chunk in zip(rows[starts].tolist(), np.split(keys, starts[1:]), strict=True):
+            first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            for r, chunk in zip(rows[first].tolist(), np.split(keys, first[1:]), strict=True):
                 out[r] = np.unique(chunk)
         return out
 
@@ -136,7 +159,37 @@ class ContaminationIndex:
         drop = np.asarray(list(drop) if not isinstance(drop, np.ndarray) else drop, dtype=np.uint64)
         keep = ~np.isin(self.keys, drop)
         return ContaminationIndex(self.params, self.keys[keep], self.entry_item[keep], self.entry_whole[keep],
-                                  self.question_lengths, self.benchmarks, self.item_ids, self.pmids)  # fmt: skip
+                                  self.question_lengths, self.benchmarks, self.item_ids, self.pmids, self.prefix_keys)  # fmt: skip
+
+
+class KeyFilter:
+    """A one-hash Bloom filter over uint64 hash keys: bit i is set when some key's top bits equal i.
+
+    Keys are already uniform hashes, so their top bits index the bit array directly; with 16 bits per
+    key about 5% of absent keys pass, and one memory read rejects the others.
+    """
+
+    def __init__(self, keys: np.ndarray, bits_per_key: int = 16) -> None:
+        log2 = max(12, int(np.ceil(np.log2(max(1, keys.size) * bits_per_key))))
+        self.shift = np.uint64(64 - log2)
+        self.words = np.zeros(1 << (log2 - 6), dtype=np.uint64)
+        index = keys >> self.shift
+        np.bitwise_or.at(self.words, (index >> np.uint64(6)).astype(np.intp), np.uint64(1) << (index & np.uint64(63)))
+
+    def maybe(self, hashes: np.ndarray) -> np.ndarray:
+        """False where a hash is certainly not a key."""
+        index = hashes >> self.shift
+        bits = self.words[(index >> np.uint64(6)).astype(np.intp)] >> (index & np.uint64(63))
+        return (bits & np.uint64(1)).astype(bool)
+
+
+def _lookup(keys: np.ndarray, key_filter: KeyFilter, hashes: np.ndarray) -> np.ndarray:
+    """Positions in `hashes` of the hashes present in the sorted `keys`."""
+    candidates = np.flatnonzero(key_filter.maybe(hashes))
+    if candidates.size == 0 or keys.size == 0:
+        return candidates[:0]
+    pos = np.minimum(np.searchsorted(keys, hashes[candidates]), keys.size - 1)
+    return candidates[keys[pos] == hashes[candidates]]
 
 
 def common_keys(document_frequency: Mapping[int, int] | Iterable[tuple[int, int]], max_df: int) -> np.ndarray:
@@ -149,7 +202,7 @@ def build_index(items: Iterable[BenchmarkItem], params: DecontamParams | None = 
     """Index the 13-grams of question + answer, and the whole short questions, of every item."""
     p = params or DecontamParams()
     items = list(items)
-    keys, item_of, whole_of = [], [], []
+    keys, item_of, whole_of, prefixes = [], [], [], []
     lengths: set[int] = set()
     for lo in range(0, len(items), _BUILD_BATCH):
         batch = items[lo : lo + _BUILD_BATCH]
@@ -163,25 +216,31 @@ def build_index(items: Iterable[BenchmarkItem], params: DecontamParams | None = 
         q_spans = WordSpans.of(questions)
         short = np.flatnonzero((q_spans.word_counts >= p.min_question_words) & (q_spans.word_counts < p.ngram_words))
         lengths.update(q_spans.word_counts[short].tolist())
+        first_words = (np.cumsum(q_spans.word_counts) - q_spans.word_counts)[short]
+        prefixes.append(q_spans.hashes_at(first_words, p.min_question_words))
         keys.append(q_spans.whole()[short])
         item_of.append(lo + short)
         whole_of.append(np.ones(short.size, dtype=bool))
     all_keys = np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64)
     all_items = np.concatenate(item_of).astype(np.int32) if item_of else np.empty(0, dtype=np.int32)
     all_whole = np.concatenate(whole_of) if whole_of else np.empty(0, dtype=bool)
-    # one entry per (key, item, rule): an item repeating an n-gram counts it once
-    table = np.unique(np.rec.fromarrays([all_keys, all_items, all_whole], names="k,i,w"))
+    # one entry per (key, item, rule), sorted by key: an item repeating an n-gram counts it once
+    order = np.lexsort((all_whole, all_items, all_keys))
+    all_keys, all_items, all_whole = all_keys[order], all_items[order], all_whole[order]
+    keep = np.ones(all_keys.size, dtype=bool)
+    keep[1:] = (all_keys[1:] != all_keys[:-1]) | (all_items[1:] != all_items[:-1]) | (all_whole[1:] != all_whole[:-1])
     pmids: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         if it.pmid:
             pmids[it.pmid].append(i)
     return ContaminationIndex(
         params=p,
-        keys=np.ascontiguousarray(table["k"], dtype=np.uint64),
-        entry_item=np.ascontiguousarray(table["i"], dtype=np.int32),
-        entry_whole=np.ascontiguousarray(table["w"], dtype=bool),
+        keys=all_keys[keep],
+        entry_item=all_items[keep],
+        entry_whole=all_whole[keep],
         question_lengths=tuple(sorted(lengths)),
         benchmarks=tuple(it.benchmark for it in items),
         item_ids=tuple(it.item_id for it in items),
         pmids={k: tuple(v) for k, v in pmids.items()},
+        prefix_keys=np.unique(np.concatenate(prefixes)) if prefixes else np.empty(0, dtype=np.uint64),
     )

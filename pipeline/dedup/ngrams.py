@@ -111,12 +111,12 @@ class WordSpans:
         first = (np.cumsum(counts) - counts)[text_of_word]
         return cls(len(normalized), counts, prefix, starts, ends, text_of_word, first)
 
-    def ngrams(self, n: int, *, short_as_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Hashes of every word n-gram, grouped by text: (uint64 hashes, int64 offsets of n_texts + 1).
+    def ngram_starts(self, n: int, *, short_as_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Word index of the first word of every n-gram, and offsets of each text's n-grams (n_texts + 1).
 
-        The hashes of text i are hashes[offsets[i]:offsets[i + 1]], in word order (repeats kept). A
-        text with fewer than n words (but at least one) gives one hash of all its words when
-        `short_as_one`, none otherwise; a blank text gives none.
+        The n-grams of text i are entries offsets[i]:offsets[i + 1], in word order. A text with fewer
+        than n words (but at least one) has one n-gram, all its words, when `short_as_one`, none
+        otherwise; a blank text has none.
         """
         if n < 1:
             raise ValueError("n must be >= 1")
@@ -125,13 +125,28 @@ class WordSpans:
         valid = local <= count - n
         if short_as_one:
             valid |= (count < n) & (local == 0)
-        g = np.flatnonzero(valid)
-        last = np.minimum(g + (n - 1), self.first_word[g] + count[g] - 1)
-        hashes = self.span_hashes(self.word_start[g], self.word_end[last])
-        per_text = np.bincount(self.text_of_word[g], minlength=self.n_texts)
+        starts = np.flatnonzero(valid)
         offsets = np.zeros(self.n_texts + 1, dtype=np.int64)
-        np.cumsum(per_text, out=offsets[1:])
-        return hashes, offsets
+        np.cumsum(np.bincount(self.text_of_word[starts], minlength=self.n_texts), out=offsets[1:])
+        return starts, offsets
+
+    def hashes_at(self, starts: np.ndarray, n: int) -> np.ndarray:
+        """Hashes of the n words from each start word, cut at the end of its text."""
+        last = np.minimum(starts + (n - 1), self.first_word[starts] + self.word_counts[self.text_of_word[starts]] - 1)
+        return self.span_hashes(self.word_start[starts], self.word_end[last])
+
+    def ngrams(self, n: int, *, short_as_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of every word n-gram, grouped by text: (uint64 hashes, int64 offsets of n_texts + 1).
+
+        The hashes of text i are hashes[offsets[i]:offsets[i + 1]], in word order (repeats kept); see
+        `ngram_starts` for short and blank texts.
+        """
+        starts, offsets = self.ngram_starts(n, short_as_one=short_as_one)
+        return self.hashes_at(starts, n), offsets
+
+    def ends_within_text(self, starts: np.ndarray, n: int) -> np.ndarray:
+        """Whether n words from each start word stay inside its text."""
+        return starts + (n - 1) < self.first_word[starts] + self.word_counts[self.text_of_word[starts]]
 
     def whole(self) -> np.ndarray:
         """Hash of each whole text (uint64; 0 for a blank text), equal to `text_hash`."""
