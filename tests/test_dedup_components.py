@@ -18,6 +18,7 @@ from pipeline.dedup.components import (
     star_rounds,
 )
 from pipeline.dedup.lsh import band_keys, candidate_probability, lsh_threshold
+from pipeline.dedup.minhash import compact, compact_similarities, expand, similarities
 
 
 def test_union_find_root_is_the_smallest_id_whatever_the_union_order() -> None:
@@ -127,3 +128,29 @@ def test_lsh_curve() -> None:
     assert candidate_probability(0.9) > 0.99
     assert candidate_probability(0.4) == pytest.approx(0.0104, abs=0.0001)
     assert candidate_probability(lsh_threshold()) == pytest.approx(0.64, abs=0.02)
+
+
+def test_compact_sketches_round_trip_and_estimate_like_full_signatures() -> None:
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 2**32, 128, dtype=np.uint32)
+    sigs = np.stack([a] + [_sig(rng, a, same) for same in (128, 115, 90, 64, 10)])
+    for bits in (1, 2, 4, 8):
+        packed = compact(sigs, bits)
+        assert packed.shape == (6, 128 * bits // 8) and packed.dtype == np.uint8
+        assert np.array_equal(expand(packed, bits), sigs & ((1 << bits) - 1))
+    full = similarities(sigs[0], sigs)
+    four = compact_similarities(compact(sigs[0], 4)[0], compact(sigs, 4), 4)
+    assert four[0] == 1.0 and np.abs(four - full).max() < 0.08
+    with pytest.raises(ValueError, match="bits must be"):
+        compact(sigs, 3)
+
+
+def test_bucket_edges_on_sketches_agree_with_full_signatures() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 2**32, 128, dtype=np.uint32)
+    ids = [f"p{i}" for i in range(8)]
+    sigs = np.stack([a] + [_sig(rng, a, same) for same in (125, 120, 110, 100, 40, 30, 20)])
+    full = sorted(bucket_edges(ids, sigs, 0.7))
+    assert full == [("p1", "p0"), ("p2", "p0"), ("p3", "p0"), ("p4", "p0")]
+    assert sorted(bucket_edges(ids, compact(sigs, 4), 0.7, bits=4)) == full
+    assert sorted(bucket_edges(ids, compact(sigs, 4), 0.7, bits=4, max_pairwise=2)) == full

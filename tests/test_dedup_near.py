@@ -51,9 +51,10 @@ def test_exact_groups_only_the_normalised_copy() -> None:
     assert zeroed["PMC10/sec[0]/p[0]"] == {"PMC10/sec[0]/p[0]", "PMC20/sec[1]/p[2]", "PMC30/sec[0]/p[0]"}
 
 
-def test_edited_copies_group_and_template_sharing_paragraphs_do_not() -> None:
+@pytest.mark.parametrize("sketch_bits", [4, None])
+def test_edited_copies_group_and_template_sharing_paragraphs_do_not(sketch_bits: int | None) -> None:
     corpus = _corpus()
-    groups = _as_groups(near_groups(list(corpus), list(corpus.values())))
+    groups = _as_groups(near_groups(list(corpus), list(corpus.values()), MinHashParams(sketch_bits=sketch_bits)))
     assert groups == EXPECTED_NEAR
 
 

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from pipeline.dedup.minhash import similarities
+from pipeline.dedup.minhash import expand
 
 N = TypeVar("N", str, int)  # node ids: paragraph ids, or int64 surrogates; comparable within one run
 
@@ -82,15 +82,18 @@ def star_edges(members: Iterable[N]) -> list[tuple[N, N]]:
     return [(m, ids[0]) for m in ids[1:]]
 
 
-def bucket_edges(ids: Sequence[N], signatures: np.ndarray, threshold: float, *, max_pairwise: int = 64) -> list[tuple[N, N]]:
+def bucket_edges(
+    ids: Sequence[N], signatures: np.ndarray, threshold: float, *, max_pairwise: int = 64, bits: int | None = None
+) -> list[tuple[N, N]]:
     """Confirmed edges of one LSH bucket: (member, smallest id it is linked to in this bucket).
 
-    Members are compared by estimated Jaccard similarity (`threshold`, inclusive). Up to
-    `max_pairwise` members every pair is compared; beyond, each member (in id order) is compared with
-    the bucket's leaders only, the members that matched no earlier leader, and joins all leaders it
-    matches, so a bucket of 100,000 copies of one template costs ~100,000 comparisons, not 5e9. A pair
-    that is similar but matched no common leader is linked through another band, or not at all.
-    Duplicate ids are compared once.
+    Members are compared by estimated Jaccard similarity (`threshold`, inclusive), from full
+    signatures, or from b-bit sketches (`minhash.compact`) when `bits` is given. Up to `max_pairwise`
+    members every pair is compared; beyond, each member (in id order) is compared with the bucket's
+    leaders only, the members that matched no earlier leader, and joins all leaders it matches, so a
+    bucket of 100,000 copies of one template costs ~100,000 comparisons, not 5e9. A pair that is
+    similar but matched no common leader is linked through another band, or not at all. Duplicate
+    ids are compared once.
     """
     if len(ids) != signatures.shape[0]:
         raise ValueError(f"{len(ids)} ids but {signatures.shape[0]} signatures")
@@ -100,16 +103,23 @@ def bucket_edges(ids: Sequence[N], signatures: np.ndarray, threshold: float, *, 
     order = sorted(first)
     if len(order) < 2:
         return []
-    sigs = signatures[[first[n] for n in order]]
+    rows = signatures[[first[n] for n in order]]
+    values = expand(rows, bits) if bits else rows
+    chance = 2.0**-bits if bits else 0.0
+    # compare shares of equal slots: share >= t + (1 - t) * chance  <=>  corrected estimate >= t
+    need = threshold + (1.0 - threshold) * chance
     uf: UnionFind[N] = UnionFind(order)
     if len(order) <= max_pairwise:
-        sims = (sigs[:, None, :] == sigs[None, :, :]).mean(axis=2)
-        for i, j in zip(*np.nonzero(np.triu(sims >= threshold, k=1)), strict=True):
+        equal = (values[:, None, :] == values[None, :, :]).mean(axis=2)
+        for i, j in zip(*np.nonzero(np.triu(equal >= need, k=1)), strict=True):
             uf.union(order[i], order[j])
     else:
         leaders: list[int] = []
         for i in range(len(order)):
-            hits = [leaders[k] for k in np.flatnonzero(similarities(sigs[i], sigs[leaders]) >= threshold)] if leaders else []
+            hits = []
+            if leaders:
+                equal = np.count_nonzero(values[leaders] == values[i][None, :], axis=1) / values.shape[1]
+                hits = [leaders[k] for k in np.flatnonzero(equal >= need)]
             for k in hits:
                 uf.union(order[k], order[i])
             if not hits:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pipeline.dedup.components import bucket_edges, star_rounds
 from pipeline.dedup.exact import exact_hash
 from pipeline.dedup.lsh import band_keys
-from pipeline.dedup.minhash import MinHashParams, signatures
+from pipeline.dedup.minhash import MinHashParams, compact, signatures
 
 
 def exact_groups(ids: Sequence[str], texts: Sequence[str], *, digits_to_zero: bool = False) -> dict[str, str]:
@@ -29,11 +29,13 @@ def exact_groups(ids: Sequence[str], texts: Sequence[str], *, digits_to_zero: bo
 def near_groups(ids: Sequence[str], texts: Sequence[str], params: MinHashParams | None = None) -> dict[str, str]:
     """Paragraph id -> group id (smallest id of its connected component) for near-duplicate groups.
 
-    Signatures -> band keys -> buckets -> confirmed bucket edges -> large/small-star rounds.
+    Signatures -> band keys (each with the signature's b-bit sketch) -> buckets -> confirmed bucket
+    edges -> large/small-star rounds.
     """
     p = params or MinHashParams()
     sigs, valid = signatures(texts, p)
     keys = band_keys(sigs, p.bands, p.rows)
+    confirm = compact(sigs, p.sketch_bits) if p.sketch_bits else sigs
     buckets: dict[int, list[int]] = defaultdict(list)
     for row in range(len(ids)):
         if valid[row]:
@@ -42,6 +44,6 @@ def near_groups(ids: Sequence[str], texts: Sequence[str], params: MinHashParams 
     edges = []
     for rows in buckets.values():
         if len(rows) > 1:
-            edges += bucket_edges([ids[r] for r in rows], sigs[rows], p.threshold)
+            edges += bucket_edges([ids[r] for r in rows], confirm[rows], p.threshold, bits=p.sketch_bits)
     labels, _ = star_rounds(edges)
     return labels

@@ -41,6 +41,9 @@ class MinHashParams:
     threshold: float = 0.7  # a candidate pair is a near duplicate when its estimated Jaccard is >= this
     seed: int = 1
     digits_to_zero: bool = False
+    # buckets confirm candidates on 4-bit sketches of the signatures (64 bytes, `compact`), which travel
+    # with the band keys; estimates are nearly as tight as from the full 512 bytes (docs/dedup.md). None: full
+    sketch_bits: int | None = 4
 
     @property
     def num_perm(self) -> int:
@@ -87,6 +90,36 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
 def similarities(sig: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Estimated Jaccard similarity of one signature against each row of `others` (float64 array)."""
     return np.count_nonzero(others == sig[None, :], axis=1) / sig.size
+
+
+def compact(signatures: np.ndarray, bits: int = 4) -> np.ndarray:
+    """b-bit sketches (Li and König, 2010): the lowest `bits` bits of each slot, packed into uint8.
+
+    128 slots at 4 bits are 64 bytes instead of 512, small enough to travel with every band record
+    of the Beam stage, so a bucket can confirm its candidates without a join on the full signatures.
+    """
+    if bits not in (1, 2, 4, 8):
+        raise ValueError("bits must be 1, 2, 4 or 8")
+    sig = np.atleast_2d(signatures)
+    low = (sig & ((1 << bits) - 1)).astype(np.uint8).reshape(sig.shape[0], -1, 8 // bits)
+    shifts = np.arange(8 // bits, dtype=np.uint8) * bits
+    return np.bitwise_or.reduce(low << shifts, axis=2).astype(np.uint8)
+
+
+def expand(sketches: np.ndarray, bits: int = 4) -> np.ndarray:
+    """The slot values (uint8, one per slot) of packed b-bit sketches."""
+    sk = np.atleast_2d(sketches)
+    shifts = np.arange(8 // bits, dtype=np.uint8) * bits
+    return ((sk[:, :, None] >> shifts) & ((1 << bits) - 1)).reshape(sk.shape[0], -1)
+
+
+def compact_similarities(sketch: np.ndarray, others: np.ndarray, bits: int = 4) -> np.ndarray:
+    """Estimated Jaccard similarity from b-bit sketches, corrected for chance agreement of b bits:
+    J = (share of equal slots - 2^-b) / (1 - 2^-b), clipped to [0, 1]."""
+    a, b = expand(sketch, bits), expand(others, bits)
+    chance = 2.0**-bits
+    equal = np.count_nonzero(b == a, axis=1) / a.shape[1]
+    return np.clip((equal - chance) / (1.0 - chance), 0.0, 1.0)
 
 
 def jaccard(a: set[int] | frozenset[int], b: set[int] | frozenset[int]) -> float:
