@@ -12,7 +12,8 @@ moves much less than wall time), with wall time and the load average (os.getload
    in about half of the paragraphs, as in real PMC text (47% of the sample's paragraphs have one,
    and they take the slower Unicode path of normalisation). Plus the real paragraphs of
    ../shared/data/pmc-oa-sample when present (repeated to a measurable count).
-2. exact: `exact_hash` per paragraph. near: `signatures` (normalise, 5-gram hashes, rensa) + `band_keys`.
+2. exact: `exact_hash` per paragraph. near: `signatures` (normalise, 5-gram hashes, rensa), `band_keys`
+   and the 4-bit sketch (`compact`): everything the stage computes per paragraph before its shuffle.
 3. MinHash choice, on a subset: the same 5-gram hashes into a vectorised numpy MinHash (a*x+b over
    128 multipliers, min per row), into datasketch (prehashed), and rensa fed Python-built shingle
    strings (what "Python shingling" costs).
@@ -44,7 +45,7 @@ from pipeline.dedup.benchmarks import BenchmarkItem  # noqa: E402
 from pipeline.dedup.contamination import build_index  # noqa: E402
 from pipeline.dedup.exact import exact_hash  # noqa: E402
 from pipeline.dedup.lsh import band_keys  # noqa: E402
-from pipeline.dedup.minhash import MinHashParams, signatures  # noqa: E402
+from pipeline.dedup.minhash import MinHashParams, compact, signatures  # noqa: E402
 from pipeline.dedup.ngrams import WordSpans  # noqa: E402
 from pipeline.dedup.normalize import normalize_bytes  # noqa: E402
 
@@ -59,10 +60,12 @@ class Corpus:
 
     def __init__(self, seed: int = 0, vocab_size: int = 50_000) -> None:
         rng = np.random.default_rng(seed)
-        words = set()
+        words: dict[str, None] = {}
         while len(words) < vocab_size:
-            words.add("".join(rng.choice(_SYLLABLES, rng.integers(1, 5))))
-        self.vocab = np.array(sorted(words, key=lambda w: (len(w), w)), dtype=object)
+            picks = rng.integers(0, len(_SYLLABLES), (vocab_size, 4)).tolist()
+            for row, n in zip(picks, rng.integers(1, 5, vocab_size).tolist(), strict=True):
+                words.setdefault("".join(_SYLLABLES[i] for i in row[:n]))
+        self.vocab = np.array(sorted(list(words)[:vocab_size], key=lambda w: (len(w), w)), dtype=object)
         ranks = np.arange(1, vocab_size + 1, dtype=np.float64)
         self.cdf = np.cumsum(ranks**-1.07)
         self.cdf /= self.cdf[-1]
@@ -119,10 +122,11 @@ def batched(fn: Callable[[list[str]], object], texts: list[str], batch: int = 51
     return lambda: [fn(texts[i : i + batch]) for i in range(0, len(texts), batch)]
 
 
-def near(texts: list[str]) -> np.ndarray:
+def near(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What the stage computes per paragraph: band keys and the 4-bit sketch that travels with them."""
     p = MinHashParams()
     sigs, _ = signatures(texts, p)
-    return band_keys(sigs, p.bands, p.rows)
+    return band_keys(sigs, p.bands, p.rows), compact(sigs, p.sketch_bits or 8)
 
 
 # -- the MinHash alternatives measured for the choice (not used by the library) --------------------
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict] = {}
     print(f"# bench_dedup  python {platform.python_version()}  cpus {os.cpu_count()}  load {os.getloadavg()}  argv {sys.argv[1:]}")
-    corpus = Corpus()
+    corpus = Corpus(vocab_size=5_000 if args.smoke else 50_000)
     t0 = time.perf_counter()
     texts = corpus.paragraphs(args.paragraphs)
     words = np.array([t.count(" ") + 1 for t in texts])
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'what':<46} {'paragraphs':>9} {'per CPU-s':>12} {'per wall-s':>12} {'load':>6}")
 
     measure("exact (normalise + BLAKE2b)", len(texts), lambda: [exact_hash(t) for t in texts], results)
-    measure("near (5-gram hashes + rensa + band keys)", len(texts), batched(near, texts), results)
+    measure("near (5-gram hashes, rensa, band keys, sketch)", len(texts), batched(near, texts), results)
     if real:
         measure("exact, real sample paragraphs", len(real), lambda: [exact_hash(t) for t in real], results)
         measure("near, real sample paragraphs", len(real), batched(near, real), results)
@@ -251,8 +255,13 @@ def main(argv: list[str] | None = None) -> int:
               f"entries {sizes}")  # fmt: skip
         dec = texts[: args.decontam]
         found = measure(f"decontaminate, {label}", len(dec), batched(index.match_batch, dec), results)
-        hits = sum(1 for batch in found for m in batch if m)  # type: ignore[union-attr]
-        print(f"#   paragraphs with a match: {hits} (synthetic text: chance overlaps only)")
+        rules: dict[str, int] = {}
+        for batch in found:  # type: ignore[union-attr]
+            for matches in batch:
+                for rule in {m.rule for m in matches}:
+                    rules[rule] = rules.get(rule, 0) + 1
+        results[f"decontaminate, {label}"]["paragraphs_matched_by_rule"] = rules
+        print(f"#   paragraphs matched, by rule: {rules} (synthetic text: chance overlaps of common words only)")
         if real and not artificial:
             measure(f"decontaminate, {label}, real sample", len(real), batched(index.match_batch, real), results)
 

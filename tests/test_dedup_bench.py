@@ -18,7 +18,7 @@ def test_bench_dedup_smoke(tmp_path: Path) -> None:
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(out.read_text())
-    for name in ("exact (normalise + BLAKE2b)", "near (5-gram hashes + rensa + band keys)",
+    for name in ("exact (normalise + BLAKE2b)", "near (5-gram hashes, rensa, band keys, sketch)",
                  "decontaminate, eval sets (PubMedQA labelled)", "minhash: numpy a*x+b (same 5-gram hashes)"):  # fmt: skip
         assert figures[name]["n"] > 0 and figures[name]["per_cpu_s"] > 0
     assert figures["index with PubMedQA artificial"]["entries"] > figures["index eval sets (PubMedQA labelled)"]["entries"]

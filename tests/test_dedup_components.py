@@ -154,3 +154,20 @@ def test_bucket_edges_on_sketches_agree_with_full_signatures() -> None:
     assert full == [("p1", "p0"), ("p2", "p0"), ("p3", "p0"), ("p4", "p0")]
     assert sorted(bucket_edges(ids, compact(sigs, 4), 0.7, bits=4)) == full
     assert sorted(bucket_edges(ids, compact(sigs, 4), 0.7, bits=4, max_pairwise=2)) == full
+
+
+def test_settings_are_checked_at_start_up() -> None:
+    from pipeline.dedup.boilerplate import BoilerplateParams
+    from pipeline.dedup.contamination import DecontamParams
+    from pipeline.dedup.minhash import MinHashParams
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threshold must be in"):
+        MinHashParams(threshold=1.5)
+    with pytest.raises(ConfigError, match="sketch_bits must be"):
+        MinHashParams(sketch_bits=3)
+    with pytest.raises(ConfigError, match="min_question_words must be between 1 and ngram_words"):
+        DecontamParams(min_question_words=14)
+    with pytest.raises(ConfigError, match="paragraph_share"):
+        BoilerplateParams(paragraph_share=0)
+    assert MinHashParams().describe()["minhash"] == "rensa-rminhash-v2"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from pipeline.dedup.exact import fingerprint
 from pipeline.dedup.normalize import normalize_bytes
+from pipeline.errors import ConfigError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'“‘])")
 
@@ -42,6 +43,13 @@ class BoilerplateParams:
     sentence_min_articles: int = 10
     paragraph_share: float = 0.5
     digits_to_zero: bool = False
+
+    def __post_init__(self) -> None:
+        counts = (self.group_min_articles, self.group_min_members, self.sentence_min_words, self.sentence_min_articles)
+        if min(counts) < 1:
+            raise ConfigError("boilerplate thresholds must be at least 1")
+        if not 0.0 < self.paragraph_share <= 1.0:
+            raise ConfigError(f"paragraph_share must be in (0, 1], got {self.paragraph_share}")
 
 
 def is_boilerplate_group(n_members: int, n_articles: int, params: BoilerplateParams | None = None) -> bool:

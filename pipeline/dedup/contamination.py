@@ -36,6 +36,7 @@ import numpy as np
 from pipeline.dedup.benchmarks import BenchmarkItem
 from pipeline.dedup.ngrams import WordSpans
 from pipeline.dedup.normalize import normalize_bytes
+from pipeline.errors import ConfigError
 
 RULE_NGRAM = "ngram"
 RULE_QUESTION = "question"
@@ -51,6 +52,12 @@ class DecontamParams:
     min_question_words: int = 5  # a 3-word question ("Function of ferritin") would match ordinary text
     max_corpus_df: int = 100  # an index n-gram found in more paragraphs of the corpus is boilerplate
     digits_to_zero: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_question_words <= self.ngram_words:
+            raise ConfigError(f"min_question_words must be between 1 and ngram_words ({self.ngram_words}), got {self.min_question_words}")
+        if self.max_corpus_df < 1:
+            raise ConfigError(f"max_corpus_df must be at least 1, got {self.max_corpus_df}")
 
 
 @dataclass(frozen=True)

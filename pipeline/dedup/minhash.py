@@ -27,6 +27,7 @@ import rensa
 
 from pipeline.dedup.ngrams import WordSpans
 from pipeline.dedup.normalize import normalize_bytes
+from pipeline.errors import ConfigError
 
 _RENSA_ROWS = 512
 
@@ -44,6 +45,16 @@ class MinHashParams:
     # buckets confirm candidates on 4-bit sketches of the signatures (64 bytes, `compact`), which travel
     # with the band keys; estimates are nearly as tight as from the full 512 bytes (docs/dedup.md). None: full
     sketch_bits: int | None = 4
+
+    def __post_init__(self) -> None:
+        if self.shingle_words < 1 or self.bands < 1 or self.rows < 1:
+            raise ConfigError("shingle_words, bands and rows must be at least 1")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.sketch_bits not in (None, 1, 2, 4, 8):
+            raise ConfigError(f"sketch_bits must be 1, 2, 4, 8 or None (full signatures), got {self.sketch_bits}")
+        if self.sketch_bits and (self.bands * self.rows * self.sketch_bits) % 8:
+            raise ConfigError("bands x rows x sketch_bits must be a whole number of bytes")
 
     @property
     def num_perm(self) -> int:
