@@ -265,10 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         if real and not artificial:
             measure(f"decontaminate, {label}, real sample", len(real), batched(index.match_batch, real), results)
 
-    sig_bytes = MinHashParams().num_perm * 4
+    p = MinHashParams()
+    sketch = p.num_perm * (p.sketch_bits or 32) // 8
     pid = len("PMC10000000/sec[2]/sec[1]/p[3]")
-    shuffle = {"signature_bytes": sig_bytes, "band_key_bytes": 8 * MinHashParams().bands, "paragraph_id_bytes": pid,
-               "band_records_bytes": MinHashParams().bands * (8 + pid + 1)}  # fmt: skip
+    shuffle = {"signature_bytes": p.num_perm * 4, "sketch_bytes": sketch, "band_key_bytes": 8 * p.bands,
+               "paragraph_id_bytes": pid, "band_records_bytes": p.bands * (8 + sketch + pid + 1)}  # fmt: skip
     results["shuffle"] = shuffle
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["peak_rss_mib"] = peak  # type: ignore[assignment]
