@@ -70,7 +70,7 @@ class Match:
     n_ngrams: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: identity, not elementwise, equality
 class ContaminationIndex:
     """The benchmark n-grams of every item, sorted for binary search. Build with `build_index`."""
 

@@ -76,7 +76,7 @@ def text_hash(normalized: bytes) -> int:
     return int(fmix64(np.array([np.sum(arr * pw[: arr.size], dtype=np.uint64)]))[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: identity, not elementwise, equality
 class WordSpans:
     """Word boundaries and prefix hashes of a batch of normalised texts (see `normalize_bytes`)."""
 
