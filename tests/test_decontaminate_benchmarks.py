@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core.errors import ConfigError
 from pipeline.dedup.benchmarks import FORMATS, BenchmarkItem, get_format, read_benchmark
-from pipeline.errors import ConfigError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -157,10 +157,10 @@ def test_bucket_edges_on_sketches_agree_with_full_signatures() -> None:
 
 
 def test_settings_are_checked_at_start_up() -> None:
+    from pipeline.core.errors import ConfigError
     from pipeline.dedup.boilerplate import BoilerplateParams
     from pipeline.dedup.contamination import DecontamParams
     from pipeline.dedup.minhash import MinHashParams
-    from pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="threshold must be in"):
         MinHashParams(threshold=1.5)

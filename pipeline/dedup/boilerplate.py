@@ -26,9 +26,9 @@ import re
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
+from pipeline.core.errors import ConfigError
 from pipeline.dedup.exact import fingerprint
 from pipeline.dedup.normalize import normalize_bytes
-from pipeline.errors import ConfigError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'“‘])")
 

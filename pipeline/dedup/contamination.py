@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.errors import ConfigError
 from pipeline.dedup.benchmarks import BenchmarkItem
 from pipeline.dedup.ngrams import WordSpans
 from pipeline.dedup.normalize import normalize_bytes
-from pipeline.errors import ConfigError
 
 RULE_NGRAM = "ngram"
 RULE_QUESTION = "question"

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import rensa
 
+from pipeline.core.errors import ConfigError
 from pipeline.dedup.ngrams import WordSpans
 from pipeline.dedup.normalize import normalize_bytes
-from pipeline.errors import ConfigError
 
 _RENSA_ROWS = 512
 
