@@ -88,7 +88,14 @@ def main() -> int:
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--skip", default="", help="comma-separated paths to skip (pipeline,pipeline-bs,beam)")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes (24 paragraphs, 64 tokens): checks that the benchmark still runs; figures mean nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.limit, args.max_length, args.batch_size, args.threads = 24, 64, 8, 1
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+          + (" (above the core count: wall-time ratios are not comparable to an idle run)"
+             if os.getloadavg()[0] > (os.cpu_count() or 1) else ""))
     torch.set_num_threads(args.threads)
     device = "cuda" if args.gpu else "cpu"
     skip = set(filter(None, args.skip.split(",")))

@@ -35,7 +35,7 @@ def real_wd(shared_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from pipeline.cli import main
 
     wd = tmp_path_factory.mktemp("real") / "w"
-    assert main(["parse", "--workdir", str(wd), "--inputs", str(shared_sample)]) == 0
+    assert main(["parse", "--workdir", str(wd), str(shared_sample)]) == 0
     paragraphs = pq.read_table(wd / "paragraphs", columns=["id", "article_id"])
     (wd / "labels").mkdir()
     pq.write_table(_labels_for(paragraphs), wd / "labels" / "part-0.parquet")

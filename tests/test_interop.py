@@ -43,7 +43,7 @@ def _oracle() -> Any:
 @pytest.fixture(scope="module")
 def parsed(shared_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     wd = tmp_path_factory.mktemp("be") / "w"
-    assert main(["parse", "--workdir", str(wd), "--inputs", str(shared_sample)]) == 0
+    assert main(["parse", "--workdir", str(wd), str(shared_sample)]) == 0
     return wd
 
 
