@@ -78,15 +78,10 @@ def majority(train: Sequence[Example], test: Sequence[Example]) -> Predictions:
 
 
 def tfidf(train: Sequence[Example], test: Sequence[Example]) -> Predictions:
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from classifiers.tfidf_heads import TfidfHeads
 
-    try:
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=50_000)
-        x_train = vec.fit_transform(_texts(train))
-    except ValueError:  # a handful of paragraphs: no term in two of them
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-        x_train = vec.fit_transform(_texts(train))
-    return _fit_linear(x_train, vec.transform(_texts(test)), label_arrays(train), c=10.0, alpha=1.0)
+    probs, score = TfidfHeads.fit(_texts(train), label_arrays(train)).predict(_texts(test))
+    return _predictions(probs, score)
 
 
 def encoder_embeddings(base_model: str, max_length: int, device: str = "auto",
@@ -164,4 +159,29 @@ def gaps(student: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> dict[
             ok = s is not None and v is not None and not (np.isnan(s) or np.isnan(v))
             row[name] = round(float(s - v), 4) if ok else None
         out[head] = row
+    return out
+
+
+# A baseline "wins" a head when its primary figure beats the student's by more than this (validation noise
+# at pilot scale is larger than 0.01, so smaller differences are not worth a different model).
+WIN_MARGIN = 0.01
+
+
+def baseline_wins(student: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{head: {"baseline", "metric", "student", "baseline_value", "usable"}} for each head on which the best
+    baseline beats the student by more than WIN_MARGIN; `usable`: the TF-IDF baseline beats it too, so
+    propagate can take that head from TF-IDF (`--tfidf-heads`; only the TF-IDF heads are saved beside the
+    student)."""
+    out: dict[str, dict[str, Any]] = {}
+    for head, metric in PRIMARY.items():
+        s = student[head][metric]
+        s = 0.0 if s is None or np.isnan(s) else float(s)
+        best = max(((name, b[head][metric]) for name, b in baselines.items()
+                    if b[head][metric] is not None and not np.isnan(b[head][metric])),
+                   key=lambda kv: kv[1], default=None)
+        if best is not None and best[1] > s + WIN_MARGIN:
+            t = baselines.get("tfidf", {}).get(head, {}).get(metric)
+            out[head] = {"baseline": best[0], "metric": metric, "student": round(s, 4),
+                         "baseline_value": round(float(best[1]), 4),
+                         "usable": t is not None and not np.isnan(t) and t > s + WIN_MARGIN}
     return out

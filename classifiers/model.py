@@ -59,7 +59,8 @@ class StudentModel(nn.Module):
     {head name: score [B]} for the regression head (in label units, 1-5, unclipped).
     """
 
-    def __init__(self, encoder: PreTrainedModel, dropout: float = 0.1, pooling: str = "mean") -> None:
+    def __init__(self, encoder: PreTrainedModel, dropout: float = 0.1, pooling: str = "mean",
+                 n_features: int = 0) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
@@ -67,7 +68,10 @@ class StudentModel(nn.Module):
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({h.name: nn.Linear(hidden, _head_width(h)) for h in HEADS})
+        # n_features: extra inputs of every head beside the pooled vector (classifiers.encoding's length
+        # features); 0 = the paper's heads
+        self.n_features = int(n_features)
+        self.heads = nn.ModuleDict({h.name: nn.Linear(hidden + self.n_features, _head_width(h)) for h in HEADS})
         # Temperature scaling of each classification head (classifiers.calibration, fit on validation
         # after training; 1 = raw softmax). Saved in heads.safetensors as `<head>.temperature`.
         self.temperature: dict[str, float] = {h.name: 1.0 for h in HEADS if h.kind == "classification"}
@@ -78,13 +82,13 @@ class StudentModel(nn.Module):
                 nn.init.constant_(self.heads[h.name].bias, (SCORE_MIN + SCORE_MAX) / 2)
 
     @classmethod
-    def from_base(cls, base_model: str, dropout: float = 0.1, pooling: str = "mean") -> StudentModel:
+    def from_base(cls, base_model: str, dropout: float = 0.1, pooling: str = "mean", n_features: int = 0) -> StudentModel:
         """A fresh student on top of a pretrained encoder (hub id or local path)."""
         try:
             encoder = AutoModel.from_pretrained(base_model)
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot load base model {base_model!r}: {e}") from e
-        return cls(encoder, dropout=dropout, pooling=pooling)
+        return cls(encoder, dropout=dropout, pooling=pooling, n_features=n_features)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, pooling: str = "mean") -> StudentModel:
@@ -109,7 +113,8 @@ class StudentModel(nn.Module):
             )
         cfg = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else {}
         encoder = AutoModel.from_pretrained(path)
-        model = cls(encoder, dropout=float(cfg.get("dropout", 0.1)), pooling=cfg.get("pooling", "mean"))
+        model = cls(encoder, dropout=float(cfg.get("dropout", 0.1)), pooling=cfg.get("pooling", "mean"),
+                    n_features=int(cfg.get("n_features", 0)))
         state = load_file(str(path / HEADS_FILE))
         for k in [k for k in state if k.endswith(TEMPERATURE_SUFFIX)]:
             model.temperature[k[: -len(TEMPERATURE_SUFFIX)]] = float(state.pop(k))
@@ -126,7 +131,7 @@ class StudentModel(nn.Module):
         tensors.update({f"{k}{TEMPERATURE_SUFFIX}": torch.tensor(float(t)) for k, t in self.temperature.items()})
         save_file(tensors, str(path / HEADS_FILE))
         (path / SCHEMA_FILE).write_text(json.dumps(label_schema(), indent=2) + "\n")
-        cfg = dict(training_config, pooling=self.pooling, dropout=self.dropout.p)
+        cfg = dict(training_config, pooling=self.pooling, dropout=self.dropout.p, n_features=self.n_features)
         (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -136,9 +141,14 @@ class StudentModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         pooled = self.dropout(self.pool(out.last_hidden_state, attention_mask))
+        if self.n_features:
+            if features is None or features.shape[-1] != self.n_features:
+                raise ValueError(f"this student's heads read {self.n_features} features per paragraph")
+            pooled = torch.cat([pooled, features.to(pooled.dtype)], dim=-1)
         result = {}
         for h in HEADS:
             y = self.heads[h.name](pooled)

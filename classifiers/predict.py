@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from classifiers.encoding import full_lengths, length_features
 from classifiers.model import StudentModel, load_config
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
@@ -79,6 +80,8 @@ class Predictor:
         batch_size: int = 64,
         precision: str = "auto",
         model_id: str = "student",
+        tfidf: Any = None,
+        tfidf_heads: Sequence[str] = (),
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -89,6 +92,8 @@ class Predictor:
             log.warning("max_length %d exceeds the model's %d positions; using %d", max_length, limit, limit)
         self.max_length = min(int(max_length), limit)
         self.amp_dtype = autocast_dtype(self.device, precision)
+        # heads taken from the TF-IDF heads saved beside the student (classifiers.tfidf_heads) instead
+        self.tfidf, self.tfidf_heads = tfidf, list(tfidf_heads)
         self.model_id = model_id
         # calibrated probabilities: the temperatures fit on validation at training (1 = raw softmax)
         self.temperature = dict(getattr(model, "temperature", {}))
@@ -104,12 +109,15 @@ class Predictor:
         max_length: int | None = None,
         precision: str = "auto",
         name: str | None = None,
+        tfidf_heads: Sequence[str] = (),
     ) -> Predictor:
         """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with.
 
         `model_dir` may be on an object store (one local copy per process and content version). `name`
         is the model directory's own name when `model_dir` is a local copy of it: a model without a
-        recorded model_id is named after its directory, never after a temporary folder.
+        recorded model_id is named after its directory, never after a temporary folder. `tfidf_heads`:
+        heads to take from the TF-IDF heads saved beside the student (`auto`: those train recommended);
+        the model id then names both models, e.g. `pmc-curate-student-1a2b+educational_score=tfidf-3c4d`.
         """
         loc = storage.as_location(model_dir)
         name = name or loc.name
@@ -117,6 +125,15 @@ class Predictor:
         local = storage.local_copy(loc)  # the same folder StudentModel read (memoised per content version)
         tokenizer = AutoTokenizer.from_pretrained(str(local))
         cfg = load_config(local)
+        model_id = str(cfg.get("model_id") or name)
+        tfidf, heads = None, []
+        if tfidf_heads:
+            from classifiers.tfidf_heads import TfidfHeads, heads_id, recommended_heads, resolve_heads
+
+            heads = resolve_heads(tfidf_heads, recommended_heads(local))
+            if heads:
+                tfidf = TfidfHeads.load(local)
+                model_id += "".join(f"+{h}={heads_id(local)}" for h in heads)
         return cls(
             model,
             tokenizer,
@@ -124,21 +141,21 @@ class Predictor:
             device=device,
             batch_size=batch_size,
             precision=precision,
-            model_id=str(cfg.get("model_id") or name),
+            model_id=model_id,
+            tfidf=tfidf,
+            tfidf_heads=heads,
         )
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids cut at max_length (special tokens kept), and which texts were cut."""
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)
-        ids: list[list[int]] = enc["input_ids"]
-        truncated = np.zeros(len(ids), dtype=bool)
-        # Only texts that filled max_length can have been cut: re-count just those without truncation.
-        full = [i for i, x in enumerate(ids) if len(x) >= self.max_length]
-        if full:
-            lengths = self.tokenizer([texts[i] for i in full], truncation=False, padding=False)["input_ids"]
-            for i, x in zip(full, lengths, strict=True):
-                truncated[i] = len(x) > self.max_length
-        return ids, truncated
+        ids, lengths = self.tokenize_counted(texts)
+        return ids, lengths > self.max_length
+
+    def tokenize_counted(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids cut at max_length, and each text's token count before the cut."""
+        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                              padding=False)["input_ids"]
+        return ids, full_lengths(self.tokenizer, texts, ids, self.max_length)
 
     def batches(self, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """Index arrays of sub-batches, longest first, each of similar lengths (minimal padding)."""
@@ -154,7 +171,9 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> Predictions:
         """Probabilities per classification head, the score, and truncation flags, in input order."""
         n = len(texts)
-        ids, truncated = self.tokenize(texts)
+        ids, lengths = self.tokenize_counted(texts)
+        truncated = lengths > self.max_length
+        feats = torch.as_tensor(length_features(lengths, self.max_length)) if self.model.n_features else None
         probs = {h.name: np.zeros((n, len(h.classes)), dtype=np.float32) for h in HEADS if h.kind == "classification"}
         score = np.zeros(n, dtype=np.float32)
         n_tokens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
@@ -169,12 +188,20 @@ class Predictor:
                     mask[row, : len(x)] = 1
                 non_blocking = self.device.type == "cuda"
                 out = self.model(
-                    input_ids.to(self.device, non_blocking=non_blocking), mask.to(self.device, non_blocking=non_blocking)
+                    input_ids.to(self.device, non_blocking=non_blocking), mask.to(self.device, non_blocking=non_blocking),
+                    None if feats is None else feats[torch.as_tensor(idx)].to(self.device),
                 )
                 for name, p in probs.items():
                     p[idx] = torch.softmax(out[name].float() / self.temperature.get(name, 1.0), dim=-1).cpu().numpy()
                 score[idx] = out["educational_score"].float().cpu().numpy()
         np.clip(score, SCORE_MIN, SCORE_MAX, out=score)
+        if self.tfidf_heads:
+            t_probs, t_score = self.tfidf.predict(texts)
+            for h in self.tfidf_heads:
+                if h in probs:
+                    probs[h] = t_probs[h]
+                else:
+                    score = t_score
         return Predictions(probs=probs, educational_score=score, truncated=truncated, n_tokens=n_tokens)
 
 

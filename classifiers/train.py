@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from classifiers.baselines import gaps, run_baselines
-from classifiers.data import Example, load_examples, split_by_article
+from classifiers.baselines import baseline_wins, gaps, run_baselines
+from classifiers.data import Example, label_arrays, load_examples, model_input, split_by_article
 from classifiers.model import METRICS_FILE
 from classifiers.predict import resolve_device
+from classifiers.tfidf_heads import TfidfHeads
 from classifiers.trainer import CLASS_WEIGHT_POWER, Trainer
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
@@ -88,6 +89,9 @@ class TrainConfig:
     max_steps: int = option(0, help="stop after this many steps (0: no limit; tests and smoke runs set a few)")
     dropout: float = option(0.1, help="dropout in the heads")
     pooling: str = option("mean", choices=("mean", "cls"), help="how the encoder's tokens become one vector")
+    # classifiers.encoding: the paragraph's full token count and how much max_length cut off, fed to the heads
+    length_features: bool = option(False, help="feed the heads the paragraph's token count and truncation "
+                                        "(what the encoder cannot see past --max-length)")
     # Fit the baselines of classifiers.baselines on the same split (~1 min on CPU).
     baselines: bool = option(True, negative="--no-baselines",
                              help="skip the majority / TF-IDF / frozen-encoder baselines on the same split")
@@ -190,6 +194,9 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
     with storage.local_staging(final, prefix="pmc-curate-model-") as out:
         trainer.model.save(out, trainer.tokenizer, config)
         config["model_id"] = _model_id(out)
+        # The TF-IDF heads fit on the same training split: what `propagate --tfidf-heads` can use per head.
+        tfidf_id = TfidfHeads.fit([model_input(e.text, e.section_title) for e in train_ex],
+                                  label_arrays(train_ex)).save(out)
         (out / "training_config.json").write_text(
             json.dumps(dict(json.loads((out / "training_config.json").read_text()), model_id=config["model_id"]),
                        indent=2, sort_keys=True) + "\n")
@@ -200,6 +207,8 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
             "calibration": calibration,
             "baselines": baselines,
             "gaps": gaps(best.metrics, baselines) if baselines else {},
+            "baseline_wins": baseline_wins(best.metrics, baselines) if baselines else {},
+            "tfidf_heads_id": tfidf_id,
             "best_step": best.step,
             "steps": steps,
             "train_seconds": round(train_s, 1),

@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from classifiers.calibration import calibrate
 from classifiers.data import Example, label_arrays, model_input
+from classifiers.encoding import N_LENGTH_FEATURES, full_lengths, length_features
 from classifiers.metrics import evaluate_predictions
 from classifiers.model import StudentModel
 from classifiers.predict import Predictions, Predictor
@@ -109,10 +110,14 @@ class Trainer:
                  val_ex: Sequence[Example]) -> None:  # fmt: skip
         self.cfg, self.device, self.train_ex, self.val_ex = cfg, device, list(train_ex), list(val_ex)
         self.tokenizer = AutoTokenizer.from_pretrained(base)
-        self.model = StudentModel.from_base(base, dropout=cfg.dropout, pooling=cfg.pooling).to(device)
+        n_features = N_LENGTH_FEATURES if cfg.length_features else 0
+        self.model = StudentModel.from_base(base, dropout=cfg.dropout, pooling=cfg.pooling,
+                                            n_features=n_features).to(device)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.enc = self.tokenizer([model_input(e.text, e.section_title) for e in self.train_ex], truncation=True,
-                                  max_length=cfg.max_length, padding=False)["input_ids"]
+        texts = [model_input(e.text, e.section_title) for e in self.train_ex]
+        self.enc = self.tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=False)["input_ids"]
+        self.features = torch.as_tensor(length_features(full_lengths(self.tokenizer, texts, self.enc, cfg.max_length),
+                                                        cfg.max_length)) if n_features else None
         self.labels = {k: torch.as_tensor(v) for k, v in label_arrays(self.train_ex).items()}
         init_heads_from_priors(self.model, self.labels)
         self.val_texts = [model_input(e.text, e.section_title) for e in self.val_ex]
@@ -147,7 +152,8 @@ class Trainer:
         input_ids, mask = _batch_tensors([self.enc[i] for i in idx], self.pad_id)
         ctx = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else torch.autocast("cpu", enabled=False)
         with ctx:
-            out = self.model(input_ids.to(self.device), mask.to(self.device))
+            feats = None if self.features is None else self.features[idx].to(self.device)
+            out = self.model(input_ids.to(self.device), mask.to(self.device), feats)
         loss = torch.zeros((), device=self.device)
         for h in HEADS:
             target = self.labels[h.name][idx].to(self.device)

@@ -9,6 +9,7 @@ TrainConfig field, plus where the model goes) and the summary it prints.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, fields
 
@@ -16,6 +17,8 @@ from classifiers.train import TrainConfig, train
 from pipeline.core import storage
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,4 +50,9 @@ def run(config: Config, beam_argv: list[str]) -> int:
               f"score r {v['educational_score']['pearson_r']:.3f} MAE {v['educational_score']['mae']:.3f}")
     else:
         print("no validation articles (too few annotated articles): nothing to early-stop on")
+    for head, w in metrics.get("baseline_wins", {}).items():
+        advice = (f"propagate with --tfidf-heads {head} (or --tfidf-heads auto) to label it with the TF-IDF head"
+                  if w["usable"] else "more labels or a larger --max-length may close the gap")
+        log.warning("the %s baseline beats the student on %s (%s %.3f vs %.3f on validation): %s",
+                    w["baseline"], head, w["metric"], w["baseline_value"], w["student"], advice)
     return 0

@@ -9,13 +9,14 @@ so a student that learns them is learning from text, not from leaked metadata.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.core import labels as L
 from pipeline.core import storage
+from pipeline.core.errors import ConfigError
 from pipeline.core.records import Annotation, Paragraph, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
 
@@ -63,13 +64,54 @@ def rule_labels(text: str, window_words: int | None = None) -> tuple[str, str, i
     return dtype, domain, score
 
 
-def annotations_for(paragraphs: Iterable[Paragraph], window_words: int | None = None) -> list[Annotation]:
+def length_rule_labels(text: str, window_words: int | None = None) -> tuple[str, str, int]:
+    """rules-length-v1: the type and domain of rule_labels; a score that depends on the paragraph's length
+    as much as on its content: 1 + one point each for a domain keyword, a citation, more than 120 words and
+    more than 250 words (clipped to 5). Past a short max length the student cannot count the words it does
+    not see: this is the teacher that truncation hurts."""
+    dtype, domain, _ = rule_labels(text, window_words)
+    words = text.split()
+    content = " ".join(words[:window_words]) if window_words else text
+    score = 1 + int(bool(_CLINICAL.search(content) or _BIOMED.search(content))) + int(bool(_CITATION.search(content))) \
+        + int(len(words) > 120) + int(len(words) > 250)
+    return dtype, domain, min(score, L.SCORE_MAX)
+
+
+def content_rule_labels(text: str, window_words: int | None = None) -> tuple[str, str, int]:
+    """rules-content-v1: the type and domain of rule_labels; a score from keyword density only (domain
+    keywords per 100 words: < 1, 1-3, 3-6, 6-10, >= 10 -> 1..5), independent of length."""
+    dtype, domain, _ = rule_labels(text, window_words)
+    words = text.split()[:window_words] if window_words else text.split()
+    content = " ".join(words)
+    density = 100 * (len(_CLINICAL.findall(content)) + len(_BIOMED.findall(content))) / max(len(words), 1)
+    score = 1 + sum(density >= t for t in (1, 3, 6, 10))
+    return dtype, domain, score
+
+
+# name -> the rules; each labels paragraphs from their text only (docs/classifier.md, "Rule teachers")
+TEACHERS: dict[str, Callable[[str, int | None], tuple[str, str, int]]] = {
+    "rules-v1": rule_labels,
+    "rules-length-v1": length_rule_labels,
+    "rules-content-v1": content_rule_labels,
+}
+
+
+def teacher_rules(name: str) -> Callable[[str, int | None], tuple[str, str, int]]:
+    """The rules of a named rule teacher; ConfigError naming the known ones."""
+    if name not in TEACHERS:
+        raise ConfigError(f"unknown rule teacher {name!r}; known: {', '.join(TEACHERS)}")
+    return TEACHERS[name]
+
+
+def annotations_for(paragraphs: Iterable[Paragraph], window_words: int | None = None,
+                    teacher: str = "rules-v1") -> list[Annotation]:
     """Rule-teacher annotations for paragraphs (one per paragraph), as the annotate stage would write them."""
+    rules = teacher_rules(teacher)
     out = []
     for p in paragraphs:
-        t, d, s = rule_labels(p.text, window_words)
+        t, d, s = rules(p.text, window_words)
         out.append(Annotation(id=p.id, article_id=p.article_id, document_type=t, domain=d, educational_score=s,
-                              teacher_model=RULE_TEACHER, prompt_version="rules-v1", prompt_hash="", input_hash="",
+                              teacher_model=RULE_TEACHER, prompt_version=teacher, prompt_hash="", input_hash="",
                               prompt_tokens=0, completion_tokens=0, latency_s=0.0, attempts=1))
     return out
 
@@ -82,11 +124,13 @@ def write_table(rows: Sequence[object], cls: type, path: str | Path | storage.Lo
 
 
 def write_workdir(
-    workdir: Workdir, paragraphs: Sequence[Paragraph], annotated: Sequence[Paragraph], window_words: int | None = None
+    workdir: Workdir, paragraphs: Sequence[Paragraph], annotated: Sequence[Paragraph], window_words: int | None = None,
+    teacher: str = "rules-v1",
 ) -> None:
-    """W/paragraphs = `paragraphs`; W/annotations = rule labels of `annotated`."""
+    """W/paragraphs = `paragraphs`; W/annotations = labels of `annotated` by the rule teacher `teacher`."""
     write_table(list(paragraphs), Paragraph, workdir.paragraphs / "part-00000.parquet")
-    write_table(annotations_for(annotated, window_words), Annotation, workdir.annotations / "part-00000.parquet")
+    write_table(annotations_for(annotated, window_words, teacher), Annotation,
+                workdir.annotations / "part-00000.parquet")
 
 
 def sample_paragraphs(sample_dir: Path, max_articles: int | None = None) -> list[Paragraph]:

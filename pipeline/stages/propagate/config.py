@@ -25,4 +25,9 @@ class PropagateConfig:
     precision: str = option("auto", choices=PRECISIONS, help="inference precision (auto: fp16/bf16 on a GPU, fp32 on CPU)")
     # 0 = torch's default; set 1-2 when running several Beam worker processes.
     torch_threads: int = option(0, speed_only=True, help="torch intra-op threads per worker (0: torch default)")
+    # classifiers.tfidf_heads: train saves TF-IDF heads beside the student and says when one beats it
+    tfidf_heads: list[str] = option(default_factory=list, metavar="HEAD", nargs="+",
+                                    help="take these heads from the TF-IDF model saved beside the student "
+                                         "(document_type, domain, educational_score, or auto: the heads on "
+                                         "which train found TF-IDF better); model_id names both models")
     full: bool = option(False, help="label every paragraph (default: keep the labels the same model gave the same input)")

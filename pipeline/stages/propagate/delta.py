@@ -47,12 +47,15 @@ class Plan:
     input_glob: str = ""  # the paragraphs the pipeline reads
 
 
-def model_fingerprint(model_dir: str, max_length: int | None, precision: str) -> str:
+def model_fingerprint(model_dir: str, max_length: int | None, precision: str, tfidf_heads: tuple[str, ...] = ()) -> str:
     """The model's identity for reuse: its files' versions (size + mtime / ETag) and the settings that change
     its outputs."""
     loc = storage.as_location(model_dir)
     fp = storage.fingerprint(loc.glob("**"), loc)
-    raw = json.dumps({"files": fp, "max_length": max_length, "precision": precision}, sort_keys=True, default=str)
+    settings: dict[str, object] = {"files": fp, "max_length": max_length, "precision": precision}
+    if tfidf_heads:  # absent when unused: fingerprints of earlier runs stay valid
+        settings["tfidf_heads"] = sorted(tfidf_heads)
+    raw = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

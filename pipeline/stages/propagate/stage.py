@@ -52,7 +52,8 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but torch sees no CUDA device")
-    fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision)
+    fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision,
+                                         tuple(config.tfidf_heads))
     plan = delta.plan(workdir, fingerprint, full=config.full)
     if plan.full:
         log.info("propagate: labelling every paragraph (%s)", plan.reason)

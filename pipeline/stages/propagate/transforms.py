@@ -74,6 +74,7 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
             batch_size=self.config.batch_size,
             max_length=self.config.max_length,
             precision=self.config.precision,
+            tfidf_heads=self.config.tfidf_heads,
         )
 
     def run_inference(
