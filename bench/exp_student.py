@@ -32,7 +32,7 @@ from classifiers.predict import Predictor
 from classifiers.train import TrainConfig, train
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
-from pipeline.teacher.rules import rule_labels, sample_paragraphs, write_workdir
+from pipeline.teacher.rules import sample_paragraphs, teacher_rules, write_workdir
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 
@@ -41,10 +41,11 @@ def hash_order(paragraphs):
     return sorted(paragraphs, key=lambda p: hashlib.sha256(p.id.encode()).hexdigest())
 
 
-def examples_of(paragraphs, window_words):
+def examples_of(paragraphs, window_words, teacher="rules-v1"):
+    rules = teacher_rules(teacher)
     out = []
     for p in paragraphs:
-        t, d, s = rule_labels(p.text, window_words)
+        t, d, s = rules(p.text, window_words)
         out.append(Example(p.id, p.article_id, p.text, p.section_title, DOCUMENT_TYPES.index(t), DOMAINS.index(d), float(s)))
     return out
 
@@ -66,6 +67,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sample", default=str(SAMPLE))
     ap.add_argument("--set", nargs="*", default=[], help="TrainConfig overrides, key=value")
+    ap.add_argument("--teacher", default="rules-v1", help="rule teacher (pipeline.teacher.rules.TEACHERS)")
+    ap.add_argument("--baselines", action="store_true",
+                    help="also score majority and TF-IDF, fit on the same labels, on the same unseen paragraphs")
     a = ap.parse_args()
     import logging
 
@@ -78,16 +82,27 @@ def main() -> None:
     cfg = TrainConfig(max_length=a.max_length, **over)
     with tempfile.TemporaryDirectory() as tmp:
         w = Workdir.of(tmp)
-        write_workdir(w, paragraphs, annotated, window_words=a.window_words or None)
+        write_workdir(w, paragraphs, annotated, window_words=a.window_words or None, teacher=a.teacher)
         t0 = time.perf_counter()
         m = train(w, cfg, progress=False)
         wall = time.perf_counter() - t0
-        test = examples_of(rest, a.window_words or None)
+        test = examples_of(rest, a.window_words or None, a.teacher)
         pred = Predictor.from_dir(w.model, batch_size=64).predict([model_input(e.text, e.section_title) for e in test])
         r = evaluate_predictions(test, pred)
+        base = {}
+        if a.baselines:
+            from classifiers.baselines import majority, tfidf
+
+            labelled = examples_of(annotated, a.window_words or None, a.teacher)
+            for name, fn in (("majority", majority), ("tfidf", tfidf)):
+                b = evaluate_predictions(test, fn(labelled, test))
+                base[name] = {"type_f1": round(b["document_type"]["macro_f1"], 3),
+                              "domain_f1": round(b["domain"]["macro_f1"], 3),
+                              "score_r": round(b["educational_score"]["pearson_r"] or float("nan"), 3)}
     cfgd = json.loads(json.dumps(m.get("config", {}))) if "config" in m else {}
     print(json.dumps({
-        "n": a.n, "set": over, "train_s": round(wall, 1), "steps": m["steps"], "best_step": m["best_step"],
+        "n": a.n, "teacher": a.teacher, "max_length": a.max_length, "set": over, "baselines": base,
+        "baseline_wins": m.get("baseline_wins"), "load_avg": round(os.getloadavg()[0], 1), "train_s": round(wall, 1), "steps": m["steps"], "best_step": m["best_step"],
         "n_test": r["n"], "type_f1": round(r["document_type"]["macro_f1"], 3),
         "domain_f1": round(r["domain"]["macro_f1"], 3), "score_r": round(r["educational_score"]["pearson_r"], 3),
         "score_mae": round(r["educational_score"]["mae"], 3),
