@@ -110,3 +110,19 @@ def test_dry_run_on_a_local_runner_writes_the_portable_pipeline(tmp_path: Path, 
     doc = json.loads(out.read_text())
     assert doc["runner"] == "DirectRunner" and "ParseArticles" in {n.split("/")[0] for n in _transforms(doc)}
     assert re.search(r"dry run: wrote the DirectRunner job to .*job\.json", capsys.readouterr().out)
+
+
+def test_run_dry_run_writes_every_beam_steps_job(tmp_path: Path, capsys) -> None:
+    """`pmc-curate run --dry-run FILE`: the plan is printed; each Beam step that would run is built (parse)
+    or says why it cannot be yet (propagate needs the model a later step makes); W is not created."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"workdir: {tmp_path / 'w'}\nsteps:\n  parse: {{inputs: [{EXAMPLES / 'jats'}]}}\n"
+                   "  sample: {size: 10}\n  propagate: {batch_size: 4}\n")
+    out = tmp_path / "jobs.json"
+    assert cli(["run", "--config", str(cfg), "--dry-run", str(out)]) == 0
+    assert not (tmp_path / "w").exists()
+    jobs = json.loads(out.read_text())
+    assert set(jobs) == {"parse", "propagate"}  # the Beam steps; sample runs on DuckDB
+    assert "ParseArticles" in {n.split("/")[0] for n in _transforms(jobs["parse"])}
+    assert "run `pmc-curate parse` first" in jobs["propagate"]["not_built"]
+    assert "[parse] would run" in capsys.readouterr().out
