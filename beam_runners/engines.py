@@ -51,5 +51,5 @@ def missing_flink_job_server() -> str | None:
         return None
     why = "" if shutil.which("mvn") else " (Maven is not installed: it needs the `mvn` command)"
     return (f"no Flink job server jar at {flink_job_server_path()}{why}; `make install` tries "
-            f"`mvn dependency:get -Dartifact={FLINK_JOB_SERVER}` (the Maven registry of this project's machines "
+            f"to fetch {FLINK_JOB_SERVER} with Maven (the Maven registry of this project's machines "
             "does not serve it: docs/running.md); or pass --flink_job_server_jar=PATH")

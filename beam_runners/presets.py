@@ -53,6 +53,8 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
                     "workers (the jar from `make install` or --flink_job_server_jar)", [
         "--runner=FlinkRunner", "--flink_master=[local]", "--parallelism=2", "--environment_type=LOOPBACK",
         "--flink_job_server_jar={flink_jar}",
+        # Java 17+: the embedded Flink reflects into these JDK packages
+        *(f"--job_server_jvm_property=--add-opens=java.base/{p}=ALL-UNNAMED" for p in ("java.lang", "java.nio", "java.util")),
     ]),
     "flink": ("FlinkRunner against a running Flink cluster (--flink_master=HOST:PORT); workers run the "
               "project's container (--environment_config=IMAGE), or PROCESS/EXTERNAL workers", [
@@ -100,7 +102,7 @@ def expand(argv: Sequence[str]) -> list[str]:
             raise ConfigError(f"unknown runner preset {name!r}; presets: {', '.join(PRESETS)}")
         for flag in PRESETS[name][1]:
             # Repeatable flags (experiments, service options) accumulate; single-valued ones yield to the user.
-            if _flag_name(flag) in given and _flag_name(flag) not in ("--experiments",):
+            if _flag_name(flag) in given and _flag_name(flag) not in ("--experiments", "--job_server_jvm_property"):
                 continue
             out.append(flag.format(prism=engines.prism_path(), flink_jar=engines.flink_job_server_path()))
     return out + rest

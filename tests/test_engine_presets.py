@@ -58,6 +58,7 @@ def test_flink_local_names_the_missing_jar(monkeypatch: pytest.MonkeyPatch, tmp_
     flink = o.view_as(FlinkRunnerOptions)
     assert (flink.flink_master, flink.parallelism, flink.flink_job_server_jar) == ("[local]", 2, str(jar))
     assert o.view_as(PortableOptions).environment_type == "LOOPBACK"
+    assert "--add-opens=java.base/java.lang=ALL-UNNAMED" in o.get_all_options()["job_server_jvm_properties"]
 
 
 def test_flink_local_from_the_cli_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
