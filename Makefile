@@ -5,7 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORK   ?= demo-work
 
-.PHONY: install demo test lint bench clean
+ENGINES := .cache/engines
+BEAM_VERSION := 2.77.0
+FLINK_JOB_SERVER := org.apache.beam:beam-runners-flink-2.2-job-server:$(BEAM_VERSION)
+
+.PHONY: install engines demo test lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -23,12 +27,33 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps "biomed-enriched==0.1.0"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) engines
+
+# The local engines the engine tests run on (beam_runners/engines.py), built/fetched once into an ignored
+# folder. Without Go or Maven (or when the registry does not serve the jar) this says what is missing and
+# the engine tests skip with that reason; install does not fail.
+engines: $(ENGINES)/bin/prism $(ENGINES)/flink-job-server.jar
+
+$(ENGINES)/bin/prism:
+	@if command -v go >/dev/null; then \
+	  echo "building Prism $(BEAM_VERSION) with Go (a few minutes, once) -> $@"; \
+	  mkdir -p $(ENGINES)/bin && GOBIN="$(abspath $(ENGINES))/bin" GOFLAGS=-mod=mod \
+	    nice go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION) \
+	  || echo "make engines: go install of Prism failed: the Prism engine tests will skip"; \
+	else echo "make engines: Go is not installed (the go command): no Prism, the Prism engine tests will skip"; fi
+
+$(ENGINES)/flink-job-server.jar:
+	@if command -v mvn >/dev/null; then \
+	  mkdir -p $(ENGINES) && mvn -q -B dependency:copy -Dartifact=$(FLINK_JOB_SERVER) -Dtransitive=false \
+	    -DoutputDirectory="$(abspath $(ENGINES))" -Dmdep.stripVersion=true >/dev/null 2>&1 \
+	  && mv $(ENGINES)/beam-runners-flink-2.2-job-server.jar $@ \
+	  || echo "make engines: the Maven registry did not serve $(FLINK_JOB_SERVER): the Flink engine tests will skip"; \
+	else echo "make engines: Maven is not installed (the mvn command): no Flink job server, the Flink engine tests will skip"; fi
 
 demo: $(STAMP)
 	$(VENV)/bin/pmc-curate demo --workdir $(WORK)
 
-test: $(STAMP)
+test: install
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

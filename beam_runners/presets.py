@@ -10,17 +10,22 @@ A preset supplies defaults; any flag the user passes wins over the preset's valu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions,
     GoogleCloudOptions,
     PipelineOptions,
     PortableOptions,
+    PrismRunnerOptions,
     StandardOptions,
     WorkerOptions,
 )
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
+from beam_runners import engines
 from pipeline.core.errors import ConfigError
 
 # Dataflow GPU workers for propagation: one NVIDIA L4 per G2 VM with the driver installed by the service
@@ -41,8 +46,18 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
                  "Flink and Dataflow use), runs locally", [
         "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
     ]),
+    "prism": ("PrismRunner (Beam's portable Go runner) from the binary `make install` built, LOOPBACK workers", [
+        "--runner=PrismRunner", "--prism_location={prism}", "--environment_type=LOOPBACK",
+    ]),
+    "flink-local": ("FlinkRunner on a Flink mini-cluster inside the job server's JVM, parallelism 2, LOOPBACK "
+                    "workers (the jar from `make install` or --flink_job_server_jar)", [
+        "--runner=FlinkRunner", "--flink_master=[local]", "--parallelism=2", "--environment_type=LOOPBACK",
+        "--flink_job_server_jar={flink_jar}",
+        # Java 17+: the embedded Flink reflects into these JDK packages
+        *(f"--job_server_jvm_property=--add-opens=java.base/{p}=ALL-UNNAMED" for p in ("java.lang", "java.nio", "java.util")),
+    ]),
     "flink": ("FlinkRunner against a running Flink cluster (--flink_master=HOST:PORT); workers run the "
-              "project's container (--environment_config=IMAGE)", [
+              "project's container (--environment_config=IMAGE), or PROCESS/EXTERNAL workers", [
         "--runner=FlinkRunner", "--environment_type=DOCKER",
     ]),
     "dataflow": ("DataflowRunner on CPU workers in the project's container (--sdk_container_image)", [
@@ -87,9 +102,9 @@ def expand(argv: Sequence[str]) -> list[str]:
             raise ConfigError(f"unknown runner preset {name!r}; presets: {', '.join(PRESETS)}")
         for flag in PRESETS[name][1]:
             # Repeatable flags (experiments, service options) accumulate; single-valued ones yield to the user.
-            if _flag_name(flag) in given and _flag_name(flag) not in ("--experiments",):
+            if _flag_name(flag) in given and _flag_name(flag) not in ("--experiments", "--job_server_jvm_property"):
                 continue
-            out.append(flag)
+            out.append(flag.format(prism=engines.prism_path(), flink_jar=engines.flink_job_server_path()))
     return out + rest
 
 
@@ -106,6 +121,9 @@ def validate(options: PipelineOptions) -> None:
             missing.append("--region=REGION (e.g. us-central1)")
         if not gc.temp_location or not str(gc.temp_location).startswith("gs://"):
             missing.append("--temp_location=gs://BUCKET/tmp")
+        elif bad := _bad_gcs_paths(gc):
+            # Beam falls back to creating a default bucket (a GCS call that times out after 120 s offline).
+            raise ConfigError("DataflowRunner: " + "; ".join(bad))
         elif not gc.staging_location:
             # Beam would create a default bucket through the [gcp] extra; derive it from temp_location instead.
             gc.staging_location = str(gc.temp_location).rstrip("/") + "/staging"
@@ -115,11 +133,49 @@ def validate(options: PipelineOptions) -> None:
         if accel and not str(worker.machine_type or "").startswith(("g2-", "a2-", "a3-", "n1-")):
             raise ConfigError(f"GPU workers ({accel[0]}) need a GPU machine type, got --machine_type={worker.machine_type}")
     elif runner.endswith("FlinkRunner"):
-        flink = options.view_as(FlinkRunnerOptions)
-        portable = options.view_as(PortableOptions)
-        if not flink.flink_master or flink.flink_master in ("[auto]", "[local]"):
-            missing.append("--flink_master=HOST:PORT (the Flink cluster's REST endpoint)")
-        if portable.environment_type == "DOCKER" and not portable.environment_config:
-            missing.append("--environment_config=IMAGE (built from beam_runners/dataflow/Dockerfile)")
+        missing += _flink_missing(options)
+    elif runner.endswith("PrismRunner"):
+        prism = options.view_as(PrismRunnerOptions)
+        if not prism.prism_location:
+            prism.prism_location = str(engines.prism_path())  # never Beam's download from GitHub
+        if Path(prism.prism_location) == engines.prism_path() and (why := engines.missing_prism()):
+            raise ConfigError(f"PrismRunner: {why}")
+        if "://" not in prism.prism_location and not Path(prism.prism_location).is_file():
+            raise ConfigError(f"PrismRunner: --prism_location={prism.prism_location} is not a file")
     if missing:
         raise ConfigError(f"{runner} needs: " + ", ".join(missing))
+
+
+def _bad_gcs_paths(gc: GoogleCloudOptions) -> list[str]:
+    """Beam's own check of --temp_location/--staging_location (bucket names are 3-63 characters ...)."""
+    validator = PipelineOptionsValidator(gc, None)
+    return [f"--{name}={getattr(gc, name)} is not a valid gs://BUCKET/PATH: {err}"
+            for name in ("temp_location", "staging_location") if getattr(gc, name)
+            for err in validator.validate_gcs_path(gc, name)]
+
+
+_ENVIRONMENT_NEEDS = {
+    "DOCKER": "--environment_config=IMAGE (built from beam_runners/dataflow/Dockerfile)",
+    "PROCESS": '--environment_config=\'{"command": "/path/to/boot"}\' (Beam\'s Python boot program on every '
+               "TaskManager, with the project installed beside it)",
+    "EXTERNAL": "--environment_config=HOST:PORT (a worker pool: python -m apache_beam.runners.worker.worker_pool_main)",
+}
+
+
+def _flink_missing(options: PipelineOptions) -> list[str]:
+    flink = options.view_as(FlinkRunnerOptions)
+    portable = options.view_as(PortableOptions)
+    missing: list[str] = []
+    if flink.flink_master == "[local]":
+        jar = flink.flink_job_server_jar
+        if not jar or (Path(jar) == engines.flink_job_server_path() and engines.missing_flink_job_server()):
+            raise ConfigError(f"FlinkRunner with --flink_master=[local]: {engines.missing_flink_job_server()}")
+        if "://" not in jar and not Path(jar).is_file():
+            raise ConfigError(f"FlinkRunner: --flink_job_server_jar={jar} is not a file")
+    elif not flink.flink_master or flink.flink_master == "[auto]" or not re.fullmatch(r"[\w.\-]+:\d+", flink.flink_master):
+        missing.append("--flink_master=HOST:PORT (the Flink cluster's REST endpoint; [local] with a job server jar "
+                       "runs an embedded Flink: --preset flink-local)")
+    env = (portable.environment_type or "").upper()
+    if env in _ENVIRONMENT_NEEDS and not portable.environment_config:
+        missing.append(_ENVIRONMENT_NEEDS[env])
+    return missing

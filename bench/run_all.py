@@ -40,6 +40,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "remote": ("bench_remote.py", ["--paragraphs", "1000000", "--scale", "50000"],
                ["--paragraphs", "2000", "--annotations", "200", "--scale", "0", "--out", "{tmp}/remote",
                 "--json", "{tmp}/remote.json"]),
+    "engines": ("bench_engines.py", ["--rounds", "3"],
+                ["--rounds", "1", "--stages", "parse", "--out", "{tmp}/engines.json"]),
 }  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pipeline import __version__, stages
 from pipeline.core import logs, options, secrets, storage
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, DryRunFinished
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,11 @@ def check_unknown(name: str, config_cls: type, beam: bool, extra: list[str]) -> 
                           "see --help")
 
 
+def _dry_run(beam_argv: list[str]) -> bool:
+    """`--dry-run FILE` among a Beam stage's pass-through flags (beam_runners/dryrun.py)."""
+    return any(a == "--dry-run" or a.startswith("--dry-run=") for a in beam_argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # First pass: find the command without importing every stage.
@@ -114,10 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         if not command.beam:
             extra = []
         config = options.from_namespace(module.Config, args)
-        if ns.command not in stages.BY_NAME:
-            return int(module.run(config, extra) or 0)
+        if ns.command not in stages.BY_NAME or (command.beam and _dry_run(extra)):
+            return int(module.run(config, extra) or 0)  # a dry run writes nothing to W, not even its log
         with logs.to_workdir(config.workdir, ns.command):  # a stage's full log: W/logs/<stage>.log
             return int(module.run(config, extra) or 0)
+    except DryRunFinished as e:
+        print(f"pmc-curate {ns.command}: {e}")
+        return 0
     except ConfigError as e:
         print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
         return 2

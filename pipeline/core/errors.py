@@ -82,3 +82,11 @@ class RecordError(PmcCurateError):
         self.reason = reason
         self.detail = detail
         self.raw = raw
+
+
+class DryRunFinished(PmcCurateError):
+    """Not a failure: a Beam stage run with `--dry-run FILE` wrote its job to FILE and stops there (exit 0)."""
+
+    def __init__(self, path: str, runner: str) -> None:
+        super().__init__(f"dry run: wrote the {runner} job to {path}; nothing was submitted or written to the workdir")
+        self.path = path

@@ -30,19 +30,22 @@ one: preparing the steps and running them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 from beam_runners import options as beam_options
 from pipeline import stages
 from pipeline.core import logs, options, secrets, storage
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, DryRunFinished
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow.config import FlowConfig, PreparedStep, beam_to_argv, load_config
@@ -137,7 +140,7 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
 
 def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Sequence[str] = (),
              only: Sequence[str] = (), dry_run: bool = False, registry: Registry = stages,
-             echo: Callable[[str], None] = print) -> int:
+             echo: Callable[[str], None] = print, job_file: str | None = None) -> int:
     """Run the configured steps in order, skipping the finished ones whose inputs and config did not change."""
     wd = Workdir.of(config.workdir)  # ConfigError for a scheme we do not accept, with the accepted list
     prepared = prepare(config, cli_beam_argv, registry)
@@ -147,13 +150,18 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
         if n not in names:
             raise ConfigError(f"no step named {n!r}; steps are {names}")
     if dry_run:
-        return _run_steps(prepared, wd, force, only, True, echo)
+        jobs: dict[str, Any] = {}
+        rc = _run_steps(prepared, wd, force, only, True, echo, jobs if job_file else None)
+        if job_file:
+            storage.as_location(job_file).write_text(json.dumps(jobs, indent=1, sort_keys=True) + "\n")
+            echo(f"dry run: wrote the jobs of {len(jobs)} Beam step(s) to {job_file}; nothing was submitted")
+        return rc
     with WorkdirLock(wd, echo=echo):
         return _run_steps(prepared, wd, force, only, False, echo)
 
 
 def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], only: Sequence[str],
-               dry_run: bool, echo: Callable[[str], None]) -> int:
+               dry_run: bool, echo: Callable[[str], None], jobs: dict[str, Any] | None = None) -> int:
     redo_rest: str | None = None
     for i, prep in enumerate(prepared):
         name = prep.step.name
@@ -173,6 +181,8 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
              + " ".join(secrets.redact_argv(prep.argv + prep.beam_argv)))
         if dry_run:
             redo_rest = redo_rest or name
+            if jobs is not None and prep.stage.beam:
+                jobs[name] = dry_run_job(prep)
             continue
         # Everything downstream is stale from now on: drop its markers first, so that a crash inside
         # this step can never leave a later step looking finished on inputs that are about to change.
@@ -189,6 +199,23 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
     return 0
 
 
+def dry_run_job(prep: PreparedStep) -> dict[str, Any]:
+    """The job one Beam step would submit (its stage run with `--dry-run`, beam_runners/dryrun.py), or why
+    it cannot be built now (its inputs come from a step that has not run yet)."""
+    if prep.step.command == "annotate":
+        return {"not_built": "annotate is not dry-run as a job: `pmc-curate annotate --dry-run` prints the "
+                             "teacher's cost estimate instead"}
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "job.json")
+        try:
+            prep.module.run(prep.config, [*prep.beam_argv, "--dry-run", out])
+        except DryRunFinished:
+            return json.loads(Path(out).read_text())
+        except ConfigError as e:
+            return {"not_built": secrets.redact(str(e))}
+    return {"not_built": "the stage built no pipeline"}
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 
@@ -202,7 +229,8 @@ class Config:
                               help="redo this step (and everything after it) even if it finished; repeatable")
     only: list[str] = option(default_factory=list, append=True, metavar="STEP",
                              help="run only this step (its inputs must exist); repeatable")
-    dry_run: bool = option(False, help="show what would run and why, run nothing")
+    dry_run: str | None = option(None, metavar="FILE", help="show what would run and why, run nothing; write "
+                                 "the job each Beam step would submit to FILE (JSON, by step)")
 
 
 def run(args: Config, beam_argv: list[str]) -> int:
@@ -211,7 +239,8 @@ def run(args: Config, beam_argv: list[str]) -> int:
 
     config = load_config(args.config, workdir=args.workdir)
     t0 = time.perf_counter()
-    rc = run_flow(config, beam_argv, force=args.force, only=args.only, dry_run=args.dry_run)
-    if not args.dry_run:
+    rc = run_flow(config, beam_argv, force=args.force, only=args.only, dry_run=args.dry_run is not None,
+                  job_file=args.dry_run)
+    if args.dry_run is None:
         print(closing_summary(Workdir.of(config.workdir), time.perf_counter() - t0, rc))
     return rc

@@ -18,6 +18,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from beam_runners.dryrun import is_dry_run
 from beam_runners.options import make_pipeline, pipeline_options
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
@@ -97,9 +98,10 @@ def run(config: Config, beam_argv: list[str]) -> int:
         raise ConfigError("--max-file-mb must be > 0")
     require_tokenizer()
     workdir = Workdir.of(config.workdir)
-    storage.check_access(workdir.root)  # a missing bucket or a dead endpoint stops here, before any work
-    max_bytes = int(config.max_file_mb * 2**20)
     options = pipeline_options(beam_argv)
+    dry_run = is_dry_run(options)  # --dry-run FILE: build the job, write it to FILE, write nothing to W
+    storage.check_access(workdir.root, write=not dry_run)  # a missing bucket or a dead endpoint stops here
+    max_bytes = int(config.max_file_mb * 2**20)
     use_pipeline_options(options)  # the launcher lists the inputs with the same --s3_* settings as the workers
     transform = build_transform(config, beam_argv, max_bytes)  # ConfigError early
     t0 = time.time()
@@ -113,11 +115,13 @@ def run(config: Config, beam_argv: list[str]) -> int:
         if not isinstance(transform, ReadPmcCloud):
             raise ConfigError("--update needs a PMC Cloud layout (s3://pmc-oa-opendata/ or a mirror) as input")
         update_summary = update.run_update(workdir, transform, run_pipeline)
-    else:
+    elif not dry_run:
         for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS, "tombstones"):
             workdir.reset_table(name)
         workdir.reset_table("rejects", prefix=f"{STAGE}-")
         run_pipeline(transform)
+    else:
+        run_pipeline(transform)  # raises DryRunFinished once the job is written
     s: dict[str, Any] = summarize(workdir)
     if update_summary is not None:
         s["update"] = update_summary

@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from beam_runners.dryrun import is_dry_run
 from beam_runners.options import make_pipeline
 from pipeline.core import storage, tables
 from pipeline.core.errors import ConfigError
@@ -55,6 +56,9 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
     fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision,
                                          tuple(config.tfidf_heads))
     plan = delta.plan(workdir, fingerprint, full=config.full)
+    if is_dry_run(beam_argv):  # --dry-run FILE: build the job and write it to FILE (DryRunFinished), W untouched
+        with make_pipeline(beam_argv) as p:
+            _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
     if plan.full:
         log.info("propagate: labelling every paragraph (%s)", plan.reason)
         workdir.reset_table("labels")
@@ -78,7 +82,8 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
 def run(config: PropagateConfig, beam_argv: list[str]) -> int:
     """Entry point of `pmc-curate propagate`."""
     workdir = Workdir.of(config.workdir)
-    storage.check_access(workdir.root)  # a missing bucket, a dead endpoint or a 403 stops here, before any work
+    storage.check_access(workdir.root, write=not is_dry_run(beam_argv))  # a missing bucket, a dead endpoint or a 403
+    # stops here, before any work
     s = run_propagate(workdir, config, beam_argv)
     pct = 100.0 * s["truncated"] / s["labels"] if s["labels"] else 0.0
     rejects = ", ".join(f"{k}: {v}" for k, v in s["rejects"].items()) or "none"

@@ -171,7 +171,10 @@ class Propagate(beam.PTransform):
         self.paragraphs = paragraphs or workdir.glob("paragraphs")  # a delta run reads only its paragraphs
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.PDone:
-        paragraphs = pbegin | "ReadParagraphs" >> ReadFromParquet(self.paragraphs, columns=INPUT_COLUMNS)
+        paragraphs = (pbegin | "ReadParagraphs" >> ReadFromParquet(self.paragraphs, columns=INPUT_COLUMNS)
+                      # one Parquet file fans out into many paragraphs: spread them over the workers (Flink
+                      # does not split a bundle once it runs, so without this one subtask would score them all)
+                      | "SpreadParagraphs" >> beam.Reshuffle())
         labels, rejects = paragraphs | "Score" >> ScoreParagraphs(self.config)
         labels | "WriteLabels" >> WriteToParquet(
             str(self.workdir.labels / "labels"), schema=arrow_schema(Label), file_name_suffix=".parquet"
