@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,13 +40,16 @@ class _ConsoleFilter(logging.Filter):
 
 
 class _TqdmHandler(logging.StreamHandler):
-    """Writes above any progress bar tqdm draws, instead of through it."""
+    """Writes above any progress bar tqdm draws, instead of through it, to the stderr of the moment (a
+    test runner or a Beam worker may swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=self.stream)
+            tqdm.write(self.format(record), file=sys.stderr)
+        except ValueError:  # stderr already closed: a message at interpreter exit (Beam's atexit cleanup)
+            pass
         except Exception:  # logging must never fail the run
             self.handleError(record)
 
