@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.core.labels import BIOMEDICAL, OTHER_TYPE
 from pipeline.core.records import Article, Label, Paragraph, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
 from tests.dedup_fixtures import BASE, EDITS, distinct_sentence, template_paragraph
@@ -67,9 +68,9 @@ def write_workdir(root: Path, shards: int = 1, seed: int = 0, labels: dict[str, 
     wd = Workdir.of(root)
     tables: list[tuple[str, list, type]] = [("articles", arts, Article), ("paragraphs", paras, Paragraph)]
     if labels is not None:
-        rows = [Label(id=p.id, article_id=p.article_id, document_type="Other", domain="Other",
-                      educational_score=labels.get(p.id, 1.0), document_type_scores=[], domain_scores=[],
-                      model_id="test", truncated=False) for p in paras]  # fmt: skip
+        rows = [Label(id=p.id, article_id=p.article_id, document_type=OTHER_TYPE, domain=BIOMEDICAL,
+                      educational_score=labels.get(p.id, 3.0), document_type_scores=[0.0, 0.0, 0.0, 1.0],
+                      domain_scores=[0.0, 1.0, 0.0], model_id="test", truncated=False) for p in paras]  # fmt: skip
         tables.append(("labels", rows, Label))
     for name, rows, cls in tables:
         d = wd.reset_table(name)
