@@ -12,9 +12,11 @@ import pytest
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.workdir import Workdir
+from pipeline.flow import status as flow_status
 from pipeline.stages.curate import stage as C
 from pipeline.stages.dedup.config import DedupConfig
 from pipeline.stages.dedup.stage import run_dedup
+from pipeline.stages.report import report
 from tests.dedup_stage_helpers import write_workdir
 
 COLUMNS = "id, exact_group, exact_rank, near_group, near_rank, group_size, group_articles, boilerplate, article_group, article_rank"
@@ -81,6 +83,14 @@ def test_summary_records_parameters_and_says_the_order_fell_back(plain: tuple[Wo
     assert "no educational scores (no labels)" in s["keep_order"] and s["scores_from"] is None
 
 
+def test_status_shows_the_copies_and_the_largest_group(plain: tuple[Workdir, dict]) -> None:
+    entry = next(e for e in flow_status.collect(plain[0]) if e["command"] == "dedup")
+    assert entry["findings"][0].startswith("duplicates: 3 exact copies, 7 near copies, 1 article copies; "
+                                           "boilerplate 12 paragraphs (46.15%)")  # fmt: skip
+    assert "largest group: 3 paragraphs in 3 articles, e.g. 'We enrolled 48 adults" in entry["findings"][1]
+    assert "duplicates: 3 exact copies" in flow_status.render(flow_status.collect(plain[0]))
+
+
 def test_same_rows_whatever_the_shards_and_input_order(plain: tuple[Workdir, dict], tmp_path: Path) -> None:
     other = write_workdir(tmp_path / "w", shards=4, seed=7)
     run_dedup(other, DedupConfig(workdir=str(other.root)), ["--direct_num_workers=2"])
@@ -113,6 +123,8 @@ def test_labels_order_the_kept_copy_and_curate_removes_the_copies(tmp_path: Path
     assert sum(1 for pid in kept if pid.startswith("PMC2")) == 12
     card = (wd.subsets / "near" / "README.md").read_text()
     assert "duplicates (`dedup=near`): 7 paragraphs" in card
+    page = Path(report(wd.root)).read_text()
+    assert "## Duplicates and benchmark contamination" in page and "7 near copies" in page
 
 
 def test_bad_input_and_an_empty_workdir(tmp_path: Path) -> None:
