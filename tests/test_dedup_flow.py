@@ -36,3 +36,25 @@ def test_demo_steps_dedup_and_decontaminate(tmp_path: Path, monkeypatch) -> None
     assert flow.run_flow(cfg, echo=lambda s: None) == 0
     rows = duckdb.sql(f"SELECT DISTINCT article_id FROM '{wd.glob('contamination')}'").fetchall()
     assert rows == [("PMC9100005",)]
+
+
+def test_both_stages_on_s3_write_what_a_local_run_writes(tmp_path: Path, s3_workdir: str) -> None:
+    from pipeline.stages.decontaminate import DecontaminateConfig, run_decontaminate
+    from pipeline.stages.dedup.config import DedupConfig
+    from pipeline.stages.dedup.stage import run_dedup
+    from tests.dedup_stage_helpers import write_workdir
+
+    local = write_workdir(tmp_path / "local")
+    remote = Workdir.of(s3_workdir)
+    for t in ("articles", "paragraphs"):
+        remote.table(t).upload_from(local.root.local / t)
+    bench = tmp_path / "pqa.jsonl"
+    bench.write_text('{"pubid": "4000", "question": "An invented question?", "long_answer": "x"}\n')
+    for wd in (local, remote):
+        run_dedup(wd, DedupConfig(workdir=str(wd.root)), [])
+        run_decontaminate(wd, DecontaminateConfig(workdir=str(wd.root), benchmarks=[f"pubmedqa={bench}"]), [])
+    from pipeline.core import tables
+
+    for t in ("duplicates", "contamination"):
+        got = tables.read_table(remote, t).sort_by("id").to_pylist()
+        assert got and got == tables.read_table(local, t).sort_by("id").to_pylist()
