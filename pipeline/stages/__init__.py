@@ -67,7 +67,8 @@ STAGES: tuple[Stage, ...] = (
           reads=("articles/*.parquet", "paragraphs/*.parquet"),
           writes=("labels_imported/*.parquet", "rejects/import-labels-*.parquet")),
     Stage("dedup", "pipeline.stages.dedup.stage", "mark exact, near (MinHash LSH) and article-level duplicates "
-          "and boilerplate", beam=True, reads=("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet"),
+          "and boilerplate", beam=True,
+          reads=("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet", "labels_imported/*.parquet"),
           writes=("duplicates/*.parquet",)),
     Stage("decontaminate", "pipeline.stages.decontaminate", "mark paragraphs overlapping benchmark items "
           "(MedQA, MedMCQA, PubMedQA, MMLU)", beam=True, reads=("articles/*.parquet", "paragraphs/*.parquet"),
