@@ -93,7 +93,7 @@ def test_status_shows_the_copies_and_the_largest_group(plain: tuple[Workdir, dic
 
 def test_same_rows_whatever_the_shards_and_input_order(plain: tuple[Workdir, dict], tmp_path: Path) -> None:
     other = write_workdir(tmp_path / "w", shards=4, seed=7)
-    run_dedup(other, DedupConfig(workdir=str(other.root)), ["--direct_num_workers=2"])
+    run_dedup(other, DedupConfig(workdir=str(other.root)), ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert rows(other) == rows(plain[0])
 
 
@@ -145,3 +145,25 @@ def test_bad_input_and_an_empty_workdir(tmp_path: Path) -> None:
     # without the tables the views are empty and the default parameters change nothing
     m = C.curate(C.CurateConfig(workdir=str(labelled.root), recipe="encoder", export=False))
     assert m["stats"]["rows"] == 26 and m["decontamination"] == {"enabled": False}
+
+
+@pytest.mark.parametrize(("rounds", "converged"), [(1, False), (8, True)])
+def test_components_rounds_and_the_convergence_check(rounds: int, converged: bool) -> None:
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from beam_runners.options import make_pipeline
+    from pipeline.dedup.components import star_rounds
+    from pipeline.stages.dedup.transforms import Components
+
+    # a path whose ids zig-zag (n07 - n00 - n06 - n01 - ...): one large/small-star round cannot finish it
+    order = [f"n{i:02d}" for i in (7, 0, 6, 1, 5, 2, 4, 3, 9, 8, 12, 10, 11)]
+    edges = list(zip(order, order[1:], strict=False))
+    with make_pipeline([]) as p:
+        labels, out_of_shape = p | beam.Create(edges) | Components(rounds)
+        if converged:
+            assert_that(labels, equal_to([(n, "n00") for n in order]), label="Labels")
+            assert_that(out_of_shape, equal_to([0]), label="Shape")
+        else:
+            assert_that(out_of_shape | beam.Map(lambda n: n > 0), equal_to([True]), label="Shape")
+    assert star_rounds(edges)[1] > 1  # the library's reference needs more than one round too
