@@ -109,7 +109,8 @@ def test_labels_order_the_kept_copy_and_curate_removes_the_copies(tmp_path: Path
                                     params=["dedup=exact"]))  # fmt: skip
     near = C.curate(C.CurateConfig(workdir=str(wd.root), recipe="encoder", name="near", export=False,
                                    params=["dedup=near"]))  # fmt: skip
-    assert base["dedup"] == {"mode": "none"} and base["stats"]["rows"] == 26
+    assert base["dedup"]["mode"] == "none" and "removed" not in base["dedup"] and base["stats"]["rows"] == 26
+    assert base["dedup"]["stage"]["parameters"]["threshold"] == 0.7  # recorded even where not applied
     # exact: PMC301 (the article kept is PMC300: same version and length, smaller id), then the tb copy;
     # PMC300's paragraphs stay although PMC301/p[0] ranks first in its exact group: it is no longer selected
     assert exact["dedup"]["by_step"] == {"articles": 2, "exact": 1} and exact["stats"]["rows"] == 23

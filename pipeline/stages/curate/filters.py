@@ -34,6 +34,7 @@ FILTER_PARAMS: dict[str, Param] = {
 }
 DEDUP_MODES = ("none", "exact", "near")
 TABLES = {"duplicates": Duplicate, "contamination": Contamination}
+TABLE_OF = {"dedup": "duplicates", "decontaminate": "contamination"}
 _DUCK = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN"}
 
 
@@ -97,6 +98,10 @@ def apply(con: duckdb.DuckDBPyConnection, wd: Workdir, values: dict[str, Any]) -
     mode, decon = values["dedup"], values["decontaminate"]
     con.execute("CREATE OR REPLACE TEMP TABLE selection_before AS SELECT id, repeat FROM selection")
     out: dict[str, Any] = {"dedup": {"mode": mode}, "decontamination": {"enabled": decon}}
+    # the stages' settings go into every manifest where they ran, applied or not
+    for key, stage in (("dedup", "dedup"), ("decontamination", "decontaminate")):
+        if wd.has_table(TABLE_OF[stage]) and (summary := _stage_summary(wd, stage)):
+            out[key]["stage"] = summary
     if mode != "none":
         if not wd.has_table("duplicates"):
             raise ConfigError(f"--param dedup={mode} needs the duplicates table: run `pmc-curate dedup` first")
@@ -109,8 +114,7 @@ def apply(con: duckdb.DuckDBPyConnection, wd: Workdir, values: dict[str, Any]) -
             con.execute(f"INSERT INTO drop_dedup SELECT id, '{step}' FROM ({sql})")
             con.execute("DELETE FROM selection WHERE id IN (SELECT id FROM drop_dedup)")
         by_step = dict(con.sql("SELECT step, count(*) FROM drop_dedup GROUP BY step").fetchall())
-        out["dedup"].update(removed=_removed(con, "drop_dedup"), by_step={s: int(by_step.get(s, 0)) for s in steps},
-                            stage=_stage_summary(wd, "dedup"))  # fmt: skip
+        out["dedup"].update(removed=_removed(con, "drop_dedup"), by_step={s: int(by_step.get(s, 0)) for s in steps})
     if decon:
         if not wd.has_table("contamination"):
             raise ConfigError("--param decontaminate=true needs the contamination table: run `pmc-curate decontaminate` first")
@@ -123,8 +127,7 @@ def apply(con: duckdb.DuckDBPyConnection, wd: Workdir, values: dict[str, Any]) -
                         {"b": bench})  # fmt: skip
             per[bench] = _removed(con, "drop_one")
         con.execute("CREATE TEMP TABLE drop_any AS SELECT DISTINCT id FROM drop_contaminated")
-        out["decontamination"].update(removed=_removed(con, "drop_any"), by_benchmark=per,
-                                      stage=_stage_summary(wd, "decontaminate"))  # fmt: skip
+        out["decontamination"].update(removed=_removed(con, "drop_any"), by_benchmark=per)
         con.execute("DELETE FROM selection WHERE id IN (SELECT id FROM drop_any)")
     return out
 
