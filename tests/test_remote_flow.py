@@ -41,6 +41,7 @@ def _config(tmp: Path, teacher_url: str, extra_beam: dict[str, dict[str, str]] |
     """examples/demo.yaml with the teacher pointed at the fake OpenAI server (deterministic labels)."""
     cfg = yaml.safe_load((EXAMPLES / "demo.yaml").read_text())
     cfg["steps"]["parse"]["inputs"] = [str(EXAMPLES / "jats")]
+    cfg["steps"]["decontaminate"]["benchmarks"] = [f"pubmedqa={EXAMPLES / 'benchmarks' / 'pubmedqa-example.jsonl'}"]
     cfg["steps"]["annotate"] = {"base_url": teacher_url, "model": "fake-teacher", "concurrency": 4}
     for step, beam in (extra_beam or {}).items():
         cfg["steps"][step]["beam"] = beam

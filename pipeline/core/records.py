@@ -162,6 +162,40 @@ class Label:
     input_hash: str | None = None
 
 
+@dataclass
+class Duplicate:
+    """One row of W/duplicates: a paragraph that has a copy, is boilerplate, or is in an article published twice.
+
+    Groups are named by their smallest member id; `*_rank` is the member's place in the keep order
+    (pipeline.dedup.keep): 0 is the kept copy. Paragraphs in none of these are not in the table.
+    """
+
+    id: str
+    article_id: str
+    exact_group: str | None  # smallest id of the paragraphs with the same normalised text
+    exact_rank: int | None
+    near_group: str | None  # smallest id of the MinHash connected component
+    near_rank: int | None
+    group_size: int  # members of the near group (the exact group where there is no near group)
+    group_articles: int  # distinct articles of that group
+    boilerplate: bool  # the group spans many articles, or most of the paragraph is template sentences
+    boilerplate_share: float  # share of the paragraph's words in sentences common across articles
+    article_group: str | None  # smallest pmcid of the articles with the same normalised body
+    article_rank: int | None
+
+
+@dataclass
+class Contamination:
+    """One row of W/contamination: a paragraph overlaps a benchmark item, by one rule."""
+
+    id: str
+    article_id: str
+    benchmark: str
+    item_id: str
+    rule: str  # ngram (13-gram of question + answer), question (whole short question), pmid (PubMedQA's article)
+    n_ngrams: int  # distinct matching n-grams (1 for question and pmid)
+
+
 _SCALARS: dict[Any, pa.DataType] = {
     str: pa.string(),
     int: pa.int64(),

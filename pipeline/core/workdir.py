@@ -43,6 +43,8 @@ TABLES: tuple[Table, ...] = (
     Table("annotations", records.Annotation, "the teacher's labels of the sample"),
     Table("labels", records.Label, "the student's labels of every paragraph"),
     Table("labels_imported", records.Label, "published Biomed-Enriched labels joined to our paragraphs"),
+    Table("duplicates", records.Duplicate, "paragraphs with exact or near copies, boilerplate, articles published twice"),
+    Table("contamination", records.Contamination, "paragraphs overlapping a benchmark item, and by which rule"),
 )
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 

@@ -38,6 +38,10 @@ def demo_config(workdir: str, config: Path = DEMO_CONFIG) -> flow.FlowConfig:
         if step.command == "parse" and "inputs" in step.flags:
             inputs = step.flags["inputs"]
             step.flags["inputs"] = [_resolve(str(p)) for p in (inputs if isinstance(inputs, list) else [inputs])]
+        if step.command == "decontaminate" and "benchmarks" in step.flags:  # NAME=FILE: resolve the file
+            specs = step.flags["benchmarks"]
+            step.flags["benchmarks"] = [f"{n}={_resolve(f)}" for n, _, f in
+                                        (str(s).partition("=") for s in (specs if isinstance(specs, list) else [specs]))]
     return cfg
 
 

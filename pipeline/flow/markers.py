@@ -49,7 +49,10 @@ def _input_paths(value: Any) -> list[Location]:
             manifests = pmc_cloud.find_manifests(root)
             out += manifests[-1:] if manifests else (root / "metadata").glob("*.json")
             continue
-        out += storage.expand(spec)
+        files = storage.expand(spec)
+        if not files and "=" in spec:  # NAME=FILE (decontaminate --benchmark): the file after the first '='
+            files = storage.expand(spec.split("=", 1)[1])
+        out += files
     return out
 
 

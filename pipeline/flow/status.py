@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline import stages
-from pipeline.core import storage, tables
+from pipeline.core import findings, storage, tables
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
@@ -106,6 +106,9 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
             "rows": rows, "error": None, "rejects": tables.rejects_by_reason(wd.rejects, command),
         })
 
+    for e in entries:  # what dedup and decontaminate found, from their tables
+        if e["command"] in ("dedup", "decontaminate") and e["rows"]:
+            e["findings"] = findings.duplicate_lines(wd, 1) if e["command"] == "dedup" else findings.contamination_lines(wd)
     parse_entry = next((e for e in entries if e["command"] == "parse"), None)
     if parse_entry is not None:
         marker = next((m for m in markers if m["command"] == "parse"), None)
@@ -145,6 +148,7 @@ def render(entries: list[dict[str, Any]]) -> str:
                 f"{u.get('changed', 0):,} changed, {u.get('removed', 0):,} removed versions; "
                 f"{u.get('affected_pmcids', 0):,} articles re-read, {u.get('tombstones', 0):,} tombstones"
             )
+        lines += [f"    {line}" for line in e.get("findings") or ()]
         if e["error"]:
             lines.append(f"    error: {e['error']}")
     return "\n".join(lines)

@@ -7,6 +7,8 @@
     evaluate       W/model -> W/reports/classifier.md: its agreement with the teacher   (PyTorch)
     propagate      W/paragraphs -> W/labels: the student on every paragraph             (Beam RunInference)
     import-labels  published Biomed-Enriched labels -> W/labels_imported                (DuckDB)
+    dedup          W/paragraphs -> W/duplicates: exact, near, article copies, boilerplate (Beam)
+    decontaminate  W/paragraphs + benchmark files -> W/contamination                    (Beam)
     curate         labelled corpus -> W/subsets/<recipe>: pretraining subsets           (DuckDB SQL recipes)
     report         labelled corpus -> W/reports/index.md                                (DuckDB, matplotlib)
 
@@ -64,8 +66,16 @@ STAGES: tuple[Stage, ...] = (
           "import published Biomed-Enriched labels, joined by (PMID, path)", beam=False,
           reads=("articles/*.parquet", "paragraphs/*.parquet"),
           writes=("labels_imported/*.parquet", "rejects/import-labels-*.parquet")),
+    Stage("dedup", "pipeline.stages.dedup.stage", "mark exact, near (MinHash LSH) and article-level duplicates "
+          "and boilerplate", beam=True,
+          reads=("articles/*.parquet", "paragraphs/*.parquet", "labels/*.parquet", "labels_imported/*.parquet"),
+          writes=("duplicates/*.parquet",)),
+    Stage("decontaminate", "pipeline.stages.decontaminate", "mark paragraphs overlapping benchmark items "
+          "(MedQA, MedMCQA, PubMedQA, MMLU)", beam=True, reads=("articles/*.parquet", "paragraphs/*.parquet"),
+          writes=("contamination/*.parquet",)),
     Stage("curate", "pipeline.stages.curate.stage", "build a pretraining subset from a SQL recipe", beam=False,
-          reads=("articles/*.parquet", "paragraphs/*.parquet", "{labels_table}/*.parquet"),
+          reads=("articles/*.parquet", "paragraphs/*.parquet", "{labels_table}/*.parquet", "duplicates/*.parquet",
+                 "contamination/*.parquet"),
           writes=("subsets/{subset_name}/**",)),
     Stage("report", "pipeline.stages.report", "one page of plots and statistics of the labelled corpus", beam=False,
           reads=("articles/*.parquet", "paragraphs/*.parquet", "{labels_table}/*.parquet", "subsets/**"),

@@ -24,8 +24,8 @@ from typing import Any
 
 import duckdb
 
+from pipeline.core import findings, storage
 from pipeline.core import labels as label_schema
-from pipeline.core import storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LABEL_SOURCES, open_label_source, source_tables
 from pipeline.core.options import option
@@ -204,7 +204,8 @@ def _subsets(wd: Workdir) -> list[dict[str, Any]]:
     return out
 
 
-def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str) -> str:
+def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str,
+           found: list[str] | None = None) -> str:
     """The Markdown page."""
     h = stats["heterogeneity"]
     lines = [
@@ -270,6 +271,8 @@ def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str,
         f"![years]({plots['years']})",
         "",
     ]
+    if found:
+        lines += ["## Duplicates and benchmark contamination", "", "```", *found, "```", ""]
     if subsets:
         lines += ["## Subsets built", "", "| subset | rows | articles | documents | tokens | recipe sha256 |",
                   "|---|---|---|---|---|---|"]  # fmt: skip
@@ -319,7 +322,7 @@ def report(
         (staging / "stats.json").write_text(
             json.dumps({"stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str)
         )
-        (staging / "index.md").write_text(render(stats, plots, subsets, labels), encoding="utf-8")
+        (staging / "index.md").write_text(render(stats, plots, subsets, labels, findings.lines(wd)), encoding="utf-8")
         # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
         # this report's own files are replaced, each atomically (a rename locally, one PUT remotely),
         # and its stale ones removed.

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.stages.curate.recipes import Recipe
 
 
-def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
+def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "") -> str:
     """A Hugging Face dataset card: YAML header, then what the subset is and how it was built."""
     import yaml
 
@@ -74,7 +74,8 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         + "- `manifest.json`: counts, label distributions, licenses, parameters, recipe text and hash, input "
         "fingerprints.\n\n"
         "## Parameters\n\n| name | value | meaning |\n|---|---|---|\n" + (params or "| - | - | - |") + "\n\n"
-        "## Labels (rows)\n\n| label | counts |\n|---|---|\n" + dist + "\n\n"
+        + filters
+        + "## Labels (rows)\n\n| label | counts |\n|---|---|\n" + dist + "\n\n"
         "## Licenses\n\nEach article keeps its own license; check `license_url` before use. "
         f"Commercial-use articles: {commercial.get('true', {}).get('articles', 0)}, "
         f"non-commercial: {commercial.get('false', {}).get('articles', 0)}.\n\n"

@@ -52,7 +52,7 @@ def run_recipe(con: duckdb.DuckDBPyConnection, recipe: Recipe, bindings: dict[st
     except (duckdb.CatalogException, duckdb.BinderException) as e:
         raise ConfigError(
             f"recipe {recipe.name} ({recipe.path}): {e} "
-            "(a recipe sees the views articles, paragraphs, labels and corpus)"
+            "(a recipe sees the views articles, paragraphs, labels, corpus, duplicates and contamination)"
         ) from e
     except duckdb.Error as e:
         raise ConfigError(f"recipe {recipe.name} ({recipe.path}) failed: {e}") from e

@@ -21,6 +21,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import open_label_source, source_tables
 from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
+from pipeline.stages.curate import filters
 from pipeline.stages.curate.biomed_enriched import write_biomed_enriched
 from pipeline.stages.curate.card import card
 from pipeline.stages.curate.config import EXPORT_FORMATS, LABEL_SOURCES, CurateConfig
@@ -48,7 +49,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     """Build one subset into W/subsets/NAME (atomically) and return its manifest."""
     t0 = time.perf_counter()
     recipe = load_recipe(config.recipe)
-    values, bindings = resolve_params(recipe, config.params)
+    recipe_params, filter_values = filters.split_params(recipe, config.params)
+    values, bindings = resolve_params(recipe, recipe_params)
     if config.labels not in LABEL_SOURCES:
         raise ConfigError(f"--labels must be one of {', '.join(LABEL_SOURCES)}, not {config.labels!r}")
     if config.compression not in ("zstd", "gzip"):
@@ -72,7 +74,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     # Built locally, then swapped in (renames) or uploaded: a reader sees the old subset or the new one,
     # never a half-written one (on an object store manifest.json comes after the files it lists).
     with storage.local_staging(final, dir=wd.local_cache / "staging") as staging:
-        con = connect(wd, tables=("articles", "paragraphs", *source_tables(config.labels)), threads=config.threads)
+        con = connect(wd, tables=("articles", "paragraphs", *source_tables(config.labels), *filters.TABLES),
+                      threads=config.threads)
         try:
             con.execute("SET memory_limit = $m", {"m": config.memory_limit})
             con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
@@ -81,7 +84,9 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             # The labels table is checked at the door: schema, vocabulary, ranges, one row per paragraph.
             view, checked = open_label_source(con, config.labels, wd)
             setup_views(con, view, checked, config.commercial_only)
+            filters.setup_views(con, wd)
             run_recipe(con, recipe, bindings)
+            removed = filters.apply(con, wd, filter_values)
             build_meta(con)
             reuse = n_tokens_is_export_tokenizer(con)
             timings = {"select_s": round(time.perf_counter() - t0, 3)}
@@ -100,8 +105,9 @@ def curate(config: CurateConfig) -> dict[str, Any]:
         finally:
             con.close()
         manifest = build_manifest(name, recipe, values, bindings, config, stats, tokens, written, staging, wd, timings)
+        manifest.update(removed)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        (staging / "README.md").write_text(card(name, recipe, manifest), encoding="utf-8")
+        (staging / "README.md").write_text(card(name, recipe, manifest, filters.card_section(removed)), encoding="utf-8")
     manifest["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     log.info("subset %s: %d rows, %d articles, %d documents, %d tokens in %.1f s -> %s", name,
              manifest["stats"]["rows"], manifest["stats"]["articles"], manifest["stats"]["documents"],
