@@ -199,3 +199,36 @@ def test_gzip_document_index_names_paragraph_documents(workdir: Path) -> None:
         with gzip.open(workdir / "gz" / s["directory"] / (s["name"] + ".csv.gz"), "rt") as f:
             rows += [line.split(",") for line in f.read().splitlines()]
     assert [r[3] for r in rows] == ["be-base"] * len(rows) and len(rows) == m["documents"]
+
+
+def test_curate_budget_in_the_target_tokenizer_is_what_export_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    w = build_workdir(tmp_path / "w")
+    from pipeline import cli
+
+    assert cli.main(["curate", "--workdir", str(w), "--recipe", "be-clinicalcase", "--tokenizer", "minilm",
+                     "--target-tokens", "1000", "--threads", "1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    manifest = json.loads((w / "subsets" / "be-clinicalcase" / "manifest.json").read_text())
+    b = manifest["budget"]
+    assert b["target_tokens"] == b["total_tokens"] == 1000 and b["tokenizer"]["name"] == T.MINILM
+    assert [c["repeat"] for c in b["components"]] == [1, 10]
+    x1, x10 = b["components"]
+    assert x1["budget_tokens"] + x10["budget_tokens"] == 1000
+    assert x10["budget_tokens"] * x1["tokens"] * 1 == pytest.approx(x1["budget_tokens"] * x10["tokens"] * 10, rel=0.01)
+    assert f"x10: {x10['documents']:,} documents" in printed and "scaled to the target 1,000" in printed
+    assert "## Token budget" in (w / "subsets" / "be-clinicalcase" / "README.md").read_text()
+    # the export counts the same tokens, and draws the target curate set
+    m = _export(w, "be-clinicalcase", "olmo")
+    assert [(c["name"], c["documents"], c["tokens"]) for c in m["mixture"]["components"]] == \
+        [(c["name"], c["documents"], c["tokens"]) for c in b["components"]]
+    assert m["mixture"]["target_tokens"] == 1000
+    assert [c["budget_tokens"] for c in m["mixture"]["components"]] == [c["budget_tokens"] for c in b["components"]]
+    assert "mixture.olmo-source-mixture.json" in m["mixture"]["files"]  # fractional epochs: no mix list
+    # recipe repeats without a target: budget = repeat x tokens
+    C.curate(C.CurateConfig(workdir=str(w), recipe="be-clinicalcase", threads=1, tokenizer="minilm"))
+    b2 = json.loads((w / "subsets" / "be-clinicalcase" / "manifest.json").read_text())["budget"]
+    assert [c["budget_tokens"] for c in b2["components"]] == [c["repeat"] * c["tokens"] for c in b2["components"]]
+    with pytest.raises(ConfigError, match="unknown tokenizer"):
+        C.curate(C.CurateConfig(workdir=str(w), recipe="be-base", threads=1, tokenizer="no-such/tok"))
+    with pytest.raises(ConfigError, match="--target-tokens must be a positive"):
+        C.curate(C.CurateConfig(workdir=str(w), recipe="be-base", threads=1, target_tokens=0))

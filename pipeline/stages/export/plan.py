@@ -63,6 +63,23 @@ class Plan:
                     yield pid, (c.name, chunk, pos, i, doc_id, c.repeat)
 
 
+SEPARATOR = "\n\n"  # between an article's pieces, as in curate's JSONL documents
+
+
+def article_text(pieces: list[tuple[str | None, str]]) -> str:
+    """An article document from its (section_title, text) rows in order, as curate's JSONL export builds it:
+    the last part of the section title before the first paragraph of each new section, then the paragraphs."""
+    out: list[str] = []
+    prev: str | None = None
+    for i, (title, text) in enumerate(pieces):
+        if title and (i == 0 or title != prev):
+            out.append(title.split(" > ")[-1] + SEPARATOR + text)
+        else:
+            out.append(text)
+        prev = title
+    return SEPARATOR.join(out)
+
+
 def component_name(repeat: int) -> str:
     return f"x{repeat}"
 

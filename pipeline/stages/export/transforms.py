@@ -29,25 +29,11 @@ from pipeline.core.logs import Heartbeat
 from pipeline.shards import open_writer
 from pipeline.stages.export import tokenizer as T
 from pipeline.stages.export.config import ExportConfig
+from pipeline.stages.export.plan import article_text
 
 STAGE = "export"
 METRICS_NAMESPACE = "pmc_curate_export"
-SEPARATOR = "\n\n"  # between an article's pieces, as curate's JSONL documents
 log = logging.getLogger(__name__)
-
-
-def article_text(pieces: list[tuple[str | None, str]]) -> str:
-    """An article document from its (section_title, text) rows in order, as curate's JSONL export builds it:
-    the last part of the section title before the first paragraph of each new section, then the paragraphs."""
-    out: list[str] = []
-    prev: str | None = None
-    for i, (title, text) in enumerate(pieces):
-        if title and (i == 0 or title != prev):
-            out.append(title.split(" > ")[-1] + SEPARATOR + text)
-        else:
-            out.append(text)
-        prev = title
-    return SEPARATOR.join(out)
 
 
 class TokenizeAndWrite(beam.DoFn):
