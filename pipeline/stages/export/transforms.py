@@ -1,8 +1,7 @@
-"""The export's Beam graph: join the subset's rows to the plan, group by chunk, tokenize and write.
+"""The export's Beam graph: key the subset's rows by the plan's chunk, group by chunk, tokenize and write.
 
-    subset data/*.parquet (copy 0)  --+
-                                       +- CoGroupByKey(paragraph id) -> GroupByKey(component, chunk)
-    plan: paragraph id -> chunk    --+          -> TokenizeAndWrite: one writer per chunk, shards <out>/<component>/
+    subset data/*.parquet (copy 0) -> key by chunk (the plan, paragraph id -> chunk, is a side input)
+        -> GroupByKey(component, chunk) -> TokenizeAndWrite: one writer per chunk, shards <out>/<component>/
 
 The tokenizer is loaded once per worker process (`DoFn.setup`, cached per process by spec). A chunk's
 paragraphs are put back in the plan's order before tokenizing, so what a worker writes never depends on
@@ -12,6 +11,7 @@ one they are written into a local temporary folder and uploaded file by file, ea
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -97,14 +97,25 @@ class TokenizeAndWrite(beam.DoFn):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _to_chunks(item: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[tuple[str, int, int], tuple]]:
-    pid, joined = item
-    plans, rows = joined["plan"], joined["row"]
-    if len(plans) != 1 or len(rows) != 1:  # the plan was read from the same files: one of each
-        raise ConfigError(f"paragraph {pid!r}: {len(rows)} rows with copy 0 in the subset and {len(plans)} plan entries")
-    component, chunk, doc_pos, para_pos, doc_id, repeat = plans[0]
-    row = rows[0]
-    yield (component, chunk, repeat), (doc_pos, para_pos, doc_id, row.get("section_title"), row["text"])
+class ToChunk(beam.DoFn):
+    """A paragraph row -> ((component, chunk, repeat), (doc position, paragraph position, doc id, title, text)).
+
+    The plan comes as one side-input value, JSON bytes (Beam infers the type of every element of a
+    `Create`, which costs more than tokenizing when the plan is a list of tuples); decoded once per worker."""
+
+    def __init__(self) -> None:
+        self._blob: bytes | None = None
+        self._plan: dict[str, list[Any]] = {}
+
+    def process(self, row: dict[str, Any], blob: bytes) -> Iterator[tuple[tuple[str, int, int], tuple]]:
+        if blob is not self._blob:
+            self._plan, self._blob = dict(json.loads(blob)), blob
+        try:
+            component, chunk, doc_pos, para_pos, doc_id, repeat = self._plan[row["id"]]
+        except KeyError:  # the plan was read from the same files: only if they changed meanwhile
+            raise ConfigError(f"paragraph {row['id']!r} of the subset is not in the export's plan: the subset "
+                              "changed during the export; run it again") from None
+        yield (component, chunk, repeat), (doc_pos, para_pos, doc_id, row.get("section_title"), row["text"])
 
 
 class Export(beam.PTransform):
@@ -117,17 +128,12 @@ class Export(beam.PTransform):
         self.vocab_size, self.eos_id, self.source = vocab_size, eos_id, source
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        rows = (
+        plan = pbegin | "Plan" >> beam.Create([json.dumps(self.plan).encode()], reshuffle=False)
+        return (
             pbegin
             | "ReadSubset" >> beam.Create(self.data_files)
             | "ReadParquet" >> beam.FlatMap(_read_rows)
-            | "KeyRows" >> beam.Map(lambda r: (r["id"], r))
-        )
-        plan = pbegin | "Plan" >> beam.Create(self.plan, reshuffle=False)
-        return (
-            {"plan": plan, "row": rows}
-            | "Join" >> beam.CoGroupByKey()
-            | "ToChunks" >> beam.FlatMap(_to_chunks)
+            | "ToChunks" >> beam.ParDo(ToChunk(), beam.pvalue.AsSingleton(plan))  # the plan: ids only
             | "GroupChunks" >> beam.GroupByKey()
             | "TokenizeAndWrite" >> beam.ParDo(TokenizeAndWrite(self.config, self.out, self.vocab_size, self.eos_id,
                                                                 self.source))  # fmt: skip
@@ -136,13 +142,10 @@ class Export(beam.PTransform):
 
 def _read_rows(path: str) -> Iterator[dict[str, Any]]:
     """The copy-0 rows of one subset file (a repeated paragraph is read once), text columns only."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     with storage.as_location(path).open("rb") as f:
         pf = pq.ParquetFile(f)
         for batch in pf.iter_batches(columns=["id", "section_title", "text", "copy"], batch_size=8192):
-            for r in batch.to_pylist():
-                if r["copy"] == 0:
-                    yield r
-
-
+            yield from batch.filter(pc.equal(batch.column("copy"), 0)).to_pylist()
