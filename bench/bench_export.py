@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-
 from bench_shards import load_texts  # noqa: E402
+
 from pipeline.core import labels as L  # noqa: E402
 from pipeline.core.records import Article, Label, Paragraph, arrow_schema, as_row  # noqa: E402
 
