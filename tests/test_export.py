@@ -149,9 +149,11 @@ def test_shards_are_byte_identical_whatever_the_workers(workdir: Path) -> None:
                   argv=["--runner=DirectRunner", "--direct_num_workers=1"])  # fmt: skip
     two = _export(workdir, "be-clinicalcase", "datatrove", out=str(workdir / "two"), chunk_documents=1,
                   argv=["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_threading"])  # fmt: skip
-    a, b = _shard_files(workdir / "one"), _shard_files(workdir / "two")
-    assert len(a) == 4 * 4 and a == b  # 4 documents, a chunk each: 4 shards of 4 files
-    assert one["shards"] == two["shards"]
+    procs = _export(workdir, "be-clinicalcase", "datatrove", out=str(workdir / "procs"), chunk_documents=1,
+                    argv=["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"])  # fmt: skip
+    a, b, c = _shard_files(workdir / "one"), _shard_files(workdir / "two"), _shard_files(workdir / "procs")
+    assert len(a) == 4 * 4 and a == b == c  # 4 documents, a chunk each: 4 shards of 4 files
+    assert one["shards"] == two["shards"] == procs["shards"]
     assert (workdir / "one" / "documents.parquet").read_bytes() == (workdir / "two" / "documents.parquet").read_bytes()
 
 
