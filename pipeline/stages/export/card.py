@@ -24,7 +24,7 @@ per component. `mixture.nanotron.json` holds `dataset_folder` and `dataset_weigh
 
 READ_BACK = """```python
 from pipeline.shards import read_documents
-for tokens, doc_id in read_documents("{where}/x1", format="{fmt}"):
+for tokens, doc_id in read_documents("{where}/{component}", format="{fmt}"):
     ...   # token ids, ending with the end-of-document token {eos}
 ```
 `documents.parquet` maps each document id to its paragraph ids (`component`, `document_id`, `paragraph_ids`)."""
@@ -65,5 +65,6 @@ def card(m: dict[str, Any]) -> str:
         lines.append(f"| {s['directory']}/{s['target']} | {s['documents']:,} | {s['tokens']:,} |")
     lines += ["", "## Loading", "", _LOAD[m["format"]].format(dtype=m["dtype"], total=mix["total_tokens"]), "",
               "Reading back with numpy only (this project's reader):", "",
-              READ_BACK.format(where=m["location"], fmt=m["format"], eos=tok["eos_id"]), ""]  # fmt: skip
+              READ_BACK.format(where=m["location"], component=(mix["components"] or [{"name": "x1"}])[0]["name"],
+                                fmt=m["format"], eos=tok["eos_id"]), ""]  # fmt: skip
     return "\n".join(lines)
