@@ -69,3 +69,11 @@ def test_every_stage_from_the_demo_config_then_resume_after_a_failure(tmp_path: 
     n_par = entries["parse"]["rows"]["paragraphs/*.parquet"]
     assert entries["propagate"]["rows"]["labels/*.parquet"] == n_par
     assert (wd.root / "subsets" / "be-base").is_dir() and (wd.root / "reports" / "index.md").is_file()
+    # the demo's export: the be-base subset as OLMo shards, read back whole
+    import json
+
+    from pipeline.shards import read_documents
+
+    exported = json.loads((wd.root / "exports" / "be-base" / "olmo" / "manifest.json").read_text())
+    back = list(read_documents(wd.root.local / "exports" / "be-base" / "olmo" / "x1", format="olmo"))
+    assert exported["documents"] == len(back) > 0 and exported["tokens"] == sum(len(t) for t, _ in back)

@@ -72,7 +72,7 @@ def test_the_workdir_layout_and_the_registry_agree() -> None:
         if table.name != "rejects":  # every stage writes its own rejects, each under its own prefix
             assert len(writers[table.name]) == 1, (table.name, writers[table.name])
         assert dataclasses.is_dataclass(table.record)
-    folders = {t.name for t in TABLES} | {"model", "subsets", "reports"}
+    folders = {t.name for t in TABLES} | {"model", "subsets", "exports", "reports"}
     assert set(writers) <= folders, set(writers) - folders
     rejects = [p for s in stages.STAGES for p in s.writes if p.startswith("rejects/")]
     assert rejects == [f"rejects/{p.split('/')[1].split('-*')[0]}-*.parquet" for p in rejects]

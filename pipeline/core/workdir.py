@@ -6,6 +6,7 @@
     W/cache/                annotate's checkpoints of finished LLM calls; local caches of a local W
     W/model/                train: a standard Hugging Face directory + label schema + metrics
     W/subsets/<name>/       curate
+    W/exports/<name>/<fmt>/ export: tokenized shards of a subset
     W/reports/              evaluate, report, annotate --gold/--compare, import-labels
     W/_stages/<step>.json   markers: what each step read, how it was configured, what it wrote
 

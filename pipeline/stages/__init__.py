@@ -10,6 +10,7 @@
     dedup          W/paragraphs -> W/duplicates: exact, near, article copies, boilerplate (Beam)
     decontaminate  W/paragraphs + benchmark files -> W/contamination                    (Beam)
     curate         labelled corpus -> W/subsets/<recipe>: pretraining subsets           (DuckDB SQL recipes)
+    export         W/subsets/<name> -> W/exports/<name>/<format>: tokenized shards + mixture (Beam)
     report         labelled corpus -> W/reports/index.md                                (DuckDB, matplotlib)
 
 Every stage module defines `Config` (a dataclass whose fields are its flags and its YAML keys, see
@@ -77,6 +78,9 @@ STAGES: tuple[Stage, ...] = (
           reads=("articles/*.parquet", "paragraphs/*.parquet", "{labels_table}/*.parquet", "duplicates/*.parquet",
                  "contamination/*.parquet"),
           writes=("subsets/{subset_name}/**",)),
+    Stage("export", "pipeline.stages.export.stage", "tokenize a subset into shards a trainer reads (OLMo, Megatron, "
+          "datatrove), its repeats as mixture weights", beam=True,
+          reads=("subsets/{subset_name}/**",), writes=("exports/{subset_name}/**",)),
     Stage("report", "pipeline.stages.report", "one page of plots and statistics of the labelled corpus", beam=False,
           reads=("articles/*.parquet", "paragraphs/*.parquet", "{labels_table}/*.parquet", "subsets/**"),
           writes=("reports/index.md",)),

@@ -73,7 +73,8 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "")
            "tool.\n" if manifest["files"].get("biomed_enriched") else "")
         + "- `manifest.json`: counts, label distributions, licenses, parameters, recipe text and hash, input "
         "fingerprints.\n\n"
-        "## Parameters\n\n| name | value | meaning |\n|---|---|---|\n" + (params or "| - | - | - |") + "\n\n"
+        + _budget_section(manifest.get("budget"))
+        + "## Parameters\n\n| name | value | meaning |\n|---|---|---|\n" + (params or "| - | - | - |") + "\n\n"
         + filters
         + "## Labels (rows)\n\n| label | counts |\n|---|---|\n" + dist + "\n\n"
         "## Licenses\n\nEach article keeps its own license; check `license_url` before use. "
@@ -84,6 +85,21 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "")
         "## Citation\n\nLabels follow Touchent, Godey & de la Clergerie, *Biomed-Enriched: A Biomedical Dataset "
         "Enriched with LLMs for Pretraining and Extracting Rare and Hidden Content*, arXiv:2506.20331.\n"
     )
+
+
+def _budget_section(b: dict[str, Any] | None) -> str:
+    """The subset in the target tokenizer's tokens, per component (curate --tokenizer / --target-tokens)."""
+    if not b:
+        return ""
+    tok = b["tokenizer"]
+    rows = "\n".join(f"| {c['name']} | {c['documents']:,} | {c['tokens']:,} | {c['repeat']} | {c['budget_tokens']:,} | "
+                     + ("n/a" if c["epochs"] is None else f"{c['epochs']:.4g}") + " |" for c in b["components"])
+    target = f"scaled to exactly {b['target_tokens']:,} tokens" if b["target_tokens"] is not None else "the recipe's repeats"
+    return (f"## Token budget\n\nIn `{tok['name']}` tokens (sha256 `{tok['sha256'][:16]}…`), counted {b['counted']}; "
+            f"{b['distinct_tokens']:,} distinct, {b['total_tokens']:,} to train on ({target}). "
+            "`pmc-curate export` writes these weights into the trainer's mixture file.\n\n"
+            "| component | documents | tokens | recipe repeat | tokens to draw | epochs |\n"
+            "|---|---:|---:|---:|---:|---:|\n" + rows + "\n\n")
 
 
 def _snapshot_line(snap: dict[str, Any]) -> str:

@@ -51,6 +51,10 @@ class CurateConfig:
                                 help="jsonl: one document per article copy in export/; biomed-enriched: the selected "
                                      "paragraphs in the published Biomed-Enriched schema in biomed-enriched/, with a "
                                      "pmid -> xml_path index")
+    tokenizer: str | None = option(None, help="count the subset in this tokenizer's tokens (minilm, a tokenizer.json "
+                                              "file or folder, a cached transformers id): the budget in manifest.json")
+    target_tokens: int | None = option(None, help="scale the recipe's repeats to exactly this many tokens and report "
+                                                  "each component's effective epochs (export writes them as weights)")
     # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
     memory_limit: str = option("2GB", speed_only=True, help="DuckDB memory limit (spills beyond)")
     threads: int | None = option(None, speed_only=True, help="DuckDB threads (default: all cores)")

@@ -23,6 +23,7 @@ from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
 from pipeline.stages.curate import filters
 from pipeline.stages.curate.biomed_enriched import write_biomed_enriched
+from pipeline.stages.curate.budget import budget, budget_lines
 from pipeline.stages.curate.card import card
 from pipeline.stages.curate.config import EXPORT_FORMATS, LABEL_SOURCES, CurateConfig
 from pipeline.stages.curate.manifest import build_manifest, parquet_metadata
@@ -59,6 +60,12 @@ def curate(config: CurateConfig) -> dict[str, Any]:
         raise ConfigError(f"--export-format must be one of {', '.join(EXPORT_FORMATS)}, not {config.export_format!r}")
     if config.shard_mb <= 0:
         raise ConfigError("--shard-mb must be positive")
+    if config.target_tokens is not None and config.target_tokens < 1:
+        raise ConfigError("--target-tokens must be a positive number of tokens")
+    if config.tokenizer:
+        from pipeline.stages.export import tokenizer as T
+
+        T.load(config.tokenizer)  # an unknown tokenizer is refused before any work
     wd = Workdir.of(config.workdir)
     storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
     for table in ("articles", "paragraphs", *source_tables(config.labels)):
@@ -106,6 +113,10 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             con.close()
         manifest = build_manifest(name, recipe, values, bindings, config, stats, tokens, written, staging, wd, timings)
         manifest.update(removed)
+        if config.tokenizer or config.target_tokens is not None:
+            t = time.perf_counter()
+            manifest["budget"] = budget(staging, config.tokenizer, config.target_tokens)
+            manifest["timings"]["budget_s"] = round(time.perf_counter() - t, 3)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         (staging / "README.md").write_text(card(name, recipe, manifest, filters.card_section(removed)), encoding="utf-8")
     manifest["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
@@ -123,4 +134,6 @@ def run(config: CurateConfig, beam_argv: list[str]) -> int:
         f"{manifest['name']}: {s['rows']} rows, {s['articles']} articles, {s['documents']} documents, "
         f"{manifest['tokens']['text']} tokens -> {Workdir.of(config.workdir).subsets / manifest['name']}"
     )
+    for line in budget_lines(manifest["budget"]) if "budget" in manifest else ():
+        print(line)
     return 0
