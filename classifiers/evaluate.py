@@ -20,7 +20,7 @@ from classifiers.data import Example, label_arrays, load_examples, model_input, 
 from classifiers.metrics import evaluate_predictions, too_small
 from classifiers.model import METRICS_FILE, load_config
 from classifiers.predict import Predictions, Predictor
-from pipeline.core import agreement, storage
+from pipeline.core import agreement, provenance, storage
 from pipeline.core.labels import HEADS
 from pipeline.core.workdir import Workdir
 
@@ -274,7 +274,9 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
                 metrics[h.name] = classification_report(y[h.name], pred.probs[h.name], h.classes, bins)
     mfile = local_model / METRICS_FILE
     training = json.loads(mfile.read_text()) if mfile.is_file() else {}
-    doc = dict(metrics, model_id=predictor.model_id, split=split, paper=PAPER,
+    prov = provenance.collect(workdir, "annotations", student_model_id=predictor.model_id)
+    doc = dict({"warning": prov["stand_in"]} if prov["stand_in"] else {}, provenance=prov, **metrics,
+               model_id=predictor.model_id, split=split, paper=PAPER,
                baselines=training.get("baselines") or {}, gaps=training.get("gaps") or {},
                calibration=training.get("calibration") or {}, warning=too_small(metrics, split))
     with tempfile.TemporaryDirectory(prefix="pmc-curate-evaluate-") as tmp:
@@ -291,7 +293,8 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
     if curve:
         files[CURVE_FILE] = (json.dumps(curve, indent=2) + "\n").encode()
     files["classifier_metrics.json"] = (json.dumps(doc, indent=2) + "\n").encode()
-    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots, training, curve).encode()
+    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots, training, curve,
+                                              provenance.header_lines(prov)).encode()
     out.mkdir()
     for name, data in files.items():  # only evaluate's own files: report's survive; the page goes last
         (out / name).write_bytes(data)

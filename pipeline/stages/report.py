@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from pipeline.core import labels as label_schema
-from pipeline.core import storage
+from pipeline.core import provenance, storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LABEL_SOURCES, open_label_source, source_tables
 from pipeline.core.options import option
@@ -85,6 +85,8 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                GROUP BY 1, 2 ORDER BY 3 DESC, 1 NULLS LAST, 2"""
         )
     ]
+    cols = {r[0] for r in con.sql("DESCRIBE SELECT * FROM articles").fetchall()}
+    out["pmc_snapshot"] = rows("SELECT max(snapshot) FROM articles")[0][0] if "snapshot" in cols else None
     out["year"] = [{"year": y, "articles": n} for y, n in rows("SELECT year, count(*) FROM articles GROUP BY 1 ORDER BY 1")]
     # Heterogeneity over articles with at least two labelled paragraphs (one paragraph cannot mix).
     het = rows(
@@ -256,11 +258,12 @@ def report(
         staging = Path(tmp)  # local scratch, not part of the work directory
         plots = corpus_plots(stats, PAPER, staging)
         subsets = _subsets(wd)
-        (staging / "stats.json").write_text(
-            json.dumps({"stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str)
-        )
+        prov = provenance.collect(wd, labels, pmc_snapshot=stats["pmc_snapshot"])
+        (staging / "stats.json").write_text(json.dumps(
+            {**({"warning": prov["stand_in"]} if prov["stand_in"] else {}), "provenance": prov,
+             "stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str))
         classifier = (wd.reports / "classifier.md").is_file()
-        (staging / "index.md").write_text(render(stats, plots, subsets, labels, classifier=classifier), encoding="utf-8")
+        (staging / "index.md").write_text(render(stats, plots, subsets, labels, provenance.header_lines(prov), classifier), encoding="utf-8")
         # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
         # this report's own files are replaced, each atomically (a rename locally, one PUT remotely),
         # and its stale ones removed.
