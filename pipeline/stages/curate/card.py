@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.core import provenance
 from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS_BY_NAME
 from pipeline.stages.curate.recipes import Recipe
 
 LICENSE_NAME = "pmc-open-access-per-article"
@@ -104,11 +105,14 @@ def _card_text(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n"
         + _snapshot_line(manifest.get("snapshot") or {}) + "\n"
         "## Files\n\n"
-        "- `data/*.parquet`: one row per paragraph copy, columns named as in "
-        "[almanach/Biomed-Enriched](https://huggingface.co/datasets/almanach/Biomed-Enriched) where they "
-        "overlap, plus `copy` (0-based copy of the article), `prefix`, `n_tokens`, `license`, `commercial`, "
-        "`year`, `title`, `journal`. Rows are grouped by article, copies of an article next to each other, "
-        "paragraphs in document order.\n"
+        "- `data/*.parquet`: one row per paragraph copy. A column named as in "
+        "[almanach/Biomed-Enriched](https://huggingface.co/datasets/almanach/Biomed-Enriched) has their "
+        "meaning; `paragraph_id` (ours, `PMC…/sec[0]/p[0]`; their `id` is `{PMID}_p{N}`), `pmcid` (their "
+        "`article_id` is the PMID), `domain_probs` and `type_probs` (probabilities in our class order: "
+        f"domain {', '.join(HEADS_BY_NAME['domain'].classes)}; type {', '.join(HEADS_BY_NAME['document_type'].classes)}; "
+        "also in the Parquet schema metadata `pmc_curate.class_order`) are ours, as are `copy` (0-based copy "
+        "of the article), `prefix`, `n_tokens`, `license`, `commercial`, `year`, `title`, `journal`. Rows are "
+        "grouped by article, copies of an article next to each other, paragraphs in document order.\n"
         + (f"- `export/*.{manifest['export']['extension']}`: one JSON object per article copy "
            '`{"id": "<pmcid>#<copy>", "text": ..., "metadata": {...}}`; section titles and paragraphs joined '
            "by blank lines.\n" if manifest["files"]["export"] else "")
