@@ -466,3 +466,26 @@ def test_empty_subset_is_valid(wd: Path, tmp_path: Path) -> None:
 def _slug(value: str) -> str:
     """The documented binding naming: lowercase, runs of other characters to one underscore."""
     return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
+
+
+def test_count_tokenizer_counts_in_the_users_tokens(wd: Path, tmp_path: Path) -> None:
+    """--count-tokenizer: the manifest's token totals in another tokenizer (here a whitespace word
+    tokenizer saved as tokenizer.json), named in the manifest without a local path."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = sorted({w for p in PARAS for w in p[3].split()} | {"[UNK]"})
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder = tmp_path / "mytok"
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    manifest, table = build(wd, "be-clinical", count_tokenizer=str(folder), export=False)
+    expected = sum(len(t.split()) for t in table.column("text").to_pylist())
+    assert manifest["tokens"]["text"] == expected
+    assert manifest["tokens"]["count_tokenizer"] == f"{tmp_path.name}/mytok"
+    assert manifest["tokens"]["n_tokens_column"]["same_as_export_tokenizer"] is False
+    assert str(tmp_path) not in (wd / "subsets" / "be-clinical" / "manifest.json").read_text()
+    default, _ = build(wd, "be-clinical", export=False)
+    assert default["tokens"]["count_tokenizer"] == "default" and default["tokens"]["text"] != expected
+    with pytest.raises(ConfigError, match="--count-tokenizer"):
+        build(wd, "be-clinical", count_tokenizer=str(tmp_path / "nowhere"))

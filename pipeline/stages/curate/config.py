@@ -63,6 +63,10 @@ class CurateConfig:
                                      "paragraphs in the published Biomed-Enriched schema in biomed-enriched/, with a "
                                      "pmid -> xml_path index")
     # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
+    count_tokenizer: str | None = option(None, metavar="PATH_OR_ID",
+                                         help="tokenizer the manifest's and card's token counts use: a tokenizer.json, a "
+                                              "folder holding one, or a Hugging Face id (default: the offline MiniLM "
+                                              "WordPiece that parse's n_tokens use)")
     memory_limit: str = option("2GB", speed_only=True, help="DuckDB memory limit (spills beyond)")
     threads: int | None = option(None, speed_only=True, help="DuckDB threads (default: all cores)")
     temp_directory: Path | None = option(None, speed_only=True,

@@ -210,7 +210,7 @@ def write_outputs(
     if config.export:
         (staging / "export").mkdir(parents=True)
         exporter = Exporter(ShardedJsonl(staging / "export", config.compression, int(config.shard_mb * 2**20)), name)
-    tok = load_tokenizer() if count_text else None
+    tok = load_tokenizer(config.count_tokenizer) if count_text else None
     text_tokens = 0
     copy_at = list(SELECTION_COLUMNS).index("copy")
     pending: Future[None] | None = None
