@@ -278,7 +278,7 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
     doc = dict({"warning": prov["stand_in"]} if prov["stand_in"] else {}, provenance=prov, **metrics,
                model_id=predictor.model_id, split=split, paper=PAPER,
                baselines=training.get("baselines") or {}, gaps=training.get("gaps") or {},
-               calibration=training.get("calibration") or {}, warning=too_small(metrics, split))
+               calibration=training.get("calibration") or {}, caution=too_small(metrics, split))
     with tempfile.TemporaryDirectory(prefix="pmc-curate-evaluate-") as tmp:
         plots = plot_report(examples, pred, metrics, Path(tmp))
         if curve is None and (out / CURVE_FILE).is_file():  # from an earlier `evaluate --learning-curve`

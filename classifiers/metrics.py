@@ -153,6 +153,6 @@ def too_small(metrics: dict[str, Any] | None, what: str = "validation") -> str |
                  if k in metrics.get(h.name, {}) and agreement.is_na(metrics[h.name][k])]
     if metrics["n"] >= agreement.MIN_N and not undefined:
         return None
-    return (f"{what} is too small to judge the student: {metrics['n']} paragraphs (at least {agreement.MIN_N} "
+    return (f"the held-out set ({what}) is too small to judge the student: {metrics['n']} paragraphs (at least {agreement.MIN_N} "
             f"needed, with more than one class per head); undefined: {', '.join(undefined) or 'none'}. "
             "Annotate more articles before trusting these figures.")

@@ -127,3 +127,23 @@ def test_annotate_writes_its_teacher_into_the_annotations_metadata(tmp_path: Pat
     assert recs[0]["endpoint_kind"] == "local OpenAI-compatible endpoint" and len(recs[0]["prompt_hash"]) >= 8
     assert recs[0]["tool"]["name"] == "pmc-curate"
     assert provenance.teachers(wd)[0]["endpoint_kind"] == "local OpenAI-compatible endpoint"
+
+
+def test_the_classifier_report_names_teacher_and_student_and_cautions(tmp_path: Path) -> None:
+    """evaluate on 10 stand-in annotations: classifier.md opens with the stand-in warning and the
+    provenance line, then cautions that 10 paragraphs cannot judge the student; the JSON too."""
+    from classifiers.evaluate import evaluate
+    from tests.students import save_fresh_student
+
+    wd = build_workdir(tmp_path / "w")
+    _annotate_with(wd, LOCAL_MODEL_NAME)
+    model = save_fresh_student(tmp_path / "model", 64, "fresh-student")
+    doc = evaluate(Workdir.of(wd), model, wd / "reports", split="all", device="cpu")
+    lines = (wd / "reports" / "classifier.md").read_text().splitlines()
+    assert lines[2].startswith("> **STAND-IN LABELS") and LOCAL_MODEL_NAME in lines[2]
+    assert lines[4].startswith("Provenance: pmc-curate") and "student: `fresh-student`" in lines[4]
+    assert lines[6].startswith("> **Caution:** the held-out set (all annotations) is too small")
+    on_disk = json.loads((wd / "reports" / "classifier_metrics.json").read_text())
+    assert list(on_disk)[:2] == ["warning", "provenance"] and on_disk["warning"].startswith("STAND-IN")
+    assert "10 paragraphs" in on_disk["caution"] and doc["domain"]["kappa"] == "n/a (10 paragraphs, fewer than 30)"
+    assert str(tmp_path) not in json.dumps(on_disk["provenance"])

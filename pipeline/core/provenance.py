@@ -168,7 +168,9 @@ def collect(wd: Any, labels_source: str = "labels", **extra: Any) -> dict[str, A
 def summary_line(record: dict[str, Any]) -> str:
     """One line: tool, teacher(s), student(s), snapshot, recipe."""
     t = record["tool"]
-    parts = [f"pmc-curate {t['version']}" + (f" (commit {t['git_commit'][:12]})" if t.get("git_commit") else "")]
+    commit = t.get("git_commit")
+    short = commit and commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    parts = [f"pmc-curate {t['version']}" + (f" (commit {short})" if short else "")]
     teach = ", ".join(f"{x['model']} via {x.get('endpoint_kind') or 'unknown endpoint'}, prompt {x['prompt_version']} "
                       f"(sha {str(x['prompt_hash'] or '-')[:12]})" for x in record["teachers"])
     parts.append(f"teacher: {teach or 'none recorded in W/annotations'}")
