@@ -9,7 +9,8 @@ Honest figures: a metric the data cannot support is not a number but the string 
 tables, plot titles and JSON alike: macro-F1, kappa and Pearson r on fewer than MIN_N paragraphs,
 or when the reference labels hold one class (or the scores are constant). Accuracy and MAE are
 plain descriptions and stay numbers for any non-empty sample. Headline figures carry a 95%
-percentile-bootstrap interval (`ci95`), resampling paragraphs, from MIN_N paragraphs on.
+percentile-bootstrap interval (`ci95`), resampling paragraphs, from MIN_N paragraphs on (for the
+class heads as multinomial draws over the confusion matrix, the same resampling at any corpus size).
 """
 
 from __future__ import annotations
@@ -149,17 +150,39 @@ def _r_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a * b).sum(axis=-1) / np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
 
 
+MAX_BOOTSTRAP_N = 100_000  # score intervals of bigger sets come from a seeded subsample this size (wider: conservative)
+
+
 def bootstrap_ci(statistic: Callable[..., np.ndarray], *data: np.ndarray, seed: int = 0) -> list[float] | None:
     """95% percentile interval of `statistic` over paragraph resamples (scipy.stats.bootstrap, paired);
-    None when a resample leaves it undefined or the sample is too small."""
-    if len(data[0]) < 2:
+    None when a resample leaves it undefined or the sample is too small. Memory stays under ~200 MB."""
+    n = len(data[0])
+    if n < 2:
         return None
+    if n > MAX_BOOTSTRAP_N:
+        keep = np.random.default_rng(seed).choice(n, MAX_BOOTSTRAP_N, replace=False)
+        data, n = tuple(d[keep] for d in data), MAX_BOOTSTRAP_N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sps.bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=N_RESAMPLES,
-                            confidence_level=LEVEL, method="percentile", batch=100, rng=np.random.default_rng(seed))
+                            confidence_level=LEVEL, method="percentile", batch=max(1, min(100, 20_000_000 // n)),
+                            rng=np.random.default_rng(seed))
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return None if math.isnan(lo) or math.isnan(hi) else [round(lo, 4), round(hi, 4)]
+
+
+def cell_bootstrap_ci(m: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> list[float] | None:
+    """The same paired bootstrap for a statistic of the confusion matrix alone: resampling n
+    paragraphs is a multinomial draw of n over its cells, so the cost does not grow with n."""
+    n = int(m.sum())
+    if n < 2:
+        return None
+    draws = np.random.default_rng(seed).multinomial(n, m.ravel() / n, size=N_RESAMPLES).reshape(-1, *m.shape)
+    vals = statistic(draws)
+    if np.isnan(vals).any():
+        return None
+    lo, hi = np.percentile(vals, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
+    return [round(float(lo), 4), round(float(hi), 4)]
 
 
 # ---- judged figures: numbers where the data support them, "n/a (reason)" elsewhere ----------------
@@ -189,10 +212,11 @@ def classification_figures(y_true: Sequence[Any], y_pred: Sequence[Any], classes
     out["cohen_kappa"] = reason or (kappa if not math.isnan(kappa) else na("chance agreement is 1"))
     ci: dict[str, list[float] | None] = {"accuracy": None, "macro_f1": None, "cohen_kappa": None}
     if intervals and n >= min_n:  # an interval over a handful of paragraphs would claim certainty
-        ci["accuracy"] = bootstrap_ci(lambda a, b, axis=-1: (a == b).mean(axis=axis), t, p)
+        m = _confusions(t, p, k)[0]
+        ci["accuracy"] = cell_bootstrap_ci(m, lambda c: np.trace(c, axis1=1, axis2=2) / c.sum(axis=(1, 2)))
         if reason is None:
-            ci["macro_f1"] = bootstrap_ci(lambda a, b, axis=-1: _f1_of(_confusions(a, b, k)), t, p)
-            ci["cohen_kappa"] = bootstrap_ci(lambda a, b, axis=-1: _kappa_of(_confusions(a, b, k)), t, p)
+            ci["macro_f1"] = cell_bootstrap_ci(m, _f1_of)
+            ci["cohen_kappa"] = cell_bootstrap_ci(m, _kappa_of)
     out["ci95"] = ci
     out["confusion"] = confusion(y_true, y_pred, classes).tolist()
     return out
