@@ -116,3 +116,16 @@ def test_terminal_lines_name_the_reason() -> None:
     rep = A.agreement_report(ref, ref)
     text = A.format_report(rep, "x")
     assert "n/a (5 paragraphs, fewer than 30)" in text and "caution" in text
+
+
+def test_confusion_cell_bootstrap_is_the_paragraph_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    t, p = _labels(500, 4, 0.6, 7)
+    m = A._confusions(t, p, 4)[0]
+    by_cells = A.cell_bootstrap_ci(m, A._f1_of)
+    by_rows = A.bootstrap_ci(lambda a, b, axis=-1: A._f1_of(A._confusions(a, b, 4)), t, p)
+    assert by_cells and by_rows and all(abs(x - y) < 0.015 for x, y in zip(by_cells, by_rows, strict=True))
+    # a set bigger than MAX_BOOTSTRAP_N is resampled from a seeded subsample: an interval, still
+    monkeypatch.setattr(A, "MAX_BOOTSTRAP_N", 200)
+    x = np.random.default_rng(8).normal(size=1000)
+    ci = A.bootstrap_ci(lambda u, v, axis=-1: A._r_of(u, v), x, x + np.random.default_rng(9).normal(size=1000))
+    assert ci and ci[0] < A.pearson_r(x, x + np.random.default_rng(9).normal(size=1000)) < ci[1]
