@@ -92,7 +92,7 @@ def corpus_figures(stats: dict[str, Any], paper: dict[str, Any]) -> dict[str, An
     ax.margins(y=0.15)
     ax.set_xlabel("educational score")
     ax.set_ylabel("paragraphs")
-    ax.legend()
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)  # above: never over a bar
     save(fig, "scores")
 
     types, domains = list(label_schema.DOCUMENT_TYPES), list(label_schema.DOMAINS)
