@@ -214,8 +214,9 @@ res = (sel.with_columns(text=pl.concat_str([pl.col("prefix").fill_null(""), pl.c
                         copy=pl.int_ranges(0, "repeat"))
        .explode("copy")
        .sort(["article_id", "copy", "_key", "path"])
-       .select("id", "article_id", "path", "text", "language", "section_title", "domain", "document_type",
-               "educational_score", "domain_scores", "document_type_scores", "language_score", "authors",
+       .select(pl.col("id").alias("paragraph_id"), pl.col("article_id").alias("pmcid"), "path", "text", "language",
+               "section_title", "domain", "document_type", "educational_score", pl.col("domain_scores").alias("domain_probs"),
+               pl.col("document_type_scores").alias("type_probs"), "language_score", "authors",
                "article_url", "license_url", "copy", "prefix", "n_tokens", "license", "commercial", "year",
                "title", "journal"))
 res.sink_parquet(out, compression="zstd")

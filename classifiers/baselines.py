@@ -20,6 +20,7 @@ import numpy as np
 
 from classifiers.data import Example, label_arrays, model_input
 from classifiers.predict import Predictions
+from pipeline.core.agreement import num
 from pipeline.core.labels import HEADS, SCORE_MAX, SCORE_MIN
 
 log = logging.getLogger(__name__)
@@ -150,14 +151,13 @@ PRIMARY = {"document_type": "macro_f1", "domain": "macro_f1", "educational_score
 
 def gaps(student: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """{head: {baseline: student's primary figure minus the baseline's}} (macro-F1, macro-F1, Pearson r);
-    None where either side is undefined (a constant prediction has no correlation)."""
+    None where either side is undefined ("n/a (...)": a constant prediction has no correlation)."""
     out: dict[str, dict[str, float | None]] = {}
     for head, metric in PRIMARY.items():
         row: dict[str, float | None] = {}
         for name, b in baselines.items():
-            s, v = student[head][metric], b[head][metric]
-            ok = s is not None and v is not None and not (np.isnan(s) or np.isnan(v))
-            row[name] = round(float(s - v), 4) if ok else None
+            s, v = num(student[head][metric]), num(b[head][metric])
+            row[name] = None if np.isnan(s) or np.isnan(v) else round(s - v, 4)
         out[head] = row
     return out
 

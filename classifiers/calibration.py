@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.metrics import reliability
+from pipeline.core import agreement
 
 T_MIN, T_MAX = 0.05, 20.0
 
@@ -58,11 +59,12 @@ def calibrate(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str, A
     logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
     after = softmax(logits, t)
     y = np.asarray(y, dtype=np.int64)
+    few = agreement.na(f"{len(y)} paragraphs, fewer than {agreement.MIN_N}") if len(y) < agreement.MIN_N else None
     return {
         "temperature": t,
         "probs": after.astype(np.float32),
-        "ece_before": reliability(probs, y, n_bins)["ece"],
-        "ece_after": reliability(after, y, n_bins)["ece"],
+        "ece_before": few or reliability(probs, y, n_bins)["ece"],
+        "ece_after": few or reliability(after, y, n_bins)["ece"],
         "nll_before": _nll(logits, y, 1.0) if len(y) else float("nan"),
         "nll_after": _nll(logits, y, t) if len(y) else float("nan"),
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from classifiers.data import Example, label_arrays, load_examples, model_input, split_by_article
-from classifiers.metrics import evaluate_predictions
+from classifiers.metrics import evaluate_predictions, too_small
 from classifiers.model import METRICS_FILE, load_config
 from classifiers.predict import Predictions, Predictor
-from pipeline.core import storage
+from pipeline.core import agreement, provenance, storage
 from pipeline.core.labels import HEADS
 from pipeline.core.workdir import Workdir
 
@@ -54,8 +53,14 @@ def held_out(workdir: Workdir, model_dir: str | Path | storage.Location, split: 
     return val, "validation"
 
 
-def fmt(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+def fmt(x: float | str | None) -> str:
+    """A figure, or "n/a (reason)" (pipeline.core.agreement)."""
+    return agreement.fmt(x)
+
+
+def fmt_ci(m: dict[str, Any], key: str) -> str:
+    """A head's figure with its 95% bootstrap interval when it has one."""
+    return agreement.fmt_ci(m.get(key), (m.get("ci95") or {}).get(key))
 
 
 def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, Any], out: Path) -> list[str]:
@@ -75,7 +80,7 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
         ax.set_yticks(range(len(h.classes)), h.classes)
         ax.set_xlabel("student")
         ax.set_ylabel("teacher")
-        ax.set_title(f"{h.name} (macro-F1 {fmt(metrics[h.name]['macro_f1'])})")
+        ax.set_title(f"{h.name} (n={metrics['n']}, macro-F1 {fmt(metrics[h.name]['macro_f1'])})", fontsize=9)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 ax.text(j, i, str(m[i, j]), ha="center", va="center", color="black" if m[i, j] < m.max() / 2 else "white")
@@ -92,16 +97,16 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
         conf = [b["confidence"] for b in bins if b["count"]]
         counts = [b["count"] for b in bins if b["count"]]
         width = bins[0]["hi"] - bins[0]["lo"]
-        ax.bar(centers, acc, width=width * 0.9, alpha=0.7, label="accuracy")
+        ax.bar(centers, acc, width=width * 0.9, alpha=0.7, color="#0072B2", label="accuracy")
         ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-        ax.plot(conf, acc, "o", color="C3", label="mean confidence")
+        ax.plot(conf, acc, "o", color="#D55E00", label="mean confidence")
         for c, a, n in zip(centers, acc, counts, strict=True):
             ax.text(c, a + 0.02, str(n), ha="center", fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.08)
         ax.set_xlabel("confidence (top-class probability)")
         ax.set_ylabel("accuracy vs teacher")
-        ax.set_title(f"{h.name}: ECE {fmt(metrics[h.name]['ece'])}")
+        ax.set_title(f"{h.name}: ECE {fmt(metrics[h.name]['ece'])}", fontsize=9)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
@@ -111,12 +116,16 @@ def plot_report(examples: list[Example], pred: Predictions, metrics: dict[str, A
     y = label_arrays(examples)["educational_score"]
     rng = np.random.default_rng(0)
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
-    ax.scatter(y + rng.uniform(-0.15, 0.15, len(y)), pred.educational_score, s=6, alpha=0.4)
+    ax.scatter(y + rng.uniform(-0.15, 0.15, len(y)), pred.educational_score, s=6, alpha=0.4, color="#0072B2")
     ax.plot([1, 5], [1, 5], "k--", lw=1)
+    ax.set_xlim(0.5, 5.5)  # the full 1-5 score range, whatever this sample spans
+    ax.set_ylim(0.5, 5.5)
+    ax.set_xticks(range(1, 6))
+    ax.set_yticks(range(1, 6))
     ax.set_xlabel("teacher score (jittered)")
     ax.set_ylabel("student score")
     r = metrics["educational_score"]
-    ax.set_title(f"educational score: r {fmt(r['pearson_r'])}, MAE {fmt(r['mae'])}")
+    ax.set_title(f"educational score (n={metrics['n']}): r {fmt(r['pearson_r'])}, MAE {fmt(r['mae'])}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "score.png", dpi=110)
     plt.close(fig)
@@ -148,12 +157,20 @@ def _baseline_lines(training: dict[str, Any]) -> list[str]:
                      + " | ".join(fmt(base[b][head][key]) for b in names) + f" | {paper} |")
     lines.append("")
     for head, row in (training.get("gaps") or {}).items():
-        parts = [f"{'+' if g >= 0 else ''}{g:.3f} vs {b}" for b, g in row.items() if g is not None]
-        worst = min(((g, b) for b, g in row.items() if g is not None and b != "majority"), default=None)
-        verdict = "" if worst is None else (f" — {worst[1]} does as well or better here" if worst[0] <= 0
-                                            else " — the student is ahead of every cheaper model")
-        lines.append(f"- **{head}**: student minus baseline: {', '.join(parts)}{verdict}.")
+        lines.append(f"- **{head}**: {_gap_sentence(row)}.")
     return lines + [""]
+
+
+def _gap_sentence(row: dict[str, float | None]) -> str:
+    """'student minus baseline: +0.120 vs tfidf, ...' and a verdict; says so when no gap is defined."""
+    parts = [f"{'+' if g >= 0 else ''}{g:.3f} vs {b}" for b, g in row.items() if g is not None]
+    if not parts:
+        return ("student minus baseline: n/a (the figure is undefined for the student or every baseline on "
+                "this split: too few paragraphs, one class, or constant scores)")
+    worst = min(((g, b) for b, g in row.items() if g is not None and b != "majority"), default=None)
+    verdict = "" if worst is None else (f" — {worst[1]} does as well or better here" if worst[0] <= 0
+                                        else " — the student is ahead of every cheaper model")
+    return f"student minus baseline: {', '.join(parts)}{verdict}"
 
 
 def _calibration_lines(training: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
@@ -171,28 +188,35 @@ def _calibration_lines(training: dict[str, Any], metrics: dict[str, Any]) -> lis
 
 
 def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: list[str],
-                    training: dict[str, Any] | None = None, curve: dict[str, Any] | None = None) -> str:
+                    training: dict[str, Any] | None = None, curve: dict[str, Any] | None = None,
+                    provenance_lines: list[str] | tuple[str, ...] = ()) -> str:
     """The report page: our figures beside the paper's, baselines, calibration, the plots, detail."""
     t, d, s = metrics["document_type"], metrics["domain"], metrics["educational_score"]
+    warning = too_small(metrics, split)
     lines = [
         "# Student vs teacher agreement",
         "",
+        *provenance_lines,
+        *([f"> **Caution:** {warning}", ""] if warning else []),
         f"Model `{model_id}`, evaluated on {metrics['n']} teacher-labelled paragraphs ({split}; the "
         f"validation split is held out by article). {metrics['truncated']} of them were truncated at the "
         "model's maximum length.",
         "",
-        "| head | metric | this run | Biomed-Enriched (paper) |",
+        "| head | metric | this run [95% bootstrap interval] | Biomed-Enriched (paper) |",
         "|---|---|---|---|",
-        f"| educational_score | Pearson r | {fmt(s['pearson_r'])} | {PAPER['educational_score']['pearson_r']} |",
-        f"| educational_score | MAE | {fmt(s['mae'])} | {PAPER['educational_score']['mae']} |",
-        f"| domain | macro-F1 | {fmt(d['macro_f1'])} | {PAPER['domain']['macro_f1']} |",
-        f"| domain | accuracy | {fmt(d['accuracy'])} | - |",
-        f"| domain | Cohen's kappa | {fmt(d['kappa'])} | - |",
-        f"| document_type | macro-F1 | {fmt(t['macro_f1'])} | {PAPER['document_type']['macro_f1']} |",
-        f"| document_type | Cohen's kappa | {fmt(t['kappa'])} | {PAPER['document_type']['kappa']} |",
-        f"| document_type | accuracy | {fmt(t['accuracy'])} | - |",
+        f"| educational_score | Pearson r | {fmt_ci(s, 'pearson_r')} | {PAPER['educational_score']['pearson_r']} |",
+        f"| educational_score | MAE | {fmt_ci(s, 'mae')} | {PAPER['educational_score']['mae']} |",
+        f"| domain | macro-F1 | {fmt_ci(d, 'macro_f1')} | {PAPER['domain']['macro_f1']} |",
+        f"| domain | accuracy | {fmt_ci(d, 'accuracy')} | - |",
+        f"| domain | Cohen's kappa | {fmt_ci(d, 'kappa')} | - |",
+        f"| document_type | macro-F1 | {fmt_ci(t, 'macro_f1')} | {PAPER['document_type']['macro_f1']} |",
+        f"| document_type | Cohen's kappa | {fmt_ci(t, 'kappa')} | {PAPER['document_type']['kappa']} |",
+        f"| document_type | accuracy | {fmt_ci(t, 'accuracy')} | - |",
         f"| document_type | ECE | {fmt(t['ece'])} | - |",
         f"| domain | ECE | {fmt(d['ece'])} | - |",
+        "",
+        f"A figure the data cannot support reads n/a with its reason: macro-F1, kappa, Pearson r and ECE "
+        f"need at least {agreement.MIN_N} paragraphs and more than one class (or score) in the teacher labels.",
         "",
         "The paper's figures are for XLM-RoBERTa-base against Llama-3.1-70B labels on 39,800 paragraphs; "
         "compare only runs with a comparable teacher and sample size.",
@@ -250,9 +274,11 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
                 metrics[h.name] = classification_report(y[h.name], pred.probs[h.name], h.classes, bins)
     mfile = local_model / METRICS_FILE
     training = json.loads(mfile.read_text()) if mfile.is_file() else {}
-    doc = dict(metrics, model_id=predictor.model_id, split=split, paper=PAPER,
+    prov = provenance.collect(workdir, "annotations", student_model_id=predictor.model_id)
+    doc = dict({"warning": prov["stand_in"]} if prov["stand_in"] else {}, provenance=prov, **metrics,
+               model_id=predictor.model_id, split=split, paper=PAPER,
                baselines=training.get("baselines") or {}, gaps=training.get("gaps") or {},
-               calibration=training.get("calibration") or {})
+               calibration=training.get("calibration") or {}, caution=too_small(metrics, split))
     with tempfile.TemporaryDirectory(prefix="pmc-curate-evaluate-") as tmp:
         plots = plot_report(examples, pred, metrics, Path(tmp))
         if curve is None and (out / CURVE_FILE).is_file():  # from an earlier `evaluate --learning-curve`
@@ -267,7 +293,8 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
     if curve:
         files[CURVE_FILE] = (json.dumps(curve, indent=2) + "\n").encode()
     files["classifier_metrics.json"] = (json.dumps(doc, indent=2) + "\n").encode()
-    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots, training, curve).encode()
+    files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots, training, curve,
+                                              provenance.header_lines(prov)).encode()
     out.mkdir()
     for name, data in files.items():  # only evaluate's own files: report's survive; the page goes last
         (out / name).write_bytes(data)

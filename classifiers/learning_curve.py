@@ -24,6 +24,7 @@ import numpy as np
 from classifiers.baselines import BASELINES, PRIMARY, encoder_embeddings, run_baselines
 from classifiers.data import Example, is_validation, model_input, split_by_article
 from classifiers.predict import Predictor
+from pipeline.core.agreement import fmt, num
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,9 @@ def learning_curve(examples: Sequence[Example], cfg: Any, sizes: Sequence[int] =
         if on_point:
             on_point(point)
         s = point["student"]
-        log.info("learning curve: %d labels: type F1 %.3f, domain F1 %.3f, score r %.3f (%.0f s)", n,
-                 s["document_type"]["macro_f1"], s["domain"]["macro_f1"], s["educational_score"]["pearson_r"], seconds)
+        log.info("learning curve: %d labels: type F1 %s, domain F1 %s, score r %s (%.0f s)", n,
+                 fmt(s["document_type"]["macro_f1"]), fmt(s["domain"]["macro_f1"]),
+                 fmt(s["educational_score"]["pearson_r"]), seconds)
     return {"n_test": len(test), "n_test_articles": len({e.article_id for e in test}), "test_fraction": test_fraction,
             "points": points}
 
@@ -99,10 +101,9 @@ def plot_curve(curve: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(PRIMARY), figsize=(5 * len(PRIMARY), 4))
     xs = [p["n_labels"] for p in curve["points"]]
     for ax, (head, metric) in zip(axes, PRIMARY.items(), strict=True):
-        ax.plot(xs, [p["student"][head][metric] for p in curve["points"]], "o-", lw=2, label="student")
+        ax.plot(xs, [num(p["student"][head][metric]) for p in curve["points"]], "o-", lw=2, label="student")
         for name in BASELINES:
-            ys = [p["baselines"][name][head][metric] for p in curve["points"]]
-            ax.plot(xs, [np.nan if y is None else y for y in ys], "s--", lw=1, label=name)
+            ax.plot(xs, [num(p["baselines"][name][head][metric]) for p in curve["points"]], "s--", lw=1, label=name)
         ax.set_xscale("log")
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_xlabel("teacher labels")
@@ -122,6 +123,6 @@ def markdown_table(curve: dict[str, Any]) -> list[str]:
     for p in curve["points"]:
         for head, metric in PRIMARY.items():
             vals = [p["student"][head][metric]] + [p["baselines"][b][head][metric] for b in BASELINES]
-            cells = ["n/a" if v is None or np.isnan(v) else f"{v:.3f}" for v in vals]
+            cells = [fmt(v) for v in vals]
             lines.append(f"| {p['n_labels']} | {head} {metric} | " + " | ".join(cells) + f" | {p['train_seconds']} |")
     return lines

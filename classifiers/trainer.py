@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from classifiers.calibration import calibrate
 from classifiers.data import Example, label_arrays, model_input
 from classifiers.encoding import N_LENGTH_FEATURES, full_lengths, length_features
-from classifiers.metrics import evaluate_predictions
+from classifiers.metrics import evaluate_predictions, raw_figures
 from classifiers.model import StudentModel
 from classifiers.predict import Predictions, Predictor
 from pipeline.core.labels import HEADS
@@ -174,7 +174,7 @@ class Trainer:
         """Validation loss and metrics of the model as it is now (then back to training mode)."""
         pred = self.predict_validation()
         self.model.train()
-        return validation_loss(self.val_ex, pred, self.cfg.loss_weights), evaluate_predictions(self.val_ex, pred)
+        return validation_loss(self.val_ex, pred, self.cfg.loss_weights), raw_figures(self.val_ex, pred)
 
     def fit(self, total_steps: int, progress: bool = True) -> tuple[Best, int, float]:
         """Train for up to `total_steps`, validating every `eval_every` steps (default: each epoch) and

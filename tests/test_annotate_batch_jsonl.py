@@ -39,7 +39,7 @@ def _ingest(root: Path, files: list[Path], model: str = "teacher-x"):
     wd = Workdir.of(root)
     t = teacher(root, NOWHERE, model=model)
     run = ingest_results(sample_items(wd), load_prompt(), t, [str(f) for f in files])
-    write_outputs(run.outcomes, wd.annotations, wd.rejects, t.model, load_prompt())
+    write_outputs(run.outcomes, wd.annotations, wd.rejects, t.model, load_prompt(), batch="jsonl")
     return run
 
 
@@ -86,6 +86,10 @@ def test_vllm_run_batch_results_ingest(tmp_path: Path) -> None:
         assert {k: a[k] for k in ("document_type", "domain", "educational_score")} == default_labels(key_of(pid), "teacher-x")
         assert a["teacher_model"] == "teacher-x" and a["attempts"] == 1 and a["prompt_tokens"] > 0
     assert {key_of(i): r["reason"] for i, r in rej.items()} == {"v4": "batch_request_error", "v5": "batch_request_error"}
+    from pipeline.core import provenance  # the annotations name their teacher and how it was reached
+
+    (rec,) = provenance.read_parquet_provenance(Workdir.of(tmp_path).files("annotations"))
+    assert rec["model"] == "teacher-x" and rec["endpoint_kind"] == "JSONL batch (vLLM run_batch)"
     assert "does not support" in rej["PMCv4/sec[0]/p[0]"]["detail"] and "max_tokens" in rej["PMCv5/sec[0]/p[0]"]["detail"]
     usage = [json.loads(x)["response"]["body"]["usage"] for x in results.read_text().splitlines()[:4]]
     assert run.summary["prompt_tokens"] == sum(u["prompt_tokens"] for u in usage)

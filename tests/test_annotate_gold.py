@@ -24,7 +24,7 @@ def test_agreement_metrics_on_hand_computed_cases() -> None:
     assert agreement.accuracy(t, p) == 0.75
     assert agreement.cohen_kappa(t, p, ["a", "b", "c"]) == pytest.approx(0.5)  # po .75, pe .5
     assert agreement.macro_f1(t, p, ["a", "b", "c"]) == pytest.approx((2 / 3 + 0.8) / 2)  # c absent: left out
-    assert agreement.cohen_kappa(["a"] * 3, ["a"] * 3, ["a", "b"]) == 1.0
+    assert np.isnan(agreement.cohen_kappa(["a"] * 3, ["a"] * 3, ["a", "b"]))  # chance agreement 1: undefined
     x, y = [1, 2, 3, 5], [2, 4, 7, 9]
     assert agreement.pearson_r(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
     assert np.isnan(agreement.pearson_r([3, 3, 3], [1, 2, 3]))

@@ -133,7 +133,7 @@ def read_export(folder: Path) -> list[dict]:
 def counts(table: pa.Table) -> dict[str, int]:
     """Rows per article id."""
     out: dict[str, int] = {}
-    for a in table.column("article_id").to_pylist():
+    for a in table.column("pmcid").to_pylist():
         out[a] = out.get(a, 0) + 1
     return out
 
@@ -172,14 +172,14 @@ def test_recipe_rows_copies_and_order(wd: Path, recipe: str) -> None:
     assert manifest["stats"]["documents"] == sum(COPIES[recipe].values())
     # Grouped by article; copies of an article consecutive; each copy holds the article's kept
     # paragraphs in document order (numeric path order).
-    rows = table.select(["article_id", "copy", "path"]).to_pylist()
+    rows = table.select(["pmcid", "copy", "path"]).to_pylist()
     seen_articles: list[str] = []
     for r in rows:
-        if not seen_articles or seen_articles[-1] != r["article_id"]:
-            assert r["article_id"] not in seen_articles, "article split into several runs"
-            seen_articles.append(r["article_id"])
+        if not seen_articles or seen_articles[-1] != r["pmcid"]:
+            assert r["pmcid"] not in seen_articles, "article split into several runs"
+            seen_articles.append(r["pmcid"])
     for a, n_copies in COPIES[recipe].items():
-        mine = [(r["copy"], r["path"]) for r in rows if r["article_id"] == a]
+        mine = [(r["copy"], r["path"]) for r in rows if r["pmcid"] == a]
         per_copy = len(mine) // n_copies
         assert [c for c, _ in mine] == [c for c in range(n_copies) for _ in range(per_copy)]
         paths = [p for _, p in mine[:per_copy]]
@@ -189,24 +189,32 @@ def test_recipe_rows_copies_and_order(wd: Path, recipe: str) -> None:
 
 def test_document_order_is_numeric(wd: Path) -> None:
     _, table = build(wd, "be-base")
-    pmc1 = [r["path"] for r in table.to_pylist() if r["article_id"] == "PMC1"]
+    pmc1 = [r["path"] for r in table.to_pylist() if r["pmcid"] == "PMC1"]
     assert pmc1 == ["sec[0]/p[0]", "sec[0]/p[2]", "sec[0]/p[10]", "sec[1]/p[0]"]
 
 
-def test_columns_match_biomed_enriched_and_carry_labels(wd: Path) -> None:
+def test_columns_mean_what_their_names_say_and_carry_labels(wd: Path) -> None:
     _, table = build(wd, "be-base")
-    assert table.column_names[: len(C.BIOMED_ENRICHED_COLUMNS)] == list(C.BIOMED_ENRICHED_COLUMNS)
-    row = next(r for r in table.to_pylist() if r["id"] == "PMC2/sec[0]/p[0]")
+    assert table.column_names == list(C.OUTPUT_COLUMNS)
+    # A Biomed-Enriched name only where it has their meaning; their id, article_id (PMID) and vectors
+    # (their class order) are not ours, so ours have other names, with the order in the schema metadata.
+    be = set(C.BIOMED_ENRICHED_COLUMNS)
+    assert be & set(table.column_names) == set(C.SHARED_COLUMNS) == be - set(C.RENAMED)
+    assert {"paragraph_id", "pmcid", "domain_probs", "type_probs"} <= set(table.column_names)
+    meta = json.loads(table.schema.metadata[C.CLASS_ORDER_KEY.encode()])
+    assert meta == {"domain_probs": list(L.DOMAINS), "type_probs": list(L.DOCUMENT_TYPES)}
+    row = next(r for r in table.to_pylist() if r["paragraph_id"] == "PMC2/sec[0]/p[0]")
+    assert row["pmcid"] == "PMC2"
     assert (row["document_type"], row["domain"], row["educational_score"]) == (CC, BIO, 1.0)
     assert row["text"] == "A 54-year-old man presented with fever."
     assert row["license_url"] == "https://example.org/CC-BY-NC" and row["commercial"] is False
-    assert row["domain_scores"] == pytest.approx([1 / 3] * 3)
-    assert "PMC1/sec[2]/p[0]" not in table.column("id").to_pylist()  # unlabelled paragraphs are not selected
+    assert row["domain_probs"] == pytest.approx([1 / 3] * 3)
+    assert "PMC1/sec[2]/p[0]" not in table.column("paragraph_id").to_pylist()  # unlabelled paragraphs are not selected
 
 
 def test_be_educational_threshold_is_a_parameter(wd: Path) -> None:
     manifest, table = build(wd, "be-educational", params=["min_score=4.5"])
-    assert sorted(table.column("id").to_pylist()) == ["PMC1/sec[1]/p[0]", "PMC3/p[0]"]
+    assert sorted(table.column("paragraph_id").to_pylist()) == ["PMC1/sec[1]/p[0]", "PMC3/p[0]"]
     assert manifest["parameters"] == {"min_score": 4.5}
 
 
@@ -217,11 +225,11 @@ def test_factor_parameter(wd: Path) -> None:
 
 def test_be_all_prefix(wd: Path) -> None:
     _, table = build(wd, "be-all")
-    row = next(r for r in table.to_pylist() if r["id"] == "PMC3/p[0]" and r["copy"] == 0)
+    row = next(r for r in table.to_pylist() if r["paragraph_id"] == "PMC3/p[0]" and r["copy"] == 0)
     assert row["prefix"] == "<type: Review | domain: other | educational score: 5>\n"
     assert row["text"] == row["prefix"] + "Le patient a été admis aux urgences."
     _, table = build(wd, "be-all", params=["prefix_format=[%s/%s/%d] "])
-    row = next(r for r in table.to_pylist() if r["id"] == "PMC3/p[0]")
+    row = next(r for r in table.to_pylist() if r["paragraph_id"] == "PMC3/p[0]")
     assert row["text"] == "[Review/other/5] Le patient a été admis aux urgences."
 
 
@@ -458,3 +466,26 @@ def test_empty_subset_is_valid(wd: Path, tmp_path: Path) -> None:
 def _slug(value: str) -> str:
     """The documented binding naming: lowercase, runs of other characters to one underscore."""
     return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
+
+
+def test_count_tokenizer_counts_in_the_users_tokens(wd: Path, tmp_path: Path) -> None:
+    """--count-tokenizer: the manifest's token totals in another tokenizer (here a whitespace word
+    tokenizer saved as tokenizer.json), named in the manifest without a local path."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = sorted({w for p in PARAS for w in p[3].split()} | {"[UNK]"})
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    folder = tmp_path / "mytok"
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    manifest, table = build(wd, "be-clinical", count_tokenizer=str(folder), export=False)
+    expected = sum(len(t.split()) for t in table.column("text").to_pylist())
+    assert manifest["tokens"]["text"] == expected
+    assert manifest["tokens"]["count_tokenizer"] == f"{tmp_path.name}/mytok"
+    assert manifest["tokens"]["n_tokens_column"]["same_as_export_tokenizer"] is False
+    assert str(tmp_path) not in (wd / "subsets" / "be-clinical" / "manifest.json").read_text()
+    default, _ = build(wd, "be-clinical", export=False)
+    assert default["tokens"]["count_tokenizer"] == "default" and default["tokens"]["text"] != expected
+    with pytest.raises(ConfigError, match="--count-tokenizer"):
+        build(wd, "be-clinical", count_tokenizer=str(tmp_path / "nowhere"))

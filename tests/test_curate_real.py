@@ -52,10 +52,10 @@ def test_real_corpus_every_recipe(real_wd: Path) -> None:
         table = pq.read_table(real_wd / "subsets" / recipe / "data")
         # The parse stage's n_tokens are MiniLM counts: reused, not recounted.
         assert manifest["tokens"]["n_tokens_column"]["same_as_export_tokenizer"] is True
-        rows = table.select(["id", "article_id", "copy", "path"]).to_pylist()
+        rows = table.select(["paragraph_id", "pmcid", "copy", "path"]).to_pylist()
         by_copy: dict[tuple[str, int], list[str]] = {}
         for r in rows:
-            by_copy.setdefault((r["article_id"], r["copy"]), []).append(r["path"])
+            by_copy.setdefault((r["pmcid"], r["copy"]), []).append(r["path"])
         for (aid, _copy), paths in by_copy.items():
             keys = [[int(x) for x in re.findall(r"\[(\d+)\]", p)] for p in paths]
             assert keys == sorted(keys), f"{aid} out of document order"
@@ -71,7 +71,7 @@ def test_real_corpus_commercial_only(real_wd: Path) -> None:
     commercial = {a["pmcid"] for a in articles if a["commercial"]}
     manifest = C.curate(C.CurateConfig(workdir=real_wd, recipe="be-base", commercial_only=True, threads=1))
     table = pq.read_table(real_wd / "subsets" / "be-base-commercial" / "data")
-    assert set(table.column("article_id").to_pylist()) <= commercial
+    assert set(table.column("pmcid").to_pylist()) <= commercial
     assert set(manifest["stats"]["commercial"]) == {"true"}
     on_disk = json.loads((real_wd / "subsets" / "be-base-commercial" / "manifest.json").read_text())
     assert on_disk["commercial_only"] is True

@@ -184,7 +184,7 @@ def test_curate_and_report_on_imported_and_merged_labels(wd: Path, tmp_path: Pat
     import_labels([str(_write(rows, tmp_path / "be.parquet"))], wd)
     m = C.curate(C.CurateConfig(workdir=wd, recipe="be-all", labels="imported", threads=1))
     assert m["labels_source"] == "imported" and m["label_tables"] == ["labels_imported"]
-    ids = set(pq.read_table(wd / "subsets" / "be-all" / "data", columns=["id"]).column("id").to_pylist())
+    ids = set(pq.read_table(wd / "subsets" / "be-all" / "data", columns=["paragraph_id"]).column("paragraph_id").to_pylist())
     assert ids and ids <= set(_imported(wd))
     # merged: imported where present, a (propagated) label elsewhere; the propagated ones here are "Other".
     paras = pq.read_table(wd / "paragraphs", columns=["id", "article_id"]).to_pylist()
@@ -199,9 +199,10 @@ def test_curate_and_report_on_imported_and_merged_labels(wd: Path, tmp_path: Pat
     assert m["label_tables"] == ["labels_imported", "labels"]
     data = pq.read_table(wd / "subsets" / "be-base" / "data").to_pylist()
     imported = _imported(wd)
-    assert {r["id"] for r in data} == {p["id"] for p in paras}  # be-base keeps every labelled paragraph
+    assert {r["paragraph_id"] for r in data} == {p["id"] for p in paras}  # be-base keeps every labelled paragraph
     for r in data:
-        assert r["document_type"] == (imported[r["id"]]["document_type"] if r["id"] in imported else "Other")
+        assert r["document_type"] == (imported[r["paragraph_id"]]["document_type"] if r["paragraph_id"] in imported
+                                      else "Other")
     report(wd, labels="merged", threads=1)
     stats = json.loads((wd / "reports" / "stats.json").read_text())
     assert stats["labels_source"] == "merged" and stats["stats"]["labelled_paragraphs"] == len(paras)

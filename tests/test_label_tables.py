@@ -99,7 +99,7 @@ def test_missing_article_id_is_derived_from_the_paragraphs(wd: Path, tmp_path: P
         assert got["stats"] == want["stats"] and got["tokens"] == want["tokens"]
         new = pq.read_table(wd / "subsets" / recipe / "data")
         assert new.equals(pq.read_table(ref / "subsets" / recipe / "data"))
-        assert set(new.column("article_id").to_pylist()) <= {"PMC1", "PMC2", "PMC3", "PMC4"}
+        assert set(new.column("pmcid").to_pylist()) <= {"PMC1", "PMC2", "PMC3", "PMC4"}
     assert "10" in got["stats"]["copies"]  # be-clinicalcase: PMC2's clinical case still upsamples its article
     report(wd)
     stats = json.loads((wd / "reports" / "stats.json").read_text())["stats"]
@@ -110,7 +110,7 @@ def test_missing_optional_columns_are_read_as_null(wd: Path) -> None:
     _rewrite(wd, "labels", lambda t: t.drop_columns(["document_type_scores", "domain_scores", "model_id"]))
     assert _check(wd).derived == ("document_type_scores", "domain_scores", "model_id")
     table = pq.read_table(wd / "subsets" / _curate(wd, "be-base")["name"] / "data")
-    assert table.num_rows == 10 and table.column("domain_scores").null_count == 10
+    assert table.num_rows == 10 and table.column("domain_probs").null_count == 10
 
 
 def test_missing_required_column_and_wrong_types_fail(wd: Path) -> None:

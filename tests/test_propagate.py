@@ -85,6 +85,11 @@ def test_propagate_over_the_sample_one_row_per_paragraph(tmp_path: Path, shared_
     assert any(expected.values()) and not all(expected.values())
     summary = (w.stages / "propagate.json").read_text()
     assert f'"truncated": {sum(expected.values())}' in summary
+    # the labels table names its student (and the tool) in its Parquet schema metadata
+    from pipeline.core import provenance
+
+    (rec,) = provenance.read_parquet_provenance(w.files("labels"))
+    assert rec["student_model_id"] == "test-student" and rec["tool"]["name"] == "pmc-curate"
 
 
 def _small(shared_sample: Path) -> list[Paragraph]:

@@ -58,7 +58,7 @@ def _subset(loc: storage.Location) -> dict[str, Any]:
     return {
         "names": sorted(files),
         "table": table,
-        "rows": sorted(table.to_pylist(), key=lambda r: (r["id"], r["copy"])),
+        "rows": sorted(table.to_pylist(), key=lambda r: (r["paragraph_id"], r["copy"])),
         "docs": docs,
         "manifest": manifest,
         "card": files["README.md"].read_text(),
@@ -99,7 +99,7 @@ def _assert_same_subset(local: dict[str, Any], remote: dict[str, Any]) -> None:
     assert _approx(rm["stats"]["labels"], lm["stats"]["labels"])
     for t in TABLES:  # same files and bytes; the path and the versions (mtime vs ETag) differ
         assert {k: rm["inputs"][t][k] for k in ("files", "bytes")} == {k: lm["inputs"][t][k] for k in ("files", "bytes")}
-        assert rm["inputs"][t]["path"].startswith(("s3://", "gs://")) and len(rm["inputs"][t]["digest"]) == 16
+        assert rm["inputs"][t]["path"] == f"W/{t}" and len(rm["inputs"][t]["digest"]) == 16  # relative to W
     assert remote["card"] == local["card"]
 
 

@@ -95,3 +95,38 @@ def test_report_keeps_other_stages_files_and_drops_its_own_stale_ones(tmp_path: 
     assert (wd / "reports" / "classifier.md").read_text() == "evaluate's report"
     assert not (wd / "reports" / "old-plot.png").exists()
     assert (wd / "reports" / "index.md").exists()
+
+
+def test_plots_read_honestly(tmp_path: Path) -> None:
+    """Integer ticks for counts, the full 1-5 score range, a label on every bar (zeros too),
+    colour never the only cue (hatched non-commercial bars), Okabe-Ito colours."""
+    from pipeline.core.plots import OKABE_ITO, corpus_figures
+
+    wd = build_workdir(tmp_path / "w")
+    report(wd, threads=1)
+    stats = json.loads((wd / "reports" / "stats.json").read_text())["stats"]
+    stats["heterogeneity"]["articles_mixing_types"] = 0.0  # a zero bar must still be read
+    figs = corpus_figures(stats, PAPER)
+    years = figs["years"].axes[0]
+    assert all(float(t).is_integer() for t in years.get_xticks()) and all(float(t).is_integer() for t in years.get_yticks())
+    assert [t.get_text() for t in years.texts] == ["1", "1", "2"]  # articles per year, on the bars
+    scores = figs["scores"].axes[0]
+    lo, hi = scores.get_xlim()
+    assert lo <= 1 and hi >= 5 and list(scores.get_xticks()) == [1, 2, 3, 4, 5]
+    het = figs["heterogeneity"].axes[0]
+    labels = [t.get_text() for t in het.texts]
+    assert "0.0%" in labels and f"{100 * PAPER['articles_mixing_types']:.1f}%" in labels
+    lic = figs["licenses"].axes[0]
+    assert {p.get_hatch() for p in lic.patches} == {"", "//"}
+    assert any("non-commercial" in t.get_text() for t in lic.get_yticklabels())
+    colours = {matplotlib_hex(p.get_facecolor()) for f in figs.values() for a in f.axes for p in a.patches}
+    assert colours - {"#ffffff"} <= {c.lower() for c in OKABE_ITO.values()}
+    page = (wd / "reports" / "index.md").read_text()
+    assert page.index("## Read this first") < page.index("## Beside the paper")
+    assert "[classifier.md](classifier.md)" in page and "too few (under 30)" in page
+
+
+def matplotlib_hex(rgba: tuple[float, ...]) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(rgba[:3])

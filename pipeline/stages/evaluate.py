@@ -7,6 +7,7 @@ Writes W/reports/classifier.md, its plots and classifier_metrics.json (classifie
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from classifiers.evaluate import evaluate, fmt, run_learning_curve
@@ -48,4 +49,6 @@ def run(config: Config, beam_argv: list[str]) -> int:
           f"(paper 0.925/0.821); domain F1 {fmt(d['macro_f1'])} (paper 0.954); "
           f"score r {fmt(s['pearson_r'])} MAE {fmt(s['mae'])} (paper 0.876/0.326)")
     print(f"report: {out / 'classifier.md'}")
+    if m.get("caution"):  # last, where it is seen: the figures above may not mean much
+        print(f"warning: {m['caution']}", file=sys.stderr)
     return 0

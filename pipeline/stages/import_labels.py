@@ -259,8 +259,9 @@ def render(summary: dict[str, Any]) -> str:
                   "| head | figure |", "|---|---|"]  # fmt: skip
         for h in label_schema.HEADS:
             r = rep[h.name]
-            figs = (f"kappa {r['cohen_kappa']:.3f}, macro-F1 {r['macro_f1']:.3f}, accuracy {r['accuracy']:.3f}"
-                    if h.kind == "classification" else f"Pearson r {r['pearson_r']:.3f}, MAE {r['mae']:.3f}")  # fmt: skip
+            f = agreement.fmt
+            figs = (f"kappa {f(r['cohen_kappa'])}, macro-F1 {f(r['macro_f1'])}, accuracy {f(r['accuracy'])}"
+                    if h.kind == "classification" else f"Pearson r {f(r['pearson_r'])}, MAE {f(r['mae'])}")  # fmt: skip
             lines.append(f"| {h.name} | {figs} |")
     return "\n".join(lines) + "\n"
 

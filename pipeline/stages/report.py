@@ -24,11 +24,12 @@ from typing import Any
 
 import duckdb
 
-from pipeline.core import findings, storage
+from pipeline.core import findings, provenance, storage
 from pipeline.core import labels as label_schema
 from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LABEL_SOURCES, open_label_source, source_tables
 from pipeline.core.options import option
+from pipeline.core.plots import corpus_plots
 from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
 
@@ -42,6 +43,7 @@ PAPER = {
     "articles_mixing_domains": 0.553,
     "mean_score_range_within_article": 2.6,
 }
+MIN_ARTICLES = 30  # below this many mixed-able articles, the heterogeneity shares are not compared
 
 
 def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -83,6 +85,8 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                GROUP BY 1, 2 ORDER BY 3 DESC, 1 NULLS LAST, 2"""
         )
     ]
+    cols = {r[0] for r in con.sql("DESCRIBE SELECT * FROM articles").fetchall()}
+    out["pmc_snapshot"] = rows("SELECT max(snapshot) FROM articles")[0][0] if "snapshot" in cols else None
     out["year"] = [{"year": y, "articles": n} for y, n in rows("SELECT year, count(*) FROM articles GROUP BY 1 ORDER BY 1")]
     # Heterogeneity over articles with at least two labelled paragraphs (one paragraph cannot mix).
     het = rows(
@@ -105,89 +109,6 @@ def compute_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return out
 
 
-def _plots(stats: dict[str, Any], folder: Path) -> dict[str, str]:
-    """PNG files of the report; returns {name: file name}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files: dict[str, str] = {}
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(folder / f"{name}.png", dpi=100)
-        plt.close(fig)
-        files[name] = f"{name}.png"
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key, order in ((axes[0], "document_type", label_schema.DOCUMENT_TYPES),
-                           (axes[1], "domain", label_schema.DOMAINS)):  # fmt: skip
-        keys = list(order) + [k for k in stats[key] if k not in order]
-        ax.bar([str(k) for k in keys], [stats[key].get(k, 0) for k in keys], color="#4c72b0")
-        ax.set_title(f"{key} (paragraphs)")
-    save(fig, "labels")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    hist = stats["score_histogram"]
-    ax.bar([h["bin"] for h in hist if h["bin"] is not None], [h["paragraphs"] for h in hist if h["bin"] is not None],
-           width=0.23, align="edge", color="#55a868")  # fmt: skip
-    mean = stats["educational_score_mean"]
-    if mean is not None:
-        ax.axvline(mean, color="k", ls="--", label=f"mean {mean:.2f}")
-    ax.axvline(PAPER["educational_score_mean"], color="r", ls=":", label=f"paper mean {PAPER['educational_score_mean']}")
-    ax.set_xlabel("educational score")
-    ax.set_ylabel("paragraphs")
-    ax.legend()
-    save(fig, "scores")
-
-    types, domains = list(label_schema.DOCUMENT_TYPES), list(label_schema.DOMAINS)
-    grid = [[0] * len(domains) for _ in types]
-    for cell in stats["type_x_domain"]:
-        if cell["document_type"] in types and cell["domain"] in domains:
-            grid[types.index(cell["document_type"])][domains.index(cell["domain"])] = cell["paragraphs"]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    im = ax.imshow(grid, cmap="Blues")
-    ax.set_xticks(range(len(domains)), domains)
-    ax.set_yticks(range(len(types)), types)
-    for i, row in enumerate(grid):
-        for j, v in enumerate(row):
-            ax.text(j, i, str(v), ha="center", va="center", color="black")
-    fig.colorbar(im, ax=ax)
-    ax.set_title("document type x domain (paragraphs)")
-    save(fig, "type_domain")
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    lic = stats["license"]
-    ax.barh([str(x["license"]) for x in lic], [x["articles"] for x in lic],
-            color=["#55a868" if x["commercial"] else "#c44e52" for x in lic])  # fmt: skip
-    ax.invert_yaxis()
-    ax.set_xlabel("articles (green: commercial use allowed)")
-    save(fig, "licenses")
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    years = [y for y in stats["year"] if y["year"] is not None]
-    ax.bar([y["year"] for y in years], [y["articles"] for y in years], color="#8172b2")
-    ax.set_xlabel("year")
-    ax.set_ylabel("articles")
-    save(fig, "years")
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    h = stats["heterogeneity"]
-    names = ["mixing types", "mixing domains"]
-    ours = [h["articles_mixing_types"] or 0, h["articles_mixing_domains"] or 0]
-    paper = [PAPER["articles_mixing_types"], PAPER["articles_mixing_domains"]]
-    x = range(len(names))
-    ax.bar([i - 0.2 for i in x], ours, width=0.4, label="this corpus")
-    ax.bar([i + 0.2 for i in x], paper, width=0.4, label="Biomed-Enriched")
-    ax.set_xticks(list(x), names)
-    ax.set_ylabel("share of articles")
-    ax.set_ylim(0, 1)
-    ax.legend()
-    save(fig, "heterogeneity")
-    return files
-
-
 def _fmt(v: Any, pct: bool = False) -> str:
     if v is None:
         return "n/a"
@@ -204,13 +125,34 @@ def _subsets(wd: Workdir) -> list[dict[str, Any]]:
     return out
 
 
+def read_this_first(stats: dict[str, Any], subsets: list[dict[str, Any]], labels_source: str,
+                    classifier: bool) -> list[str]:
+    """The page's opening: what the figures below rest on, and where the student's own report is."""
+    h = stats["heterogeneity"]
+    n_lab, few = stats["labelled_paragraphs"], h["articles_considered"] < MIN_ARTICLES
+    lines = ["## Read this first", "",
+             f"- Labels: `{labels_source}` ({n_lab:,} labelled paragraphs of {stats['paragraphs']:,}); "
+             "who made them is in the provenance lines above.",
+             f"- Heterogeneity rests on {h['articles_considered']:,} articles with two or more labelled paragraphs"
+             + (f": too few (under {MIN_ARTICLES}) to compare with the paper's figures." if few else "."),
+             "- The student's agreement with the teacher: " + ("[classifier.md](classifier.md)." if classifier else
+              "[classifier.md](classifier.md), once `pmc-curate evaluate` has run (not yet)."),
+             f"- Subsets built: {len(subsets)}" + (" (" + ", ".join(f"{x['name']}: {x['rows']:,} rows" for x in subsets)
+                                                  + ")." if subsets else "."),
+             ""]  # fmt: skip
+    return lines
+
+
 def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str,
+           provenance_lines: list[str] | tuple[str, ...] = (), classifier: bool = False,
            found: list[str] | None = None) -> str:
     """The Markdown page."""
     h = stats["heterogeneity"]
     lines = [
         "# pmc-curate corpus report",
         "",
+        *provenance_lines,
+        *read_this_first(stats, subsets, labels_source, classifier),
         f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} from `{labels_source}`: "
         f"{stats['articles']:,} articles, {stats['paragraphs']:,} paragraphs, {stats['labelled_paragraphs']:,} labelled.",
         "",
@@ -317,12 +259,15 @@ def report(
         con.close()
     with tempfile.TemporaryDirectory(prefix="pmc-curate-report-") as tmp:
         staging = Path(tmp)  # local scratch, not part of the work directory
-        plots = _plots(stats, staging)
+        plots = corpus_plots(stats, PAPER, staging)
         subsets = _subsets(wd)
-        (staging / "stats.json").write_text(
-            json.dumps({"stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str)
-        )
-        (staging / "index.md").write_text(render(stats, plots, subsets, labels, findings.lines(wd)), encoding="utf-8")
+        prov = provenance.collect(wd, labels, pmc_snapshot=stats["pmc_snapshot"])
+        (staging / "stats.json").write_text(json.dumps(
+            {**({"warning": prov["stand_in"]} if prov["stand_in"] else {}), "provenance": prov,
+             "stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str))
+        classifier = (wd.reports / "classifier.md").is_file()
+        (staging / "index.md").write_text(render(stats, plots, subsets, labels, provenance.header_lines(prov), classifier,
+                                                  findings.lines(wd)), encoding="utf-8")
         # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
         # this report's own files are replaced, each atomically (a rename locally, one PUT remotely),
         # and its stale ones removed.

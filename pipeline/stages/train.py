@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, fields
 
+from classifiers.metrics import too_small
 from classifiers.train import TrainConfig, train
 from pipeline.core import storage
+from pipeline.core.agreement import fmt
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 
@@ -45,9 +48,9 @@ def run(config: Config, beam_argv: list[str]) -> int:
     v = metrics["validation"]
     print(f"saved {metrics['model_id']} to {out} after {metrics['steps']} steps ({metrics['train_seconds']} s)")
     if v:
-        print(f"validation ({v['n']} paragraphs): type macro-F1 {v['document_type']['macro_f1']:.3f} "
-              f"kappa {v['document_type']['kappa']:.3f}; domain macro-F1 {v['domain']['macro_f1']:.3f}; "
-              f"score r {v['educational_score']['pearson_r']:.3f} MAE {v['educational_score']['mae']:.3f}")
+        print(f"validation ({v['n']} paragraphs): type macro-F1 {fmt(v['document_type']['macro_f1'])} "
+              f"kappa {fmt(v['document_type']['kappa'])}; domain macro-F1 {fmt(v['domain']['macro_f1'])}; "
+              f"score r {fmt(v['educational_score']['pearson_r'])} MAE {fmt(v['educational_score']['mae'])}")
     else:
         print("no validation articles (too few annotated articles): nothing to early-stop on")
     for head, w in metrics.get("baseline_wins", {}).items():
@@ -55,4 +58,7 @@ def run(config: Config, beam_argv: list[str]) -> int:
                   if w["usable"] else "more labels or a larger --max-length may close the gap")
         log.warning("the %s baseline beats the student on %s (%s %.3f vs %.3f on validation): %s",
                     w["baseline"], head, w["metric"], w["baseline_value"], w["student"], advice)
+    warning = too_small(v)
+    if warning:  # last, where it is seen
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

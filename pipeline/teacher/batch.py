@@ -28,7 +28,7 @@ from typing import Any
 
 import openai
 
-from pipeline.core import storage
+from pipeline.core import provenance, storage
 from pipeline.core.errors import RejectReason
 from pipeline.core.records import Annotation, Reject, arrow_schema
 from pipeline.core.storage import Location
@@ -309,9 +309,10 @@ def summarize(outcomes: list[Outcome], total: Ingest, teacher: TeacherConfig, co
 
 
 def write_outputs(outcomes: list[Outcome], out_dir: Location, rejects_dir: Location, model: str,
-                  prompt: Prompt) -> tuple[int, int]:  # fmt: skip
+                  prompt: Prompt, batch: str | None = None) -> tuple[int, int]:  # fmt: skip
     """Replace W/annotations/*.parquet and W/rejects/annotate-*.parquet with these outcomes' rows (the
-    online path's rows: rows.annotation_row / rows.reject_row); skipped paragraphs have none. (annotated, rejected)."""
+    online path's rows: rows.annotation_row / rows.reject_row); skipped paragraphs have none. (annotated, rejected).
+    `batch` ("openai" or "jsonl") names the endpoint kind in the annotations' provenance metadata."""
     import pyarrow as pa
 
     out_dir.mkdir()
@@ -323,7 +324,11 @@ def write_outputs(outcomes: list[Outcome], out_dir: Location, rejects_dir: Locat
     ann = [annotation_row(o, model, prompt.version, prompt.hash) for o in outcomes if o.status == "annotated"]
     rej = [reject_row(o, STAGE) for o in outcomes if o.status == "rejected"]
     if ann:
-        storage.write_parquet(pa.Table.from_pylist(ann, schema=arrow_schema(Annotation)), out_dir / "part-00000-of-00001.parquet")
+        record = provenance.teacher_record(model, "", prompt.version, prompt.hash, batch)
+        if batch is None:
+            record["endpoint_kind"] = "batch endpoint (kind not given)"
+        schema = arrow_schema(Annotation, provenance.parquet_metadata(dict(record, tool=provenance.tool())))
+        storage.write_parquet(pa.Table.from_pylist(ann, schema=schema), out_dir / "part-00000-of-00001.parquet")
     if rej:
         storage.write_parquet(pa.Table.from_pylist(rej, schema=arrow_schema(Reject)), rejects_dir / f"{STAGE}-00000-of-00001.parquet")
     return len(ann), len(rej)

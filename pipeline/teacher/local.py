@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.provenance import OFFLINE_TEACHER
 
 log = logging.getLogger(__name__)
 
-LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
+LOCAL_MODEL_NAME = OFFLINE_TEACHER  # artifacts name labels it made as stand-ins (pipeline.core.provenance)
 
 
 def free_port() -> int:

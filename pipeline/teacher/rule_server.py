@@ -35,12 +35,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from pipeline.core.labels import HEADS
+from pipeline.core.provenance import RULE_SERVER_MODEL
 from pipeline.teacher.prompt import reply_schema
 from pipeline.teacher.rules import rule_labels
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "pmc-curate-rule-teacher-v1 (keyword rules, not an LLM)"
+MODEL_NAME = RULE_SERVER_MODEL  # artifacts name labels it made as heuristic (pipeline.core.provenance)
 MAX_BODY_BYTES = 4_000_000  # a request is the rubric + few-shot turns + one paragraph (~10-20 KB)
 _PARAGRAPH_RE = re.compile(r"<paragraph>\n?(.*?)\n?</paragraph>", re.S)
 

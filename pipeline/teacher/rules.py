@@ -15,12 +15,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.core import labels as L
-from pipeline.core import storage
+from pipeline.core import provenance, storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.records import Annotation, Paragraph, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
 
-RULE_TEACHER = "rule-teacher-v1"
+RULE_TEACHER = provenance.RULE_TEACHER  # artifacts name labels it made as heuristic
 
 _CASE = re.compile(r"\b(\d+[- ]year[- ]old|presented (with|to)|was admitted|on examination|case report|our patient)\b", re.I)
 _REVIEW = re.compile(r"\b(review(ed|s)?|literature|previous(ly)? (studies|reported|described)|meta-analys[ie]s)\b", re.I)

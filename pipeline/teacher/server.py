@@ -29,10 +29,11 @@ from typing import Any
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
+from pipeline.core.provenance import OFFLINE_TEACHER
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "SmolLM2-135M-Instruct"
+MODEL_NAME = OFFLINE_TEACHER
 
 
 def gguf_location() -> tuple[str, str]:

@@ -17,7 +17,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_runners.options import make_pipeline
-from pipeline.core import tables
+from pipeline.core import provenance, tables
 from pipeline.core.errors import ConfigError
 from pipeline.core.records import Annotation, Reject, arrow_schema
 from pipeline.core.storage import Location
@@ -105,7 +105,10 @@ def run_annotation(
         source = pipeline | "Items" >> beam.Create(items, reshuffle=False)
     outs = source | "Annotate" >> AnnotateParagraphs(teacher, prompt, batch_size)
     _ = outs.annotations | "WriteAnnotations" >> beam.io.WriteToParquet(
-        str(out_dir / "part"), schema=arrow_schema(Annotation), file_name_suffix=".parquet"
+        str(out_dir / "part"), file_name_suffix=".parquet",
+        schema=arrow_schema(Annotation, provenance.parquet_metadata(dict(
+            provenance.teacher_record(teacher.model, teacher.base_url, prompt.version, prompt.hash),
+            tool=provenance.tool()))),
     )
     _ = outs.rejects | "WriteRejects" >> beam.io.WriteToParquet(
         str(rejects_dir / STAGE), schema=arrow_schema(Reject), file_name_suffix=".parquet"

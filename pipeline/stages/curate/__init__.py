@@ -22,11 +22,14 @@ from __future__ import annotations
 
 from pipeline.stages.curate.config import (
     BIOMED_ENRICHED_COLUMNS,
+    CLASS_ORDER_KEY,
     EXPORT_TOKENIZER,
     EXTRA_COLUMNS,
     LABEL_SOURCES,
     OUTPUT_COLUMNS,
+    RENAMED,
     SEPARATOR,
+    SHARED_COLUMNS,
     CurateConfig,
 )
 from pipeline.stages.curate.order import expand_indices
@@ -45,7 +48,7 @@ from pipeline.stages.curate.stage import curate, run
 from pipeline.stages.curate.tokens import load_tokenizer
 
 __all__ = [
-    "BIOMED_ENRICHED_COLUMNS", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES", "OUTPUT_COLUMNS",
+    "BIOMED_ENRICHED_COLUMNS", "CLASS_ORDER_KEY", "RENAMED", "SHARED_COLUMNS", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES", "OUTPUT_COLUMNS",
     "RECIPES_DIR", "SEPARATOR", "CurateConfig", "Param", "Recipe", "builtin_recipes", "curate",
     "expand_indices", "label_bindings", "load_recipe", "load_tokenizer", "parse_recipe", "referenced_params",
     "resolve_params", "run",

@@ -34,11 +34,11 @@ def _articles(data_files: list[Path]) -> Iterator[tuple[int, str]]:
     repeat = 0
     counts: dict[str, int] = {}
     for f in data_files:  # copies: the number of rows of a paragraph (an article's copies are whole)
-        for b in pq.ParquetFile(f).iter_batches(columns=["article_id", "copy"], batch_size=65_536):
+        for b in pq.ParquetFile(f).iter_batches(columns=["pmcid", "copy"], batch_size=65_536):
             for aid, c in zip(b.column(0).to_pylist(), b.column(1).to_pylist(), strict=True):
                 counts[aid] = max(counts.get(aid, 0), c + 1)
     for f in data_files:
-        cols = ["article_id", "section_title", "text", "copy"]
+        cols = ["pmcid", "section_title", "text", "copy"]
         for b in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=8192):
             for aid, title, text, copy in zip(*(b.column(c).to_pylist() for c in cols), strict=True):
                 if copy != 0:

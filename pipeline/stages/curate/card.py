@@ -1,32 +1,69 @@
 """The dataset card: README.md of a subset, a Hugging Face card (YAML header, then what the subset is
-and how it was built), written from the manifest."""
+and how it was built), written from the manifest.
+
+The header is built with huggingface_hub's DatasetCardData and the whole card parsed back with
+DatasetCard (a malformed header fails the run, not the upload); `license: other` comes with the
+`license_name` / `license_link` keys the Hub expects. The body opens with the provenance lines
+(pipeline.core.provenance): the stand-in warning first when a stand-in or heuristic teacher made
+the labels. (DatasetCard.validate() asks the Hub over the network; curate runs offline.)
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pipeline.core import provenance
+from pipeline.core.errors import ConfigError
+from pipeline.core.labels import HEADS_BY_NAME
 from pipeline.stages.curate.recipes import Recipe
+
+LICENSE_NAME = "pmc-open-access-per-article"
+LICENSE_LINK = "https://pmc.ncbi.nlm.nih.gov/tools/openftlist/"
 
 
 def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "") -> str:
     """A Hugging Face dataset card: YAML header, then what the subset is and how it was built."""
-    import yaml
+    from huggingface_hub import DatasetCard, DatasetCardData
 
+    data = DatasetCardData(**_header(name, manifest))
+    built = DatasetCard("---\n" + data.to_yaml() + "\n---\n\n" + _card_text(name, recipe, manifest, filters))
+    check_card(built.content)
+    return str(built.content)
+
+
+def check_card(content: str) -> None:
+    """Parse a card back (huggingface_hub.DatasetCard) and check the keys the Hub requires offline."""
+    from huggingface_hub import DatasetCard
+
+    try:
+        data = DatasetCard(content).data.to_dict()
+    except Exception as e:  # the library raises ValueError or yaml errors
+        raise ConfigError(f"the dataset card does not parse as a Hugging Face card: {e}") from e
+    if data.get("license") == "other" and not (data.get("license_name") and data.get("license_link")):
+        raise ConfigError("a dataset card with license 'other' needs license_name and license_link")
+    for key in ("pretty_name", "configs", "language"):
+        if not data.get(key):
+            raise ConfigError(f"the dataset card has no {key}")
+
+
+def _header(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
     stats = manifest["stats"]
     n = stats["rows"]
     size = next(c for lim, c in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"), (1e6, "100K<n<1M"),
                                   (1e7, "1M<n<10M"), (1e8, "10M<n<100M"), (float("inf"), "n>100M")) if n < lim)  # fmt: skip
     languages = [k for k in stats["language"] if k not in ("null", "und")] or ["en"]
-    commercial = stats["commercial"]
-    license_id = "other"
+    stand_in = (manifest.get("provenance") or {}).get("stand_in")
     header = {
-        "pretty_name": f"pmc-curate {name}",
+        "pretty_name": f"pmc-curate {name}" + (" (STAND-IN LABELS)" if stand_in else ""),
         "language": languages,
-        "license": license_id,
+        "license": "other",
+        "license_name": LICENSE_NAME,
+        "license_link": LICENSE_LINK,
         "license_details": "per-article licenses from PMC Open Access; see license_url of each row and the counts below",
         "task_categories": ["text-generation", "fill-mask"],
         "size_categories": [size],
-        "tags": ["biomedical", "clinical", "pubmed-central", "pretraining", "biomed-enriched"],
+        "tags": ["biomedical", "clinical", "pubmed-central", "pretraining", "biomed-enriched"]
+                + (["stand-in-labels"] if stand_in else []),
         "configs": [
             {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]},
         ],
@@ -37,6 +74,15 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "")
     if manifest["files"].get("biomed_enriched"):
         header["configs"].append(
             {"config_name": "biomed-enriched", "data_files": [{"split": "train", "path": "biomed-enriched/part-*.parquet"}]})
+    return header
+
+
+def _card_text(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "") -> str:
+    """The card's Markdown body."""
+    stats = manifest["stats"]
+    n = stats["rows"]
+    commercial = stats["commercial"]
+
     def cell(v: object) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -47,9 +93,9 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "")
         for head in ("document_type", "domain", "educational_score_rounded")
     )
     tokens = manifest["tokens"]
+    prov = manifest.get("provenance")
     return (
-        "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n"
-        f"# {name}\n\n"
+        f"# {name}\n\n" + "\n".join(provenance.header_lines(prov) if prov else []) + "\n"
         f"A pretraining subset of PubMed Central Open Access built by `pmc-curate curate` with the recipe "
         f"`{recipe.name}` (sha256 `{recipe.sha256[:16]}…`): {recipe.description}\n\n"
         f"- rows (paragraph copies): {n:,}; unique paragraphs: {stats['unique_paragraphs']:,}\n"
@@ -59,11 +105,14 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str = "")
         + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n"
         + _snapshot_line(manifest.get("snapshot") or {}) + "\n"
         "## Files\n\n"
-        "- `data/*.parquet`: one row per paragraph copy, columns named as in "
-        "[almanach/Biomed-Enriched](https://huggingface.co/datasets/almanach/Biomed-Enriched) where they "
-        "overlap, plus `copy` (0-based copy of the article), `prefix`, `n_tokens`, `license`, `commercial`, "
-        "`year`, `title`, `journal`. Rows are grouped by article, copies of an article next to each other, "
-        "paragraphs in document order.\n"
+        "- `data/*.parquet`: one row per paragraph copy. A column named as in "
+        "[almanach/Biomed-Enriched](https://huggingface.co/datasets/almanach/Biomed-Enriched) has their "
+        "meaning; `paragraph_id` (ours, `PMC…/sec[0]/p[0]`; their `id` is `{PMID}_p{N}`), `pmcid` (their "
+        "`article_id` is the PMID), `domain_probs` and `type_probs` (probabilities in our class order: "
+        f"domain {', '.join(HEADS_BY_NAME['domain'].classes)}; type {', '.join(HEADS_BY_NAME['document_type'].classes)}; "
+        "also in the Parquet schema metadata `pmc_curate.class_order`) are ours, as are `copy` (0-based copy "
+        "of the article), `prefix`, `n_tokens`, `license`, `commercial`, `year`, `title`, `journal`. Rows are "
+        "grouped by article, copies of an article next to each other, paragraphs in document order.\n"
         + (f"- `export/*.{manifest['export']['extension']}`: one JSON object per article copy "
            '`{"id": "<pmcid>#<copy>", "text": ..., "metadata": {...}}`; section titles and paragraphs joined '
            "by blank lines.\n" if manifest["files"]["export"] else "")

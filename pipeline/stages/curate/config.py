@@ -12,14 +12,25 @@ from pipeline.core.options import option
 from pipeline.interop import biomed_enriched as BE
 from pipeline.stages.curate.recipes import builtin_recipes
 
-__all__ = ["BIOMED_ENRICHED_COLUMNS", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES", "OUTPUT_COLUMNS",
-           "SEPARATOR", "CurateConfig", "EXPORT_FORMATS"]  # fmt: skip
+__all__ = ["BIOMED_ENRICHED_COLUMNS", "CLASS_ORDER_KEY", "EXPORT_TOKENIZER", "EXTRA_COLUMNS", "LABEL_SOURCES",
+           "OUTPUT_COLUMNS", "RENAMED", "SELECTION_COLUMNS", "SEPARATOR", "SHARED_COLUMNS", "CurateConfig",
+           "EXPORT_FORMATS"]  # fmt: skip
 
 EXPORT_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
-# Output columns, in order: the published Biomed-Enriched columns (their names), then ours.
-BIOMED_ENRICHED_COLUMNS = BE.COLUMNS
+# data/*.parquet columns. A column keeps a Biomed-Enriched name only where it has their meaning (and,
+# for vectors, their order); the others get our own name (docs/curate.md has the mapping):
+# their `id` is `{PMID}_p{N}` and their `article_id` the PMID, ours are the paragraph id and the
+# PMCID; their vectors follow their class order, ours pipeline/core/labels.py's, written into the
+# Parquet schema metadata (CLASS_ORDER_KEY). `--export-format biomed-enriched` writes their schema exactly.
+BIOMED_ENRICHED_COLUMNS = BE.COLUMNS  # the BE export's columns (biomed_enriched.py), not data/'s
+RENAMED = {"id": "paragraph_id", "article_id": "pmcid", "domain_scores": "domain_probs",
+           "document_type_scores": "type_probs"}  # the selection's column -> data/'s, where BE means another thing
+SHARED_COLUMNS = tuple(c for c in BE.COLUMNS if c not in RENAMED)  # named and meant as in Biomed-Enriched
 EXTRA_COLUMNS = ("copy", "prefix", "n_tokens", "license", "commercial", "year", "title", "journal")
-OUTPUT_COLUMNS = BIOMED_ENRICHED_COLUMNS + EXTRA_COLUMNS
+# The selection's columns in data/'s order (internal names), and data/'s names for them.
+SELECTION_COLUMNS = BE.COLUMNS + EXTRA_COLUMNS
+OUTPUT_COLUMNS = tuple(RENAMED.get(c, c) for c in SELECTION_COLUMNS)
+CLASS_ORDER_KEY = "pmc_curate.class_order"  # data/ schema metadata: {"domain_probs": [...], "type_probs": [...]}
 # Paragraph and document separator in the text export (titles and paragraphs each their own block).
 SEPARATOR = "\n\n"
 EXPORT_FORMATS = ("jsonl", "biomed-enriched")
@@ -56,6 +67,10 @@ class CurateConfig:
     target_tokens: int | None = option(None, help="scale the recipe's repeats to exactly this many tokens and report "
                                                   "each component's effective epochs (export writes them as weights)")
     # 2 GB keeps the process under the 4 GB target (DuckDB ~2.5 GB RSS + writers); DuckDB spills beyond it.
+    count_tokenizer: str | None = option(None, metavar="PATH_OR_ID",
+                                         help="tokenizer the manifest's and card's token counts use: a tokenizer.json, a "
+                                              "folder holding one, or a Hugging Face id (default: the offline MiniLM "
+                                              "WordPiece that parse's n_tokens use)")
     memory_limit: str = option("2GB", speed_only=True, help="DuckDB memory limit (spills beyond)")
     threads: int | None = option(None, speed_only=True, help="DuckDB threads (default: all cores)")
     temp_directory: Path | None = option(None, speed_only=True,

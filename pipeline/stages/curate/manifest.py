@@ -10,11 +10,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipeline.core import storage
+from pipeline.core import provenance, storage
 from pipeline.core.label_tables import SOURCE_TABLES
 from pipeline.core.workdir import Workdir
 from pipeline.stages.curate.config import SEPARATOR, CurateConfig
-from pipeline.stages.curate.recipes import Recipe
+from pipeline.stages.curate.recipes import RECIPES_DIR, Recipe
 from pipeline.stages.curate.writers import Written
 
 
@@ -94,15 +94,21 @@ def build_manifest(
     stats: dict[str, Any], tokens: dict[str, Any], written: Written, staging: Path, wd: Workdir,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """The subset's manifest.json, as a dict (file paths relative to the subset's folder `staging`)."""
+    """The subset's manifest.json, as a dict. File paths are relative to the subset's folder `staging`,
+    input paths to the work directory ("W/..."); a recipe outside W is named by its file name (its text
+    and hash are recorded): no local path gets published with a subset."""
+    snap = stats.pop("snapshot", None)
+    prov = provenance.collect(wd, config.labels, pmc_snapshot=(snap or {}).get("newest"), recipe_sha256=recipe.sha256)
     manifest: dict[str, Any] = {
+        **({"warning": prov["stand_in"]} if prov["stand_in"] else {}),  # the first line a reader sees
         "name": name,
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": recipe.sha256, "text": recipe.text,
+        "provenance": prov,
+        "recipe": {"name": recipe.name, "path": _recipe_path(recipe, wd), "sha256": recipe.sha256, "text": recipe.text,
                    "description": recipe.description},  # fmt: skip
         "parameters": values,
         "label_bindings": {k: v for k, v in bindings.items() if k not in values},
-        "snapshot": stats.pop("snapshot", None),
+        "snapshot": snap,
         "labels_source": config.labels,
         "label_tables": list(SOURCE_TABLES[config.labels]),  # merged: imported where present, labels elsewhere
         "commercial_only": config.commercial_only,
@@ -119,9 +125,16 @@ def build_manifest(
                    "extension": {"zstd": "jsonl.zst", "gzip": "jsonl.gz"}[config.compression],
                    "separator": SEPARATOR},  # fmt: skip
         # Names, sizes and versions (mtime locally, ETag / generation remotely): one listing, no reads.
-        "inputs": {t: {"path": str(wd.table(t)), **storage.fingerprint(wd.files(t), wd.table(t))}
+        "inputs": {t: {"path": provenance.relative(wd.table(t), wd), **storage.fingerprint(wd.files(t), wd.table(t))}
                    for t in ("articles", "paragraphs", *SOURCE_TABLES[config.labels])},  # fmt: skip
         "software": {"duckdb": duckdb.__version__, "pyarrow": pa.__version__},
     }
     manifest["timings"] = timings
     return manifest
+
+
+def _recipe_path(recipe: Recipe, wd: Workdir) -> str:
+    """"builtin:NAME" for a recipe shipped with pmc-curate, else the path relative to W (or the file name)."""
+    if recipe.path.parent.resolve() == RECIPES_DIR.resolve():
+        return f"builtin:{recipe.path.name}"
+    return provenance.relative(recipe.path, wd)

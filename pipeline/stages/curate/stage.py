@@ -30,7 +30,7 @@ from pipeline.stages.curate.manifest import build_manifest, parquet_metadata
 from pipeline.stages.curate.manifest import stats as subset_stats
 from pipeline.stages.curate.recipes import load_recipe, resolve_params
 from pipeline.stages.curate.selection import build_meta, run_recipe, setup_views
-from pipeline.stages.curate.tokens import n_tokens_is_export_tokenizer, token_counts
+from pipeline.stages.curate.tokens import load_tokenizer, n_tokens_is_export_tokenizer, token_counts
 from pipeline.stages.curate.writers import write_outputs
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
         from pipeline.stages.export import tokenizer as T
 
         T.load(config.tokenizer)  # an unknown tokenizer is refused before any work
+    if config.count_tokenizer is not None:
+        load_tokenizer(config.count_tokenizer)  # a wrong path or id fails here, before any work
     wd = Workdir.of(config.workdir)
     storage.check_access(wd.root)  # an unreachable store or a missing bucket fails here, before any work
     for table in ("articles", "paragraphs", *source_tables(config.labels)):
@@ -95,7 +97,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             run_recipe(con, recipe, bindings)
             removed = filters.apply(con, wd, filter_values)
             build_meta(con)
-            reuse = n_tokens_is_export_tokenizer(con)
+            # parse's n_tokens are MiniLM counts: reusable only when counting in MiniLM
+            reuse = config.count_tokenizer is None and n_tokens_is_export_tokenizer(con)
             timings = {"select_s": round(time.perf_counter() - t0, 3)}
             t = time.perf_counter()
             jsonl = config.export and config.export_format == "jsonl"
@@ -106,7 +109,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             t = time.perf_counter()
             meta = parquet_metadata(wd, "paragraphs")
             tok_name = next((v for k, v in meta.items() if "tokenizer" in k.lower()), None)
-            tokens = token_counts(con, written.text_tokens, written.headings, bool(written.export), reuse, tok_name)
+            tokens = token_counts(con, written.text_tokens, written.headings, bool(written.export), reuse, tok_name,
+                                  config.count_tokenizer)
             timings["tokens_s"] = round(time.perf_counter() - t, 3)
             stats = subset_stats(con)
         finally:

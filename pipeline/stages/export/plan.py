@@ -27,7 +27,7 @@ from pipeline.core.workdir import Workdir
 Assignment = tuple[str, tuple[str, int, int, int, str, int]]
 
 # The subset's rows hold every copy (`copy` 0 .. repeat - 1); copy 0 is where the paragraph stands in the order.
-_ORDERED = """WITH rows AS (SELECT id, article_id, copy, filename, file_row_number
+_ORDERED = """WITH rows AS (SELECT paragraph_id AS id, pmcid AS article_id, copy, filename, file_row_number
                            FROM read_parquet($files, filename = true, file_row_number = true))
               SELECT z.id, z.article_id, n.repeat
               FROM (SELECT * FROM rows WHERE copy = 0) AS z

@@ -111,9 +111,9 @@ class ToChunk(beam.DoFn):
         if blob is not self._blob:
             self._plan, self._blob = dict(json.loads(blob)), blob
         try:
-            component, chunk, doc_pos, para_pos, doc_id, repeat = self._plan[row["id"]]
+            component, chunk, doc_pos, para_pos, doc_id, repeat = self._plan[row["paragraph_id"]]
         except KeyError:  # the plan was read from the same files: only if they changed meanwhile
-            raise ConfigError(f"paragraph {row['id']!r} of the subset is not in the export's plan: the subset "
+            raise ConfigError(f"paragraph {row['paragraph_id']!r} of the subset is not in the export's plan: the subset "
                               "changed during the export; run it again") from None
         yield (component, chunk, repeat), (doc_pos, para_pos, doc_id, row.get("section_title"), row["text"])
 
@@ -147,5 +147,5 @@ def _read_rows(path: str) -> Iterator[dict[str, Any]]:
 
     with storage.as_location(path).open("rb") as f:
         pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(columns=["id", "section_title", "text", "copy"], batch_size=8192):
+        for batch in pf.iter_batches(columns=["paragraph_id", "section_title", "text", "copy"], batch_size=8192):
             yield from batch.filter(pc.equal(batch.column("copy"), 0)).to_pylist()

@@ -13,6 +13,7 @@ content version with Beam's FileSystems, which take their settings from the work
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from apache_beam.io.parquetio import ReadFromParquet, WriteToParquet
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from pipeline.core import storage
+from pipeline.core import provenance, storage
 from pipeline.core.errors import RejectReason
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.logs import Heartbeat
@@ -170,6 +171,14 @@ class Propagate(beam.PTransform):
         self.config = config
         self.paragraphs = paragraphs or workdir.glob("paragraphs")  # a delta run reads only its paragraphs
 
+    def provenance(self) -> dict[str, str]:
+        """Schema metadata of W/labels: the tool, the student's model_id, the teachers it learned from."""
+        cfg = storage.as_location(self.config.model_dir or str(self.workdir.model)) / "training_config.json"
+        model_id = json.loads(cfg.read_text()).get("model_id") if cfg.is_file() else None
+        teachers = provenance.teachers(self.workdir)
+        return provenance.parquet_metadata({"tool": provenance.tool(), "student_model_id": model_id,
+                                            "teachers": teachers, "stand_in": provenance.stand_in(teachers)})
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.PDone:
         paragraphs = (pbegin | "ReadParagraphs" >> ReadFromParquet(self.paragraphs, columns=INPUT_COLUMNS)
                       # one Parquet file fans out into many paragraphs: spread them over the workers (Flink
@@ -177,7 +186,7 @@ class Propagate(beam.PTransform):
                       | "SpreadParagraphs" >> beam.Reshuffle())
         labels, rejects = paragraphs | "Score" >> ScoreParagraphs(self.config)
         labels | "WriteLabels" >> WriteToParquet(
-            str(self.workdir.labels / "labels"), schema=arrow_schema(Label), file_name_suffix=".parquet"
+            str(self.workdir.labels / "labels"), schema=arrow_schema(Label, self.provenance()), file_name_suffix=".parquet"
         )
         return rejects | "WriteRejects" >> WriteToParquet(
             str(self.workdir.rejects / f"{STAGE}"), schema=arrow_schema(Reject), file_name_suffix=".parquet"
