@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         docs: dict[str, list] = {}
         for r in table:
             if r["copy"] == 0:
-                docs.setdefault(r["article_id"], []).append((r["section_title"], r["text"]))
+                docs.setdefault(r["pmcid"], []).append((r["section_title"], r["text"]))
         texts = [article_text(p) for p in docs.values()]
         tok, _ = T.load("minilm")
         load0 = os.getloadavg()

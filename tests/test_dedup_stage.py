@@ -119,7 +119,7 @@ def test_labels_order_the_kept_copy_and_curate_removes_the_copies(tmp_path: Path
     assert near["dedup"]["by_step"] == {"articles": 2, "exact": 1, "near": 4} and near["stats"]["rows"] == 19
     assert near["dedup"]["removed"]["n_tokens"] > exact["dedup"]["removed"]["n_tokens"] > 0
     assert near["dedup"]["stage"]["parameters"]["bands"] == 16
-    kept = {pid for (pid,) in duckdb.sql(f"SELECT id FROM '{wd.subsets}/near/data/*.parquet'").fetchall()}
+    kept = {pid for (pid,) in duckdb.sql(f"SELECT paragraph_id FROM '{wd.subsets}/near/data/*.parquet'").fetchall()}
     assert "PMC102/sec[0]/p[0]" in kept and "PMC100/sec[0]/p[0]" not in kept and "PMC300/sec[0]/p[0]" in kept
     assert sum(1 for pid in kept if pid.startswith("PMC2")) == 12
     card = (wd.subsets / "near" / "README.md").read_text()

@@ -81,7 +81,7 @@ def test_articles_round_trip_to_curates_documents(workdir: Path, fmt: str) -> No
     # every document traceable to its paragraphs, in the subset's order
     rows = pq.read_table(workdir / "subsets" / "be-clinicalcase" / "data").to_pylist()
     sidecar = pq.read_table(out / "documents.parquet").to_pylist()
-    assert sorted(p for d in sidecar for p in d["paragraph_ids"]) == sorted(r["id"] for r in rows if r["copy"] == 0)
+    assert sorted(p for d in sidecar for p in d["paragraph_ids"]) == sorted(r["paragraph_id"] for r in rows if r["copy"] == 0)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tokenizer"]["sha256"] == info.sha256 and manifest["tokenizer"]["name"] == T.MINILM
     card = (out / "README.md").read_text()
@@ -102,12 +102,12 @@ def test_paragraph_documents_round_trip_to_the_parquet_rows(workdir: Path) -> No
     tok, _ = T.load("minilm")
     m = _export(workdir, "be-all", "olmo", unit="paragraph", out=str(workdir / "para"))
     rows = [r for r in pq.read_table(workdir / "subsets" / "be-all" / "data").to_pylist() if r["copy"] == 0]
-    repeat = {r["id"]: 1 + max(x["copy"] for x in pq.read_table(workdir / "subsets" / "be-all" / "data").to_pylist()
-                                if x["id"] == r["id"]) for r in rows}  # fmt: skip
+    repeat = {r["paragraph_id"]: 1 + max(x["copy"] for x in pq.read_table(workdir / "subsets" / "be-all" / "data").to_pylist()
+                                          if x["paragraph_id"] == r["paragraph_id"]) for r in rows}  # fmt: skip
     for comp in m["mixture"]["components"]:
         back = list(read_documents(workdir / "para" / comp["name"], format="olmo"))
-        expected = [r for r in rows if repeat[r["id"]] == comp["repeat"]]
-        assert [i for _, i in back] == [r["id"] for r in expected]
+        expected = [r for r in rows if repeat[r["paragraph_id"]] == comp["repeat"]]
+        assert [i for _, i in back] == [r["paragraph_id"] for r in expected]
         for (tokens, _), r in zip(back, expected, strict=True):
             assert tokens[:-1].tolist() == tok.encode(r["text"], add_special_tokens=False).ids  # prefix included
         assert comp["budget_tokens"] == comp["repeat"] * comp["tokens"]
@@ -121,7 +121,7 @@ def test_mixture_weights_reproduce_the_recipe_repeats(workdir: Path, subset: str
     rows = pq.read_table(workdir / "subsets" / subset / "data").to_pylist()
     copies: dict[str, int] = {}
     for r in rows:
-        copies[r["article_id"]] = max(copies.get(r["article_id"], 0), r["copy"] + 1)
+        copies[r["pmcid"]] = max(copies.get(r["pmcid"], 0), r["copy"] + 1)
     assert [c["repeat"] for c in comps] == sorted(set(copies.values())) == {"be-all": [10], "be-clinicalcase": [1, 10]}[subset]
     assert [c["documents"] for c in comps] == [sum(1 for v in copies.values() if v == c["repeat"]) for c in comps]
     for c in comps:
