@@ -29,7 +29,7 @@ from pipeline.core import storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LABEL_SOURCES, open_label_source, source_tables
 from pipeline.core.options import option
-from pipeline.core.tables import connect
+from pipeline.core.tables import connect, describe_teachers, teacher_models
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,12 @@ def _subsets(wd: Workdir) -> list[dict[str, Any]]:
     return out
 
 
-def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str) -> str:
+_TEACHER_ROLE = {"labels": "the student's labels, trained on the annotations of", "annotations": "the annotations of",
+                 "merged": "imported labels where present, elsewhere the student's, trained on the annotations of"}  # fmt: skip
+
+
+def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str,
+           teachers: dict[str, int] | None = None) -> str:  # fmt: skip
     """The Markdown page."""
     h = stats["heterogeneity"]
     lines = [
@@ -213,6 +218,11 @@ def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str,
         f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} from `{labels_source}`: "
         f"{stats['articles']:,} articles, {stats['paragraphs']:,} paragraphs, {stats['labelled_paragraphs']:,} labelled.",
         "",
+    ]
+    if labels_source in _TEACHER_ROLE:
+        who = f"{_TEACHER_ROLE[labels_source]} {describe_teachers(teachers)}" if teachers else "not recorded here (no W/annotations)"
+        lines += [f"**Teacher:** {who}.", ""]
+    lines += [
         "## Beside the paper",
         "",
         "Biomed-Enriched (Touchent et al., arXiv 2506.20331) over 133M paragraphs of PMC-OA. Heterogeneity is "
@@ -316,10 +326,11 @@ def report(
         staging = Path(tmp)  # local scratch, not part of the work directory
         plots = _plots(stats, staging)
         subsets = _subsets(wd)
-        (staging / "stats.json").write_text(
-            json.dumps({"stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str)
-        )
-        (staging / "index.md").write_text(render(stats, plots, subsets, labels), encoding="utf-8")
+        teachers = teacher_models(wd)
+        (staging / "stats.json").write_text(json.dumps(
+            {"stats": stats, "paper": PAPER, "labels_source": labels, "teachers": teachers, "subsets": subsets},
+            indent=2, default=str))  # fmt: skip
+        (staging / "index.md").write_text(render(stats, plots, subsets, labels, teachers), encoding="utf-8")
         # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
         # this report's own files are replaced, each atomically (a rename locally, one PUT remotely),
         # and its stale ones removed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.core.tables import describe_teachers
 from pipeline.stages.curate.recipes import Recipe
 
 
@@ -57,6 +58,7 @@ def card(name: str, recipe: Recipe, manifest: dict[str, Any]) -> str:
         f"- tokens ({tokens['tokenizer']}): {tokens['text']:,} in `text`"
         + (f", {tokens['export']:,} in the export documents\n" if tokens["export"] is not None else "\n")
         + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n"
+        + (f"- teacher: {describe_teachers(manifest['teachers'])}\n" if manifest.get("teachers") else "")
         + _snapshot_line(manifest.get("snapshot") or {}) + "\n"
         "## Files\n\n"
         "- `data/*.parquet`: one row per paragraph copy, columns named as in "
