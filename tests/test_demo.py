@@ -96,5 +96,8 @@ def _labels_that_mean_something(wd: Path) -> None:
     subsets = {x["name"]: x for x in stats["subsets"]}
     assert subsets["be-educational"]["rows"] > 0, "the score-filtered subset is empty"
     assert all(x["rows"] > 0 for x in subsets.values()), subsets
-    for card in (wd / "subsets").glob("*/README.md"):
+    assert f"Teacher: `{teacher}`" in (wd / "reports" / "classifier.md").read_text()  # student vs teacher
+    cards = list((wd / "subsets").glob("*/README.md"))
+    assert len(cards) == len(subsets)
+    for card in cards:
         assert f"teacher: `{teacher}`" in card.read_text() and "not an LLM" in card.read_text()
