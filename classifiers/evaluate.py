@@ -22,6 +22,7 @@ from classifiers.model import METRICS_FILE, load_config
 from classifiers.predict import Predictions, Predictor
 from pipeline.core import agreement, provenance, storage
 from pipeline.core.labels import HEADS
+from pipeline.core.tables import describe_teachers, teacher_models
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ def _calibration_lines(training: dict[str, Any], metrics: dict[str, Any]) -> lis
 
 def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: list[str],
                     training: dict[str, Any] | None = None, curve: dict[str, Any] | None = None,
-                    provenance_lines: list[str] | tuple[str, ...] = ()) -> str:
+                    provenance_lines: list[str] | tuple[str, ...] = (),
+                    teachers: dict[str, int] | None = None) -> str:
     """The report page: our figures beside the paper's, baselines, calibration, the plots, detail."""
     t, d, s = metrics["document_type"], metrics["domain"], metrics["educational_score"]
     warning = too_small(metrics, split)
@@ -200,7 +202,7 @@ def render_markdown(metrics: dict[str, Any], model_id: str, split: str, plots: l
         *([f"> **Caution:** {warning}", ""] if warning else []),
         f"Model `{model_id}`, evaluated on {metrics['n']} teacher-labelled paragraphs ({split}; the "
         f"validation split is held out by article). {metrics['truncated']} of them were truncated at the "
-        "model's maximum length.",
+        "model's maximum length." + (f" Teacher: {describe_teachers(teachers)}." if teachers else ""),
         "",
         "| head | metric | this run [95% bootstrap interval] | Biomed-Enriched (paper) |",
         "|---|---|---|---|",
@@ -294,7 +296,7 @@ def evaluate(workdir: Workdir, model_dir: str | Path | storage.Location, out: st
         files[CURVE_FILE] = (json.dumps(curve, indent=2) + "\n").encode()
     files["classifier_metrics.json"] = (json.dumps(doc, indent=2) + "\n").encode()
     files["classifier.md"] = render_markdown(metrics, predictor.model_id, split, plots, training, curve,
-                                              provenance.header_lines(prov)).encode()
+                                              provenance.header_lines(prov), teacher_models(workdir)).encode()
     out.mkdir()
     for name, data in files.items():  # only evaluate's own files: report's survive; the page goes last
         (out / name).write_bytes(data)

@@ -310,6 +310,7 @@ def test_manifest_and_card(wd: Path) -> None:
     # These articles come from loose files, not the PMC Cloud layout: the snapshot is stated as unknown.
     assert on_disk["snapshot"] == {"newest": None, "articles": {}}
     assert "- PMC snapshot: unknown" in card
+    assert on_disk["teachers"] == {} and "- teacher:" not in card  # no annotations in this work directory
 
 
 def test_a_missing_label_table_names_the_stage_that_writes_it(tmp_path: Path) -> None:
@@ -328,6 +329,9 @@ def test_annotations_stand_in_for_labels(tmp_path: Path) -> None:
     # Teacher scores are integers: 2.4 -> 2 stays below 3, the other rows as with labels.
     assert counts(table) == EXPECTED["be-educational"]
     assert manifest["labels_source"] == "annotations"
+    # who made the labels is on the manifest and the card
+    assert set(manifest["teachers"]) == {"t"} and manifest["teachers"]["t"] > 0
+    assert f"- teacher: `t` ({manifest['teachers']['t']:,} annotations)" in (wd / "subsets" / "be-educational" / "README.md").read_text()
 
 
 def test_rerun_replaces_the_subset(wd: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,13 @@ def test_demo_config_is_the_flow_config_with_inputs_under_the_repository(tmp_pat
     assert {f"curate-{r}" for r in ("be-base", "be-educational", "be-clinical", "be-clinicalcase", "be-french",
                                     "be-all", "encoder")} <= set(names)
     raw = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
-    assert raw["steps"]["sample"]["size"] <= 40 and raw["steps"]["train"]["max_length"] <= 128  # stays small
+    assert raw["steps"]["sample"]["size"] <= 64 and raw["steps"]["train"]["max_length"] <= 128  # stays small
+    # the demo's teacher is the keyword rules (labels with a signal); SmolLM2 is one flag away
+    assert next(s for s in cfg.steps if s.command == "annotate").flags["teacher"] == "rules"
+    small = demo.demo_config(str(tmp_path / "w"), teacher="smollm2")
+    annotate = next(s for s in small.steps if s.command == "annotate")
+    assert annotate.flags["teacher"] == "smollm2" and annotate.flags["concurrency"] == 1
+    assert next(s for s in small.steps if s.command == "sample").flags["size"] == demo.SMOLLM2_SAMPLE
 
 
 def test_demo_runs_a_config_and_resumes(tmp_path: Path, shared_sample: Path, capsys) -> None:
@@ -67,9 +74,30 @@ def test_full_demo_end_to_end(tmp_path: Path, capsys, monkeypatch) -> None:
     for step in demo.demo_config(str(wd)).steps:
         assert step.name in markers
         assert flow.read_marker(Workdir.of(wd), step.name)["status"] == "finished", step.name
-    capsys.readouterr()
+    assert "Teacher: `pmc-curate-rule-teacher-v1 (keyword rules, not an LLM)`" in capsys.readouterr().out
+    _labels_that_mean_something(wd)
     # `pmc-curate run` on the same file (relative input path, from the repository) skips every step
     monkeypatch.chdir(REPO)
     assert main(["run", "--config", str(demo.DEMO_CONFIG), "--workdir", str(wd)]) == 0
     out = capsys.readouterr().out
     assert "running" not in out and out.count("skipped") == len(markers)
+
+
+def _labels_that_mean_something(wd: Path) -> None:
+    """The demo's report and subsets look like the real thing, and name their teacher."""
+    teacher = "pmc-curate-rule-teacher-v1 (keyword rules, not an LLM)"
+    report = (wd / "reports" / "index.md").read_text()
+    assert f"**Teacher:** the student's labels, trained on the annotations of `{teacher}`" in report
+    stats = json.loads((wd / "reports" / "stats.json").read_text())
+    assert stats["teachers"] == {teacher: stats["teachers"][teacher]} and stats["teachers"][teacher] > 0
+    s = stats["stats"]
+    assert len(s["document_type"]) >= 2 and len(s["domain"]) >= 2, (s["document_type"], s["domain"])
+    assert s["heterogeneity"]["articles_mixing_types"] > 0 or s["heterogeneity"]["articles_mixing_domains"] > 0
+    subsets = {x["name"]: x for x in stats["subsets"]}
+    assert subsets["be-educational"]["rows"] > 0, "the score-filtered subset is empty"
+    assert all(x["rows"] > 0 for x in subsets.values()), subsets
+    assert f"Teacher: `{teacher}`" in (wd / "reports" / "classifier.md").read_text()  # student vs teacher
+    cards = list((wd / "subsets").glob("*/README.md"))
+    assert len(cards) == len(subsets)
+    for card in cards:
+        assert f"teacher: `{teacher}`" in card.read_text() and "not an LLM" in card.read_text()

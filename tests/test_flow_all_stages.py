@@ -1,8 +1,8 @@
 """Every stage in one `pmc-curate run`, from the demo's own configuration file.
 
 The demo's configuration (examples/demo.yaml) is used as it is, with two changes: the input is a few
-real articles, and the teacher is a local OpenAI-protocol server over a real socket instead of the
-offline SmolLM2 model (minutes on 2 cores; the full demo test runs that one).
+real articles, and the teacher is the fake OpenAI-protocol server over a real socket (with faults of
+its own to inject) instead of the demo's keyword-rule teacher (the full demo test runs that one).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def test_every_stage_from_the_demo_config_then_resume_after_a_failure(tmp_path: 
     with FakeOpenAIServer(latency_s=0.0) as server:
         for step in cfg.steps:
             if step.command == "annotate":
+                step.flags.pop("teacher", None)  # the demo's offline teacher (keyword rules) gives way to the endpoint
                 step.flags.update(base_url=server.url, model="fake-teacher", concurrency=8)
         # make the propagate step fail once, as a lost worker would
         import pipeline.stages.propagate.stage as prop

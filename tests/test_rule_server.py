@@ -86,3 +86,36 @@ def test_annotate_through_the_rule_teacher_gives_labels_with_a_signal(tmp_path: 
         assert a["teacher_model"] == MODEL_NAME
     assert len({a["document_type"] for a in ann.values()}) >= 4
     assert json.dumps(MODEL_NAME)  # a plain string, fine as a cache key and a column value
+
+
+def test_annotate_teacher_rules_starts_it_and_the_choice_is_checked(tmp_path: Path, capsys) -> None:
+    make_sample(tmp_path, list(TEXTS), texts=TEXTS)
+    assert main(["annotate", "--workdir", str(tmp_path), "--teacher", "rules", "--concurrency", "4", *FAST]) == 0
+    ann, rej = outputs(tmp_path)
+    assert not rej and {a["teacher_model"] for a in ann.values()} == {MODEL_NAME}
+    assert {(a["document_type"], a["domain"], a["educational_score"]) for a in ann.values()} == \
+           {rule_labels(neutralise(t)) for t in TEXTS.values()}  # fmt: skip
+    capsys.readouterr()
+    assert main(["annotate", "--workdir", str(tmp_path), "--teacher", "rules", "--base-url", "http://127.0.0.1:9/v1",
+                 "--model", "m"]) == 2  # fmt: skip
+    assert "--teacher chooses the offline teacher" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        main(["annotate", "--workdir", str(tmp_path), "--teacher", "gpt"])
+
+
+def test_the_teacher_is_named_plainly_where_its_labels_are_shown(tmp_path: Path) -> None:
+    from pipeline.core.records import Annotation, Paragraph
+    from pipeline.core.tables import describe_teachers, teacher_models
+    from pipeline.core.workdir import Workdir
+    from pipeline.teacher.rules import annotations_for, write_table
+
+    assert teacher_models(Workdir.of(tmp_path)) == {}
+    p = Paragraph(id="PMC1/p[0]", article_id="PMC1", path="p[0]", section_title="", text=TEXTS["case"], n_tokens=20,
+                  language="en")  # fmt: skip
+    rows = [a.__class__(**{**a.__dict__, "teacher_model": MODEL_NAME}) for a in annotations_for([p])]
+    write_table(rows, Annotation, Workdir.of(tmp_path).annotations / "part-0.parquet")
+    models = teacher_models(Workdir.of(tmp_path))
+    assert models == {MODEL_NAME: 1}
+    line = describe_teachers(models)
+    assert f"`{MODEL_NAME}` (1 annotations)" in line and "heuristic labels (keyword rules, not an LLM)" in line
+    assert "heuristic" not in describe_teachers({"meta-llama/Llama-3.1-70B-Instruct": 5})

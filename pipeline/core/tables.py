@@ -94,3 +94,22 @@ def sql_string(value: str) -> str:
 def sql_list(values: Sequence[str]) -> str:
     """Strings as a comma-separated list of SQL literals (`IN (...)`)."""
     return ", ".join(sql_string(v) for v in values)
+
+
+def teacher_models(workdir: Workdir) -> dict[str, int]:
+    """Annotations per teacher model in W/annotations, most first ({} when there are none): who made the
+    labels (the teacher's directly, or the student's trained on them)."""
+    found = rows("SELECT teacher_model, count(*) FROM read_parquet($files, union_by_name = true) GROUP BY 1 ORDER BY 2 DESC, 1",
+                 workdir.files("annotations"))  # fmt: skip
+    return {str(m): int(n) for m, n in found}
+
+
+def describe_teachers(models: dict[str, int]) -> str:
+    """The teachers in one line, saying plainly when one is not an LLM (the demo's keyword-rule teacher)."""
+    if not models:
+        return "no annotations in this work directory"
+    text = ", ".join(f"`{m}` ({n:,} annotations)" for m, n in models.items())
+    if any("not an LLM" in m for m in models):
+        text += ("; **heuristic labels (keyword rules, not an LLM)**: for seeing what the pipeline's outputs "
+                 "look like, never for training a model you mean to use")  # fmt: skip
+    return text

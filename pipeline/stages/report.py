@@ -30,7 +30,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LABEL_SOURCES, open_label_source, source_tables
 from pipeline.core.options import option
 from pipeline.core.plots import corpus_plots
-from pipeline.core.tables import connect
+from pipeline.core.tables import connect, describe_teachers, teacher_models
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,10 @@ def _subsets(wd: Workdir) -> list[dict[str, Any]]:
     return out
 
 
+_TEACHER_ROLE = {"labels": "the student's labels, trained on the annotations of", "annotations": "the annotations of",
+                 "merged": "imported labels where present, elsewhere the student's, trained on the annotations of"}  # fmt: skip
+
+
 def read_this_first(stats: dict[str, Any], subsets: list[dict[str, Any]], labels_source: str,
                     classifier: bool) -> list[str]:
     """The page's opening: what the figures below rest on, and where the student's own report is."""
@@ -145,7 +149,7 @@ def read_this_first(stats: dict[str, Any], subsets: list[dict[str, Any]], labels
 
 def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str, Any]], labels_source: str,
            provenance_lines: list[str] | tuple[str, ...] = (), classifier: bool = False,
-           found: list[str] | None = None) -> str:
+           found: list[str] | None = None, teachers: dict[str, int] | None = None) -> str:
     """The Markdown page."""
     h = stats["heterogeneity"]
     lines = [
@@ -156,6 +160,11 @@ def render(stats: dict[str, Any], plots: dict[str, str], subsets: list[dict[str,
         f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} from `{labels_source}`: "
         f"{stats['articles']:,} articles, {stats['paragraphs']:,} paragraphs, {stats['labelled_paragraphs']:,} labelled.",
         "",
+    ]
+    if labels_source in _TEACHER_ROLE:
+        who = f"{_TEACHER_ROLE[labels_source]} {describe_teachers(teachers)}" if teachers else "not recorded here (no W/annotations)"
+        lines += [f"**Teacher:** {who}.", ""]
+    lines += [
         "## Beside the paper",
         "",
         "Biomed-Enriched (Touchent et al., arXiv 2506.20331) over 133M paragraphs of PMC-OA. Heterogeneity is "
@@ -261,13 +270,15 @@ def report(
         staging = Path(tmp)  # local scratch, not part of the work directory
         plots = corpus_plots(stats, PAPER, staging)
         subsets = _subsets(wd)
+        teachers = teacher_models(wd)
         prov = provenance.collect(wd, labels, pmc_snapshot=stats["pmc_snapshot"])
         (staging / "stats.json").write_text(json.dumps(
             {**({"warning": prov["stand_in"]} if prov["stand_in"] else {}), "provenance": prov,
-             "stats": stats, "paper": PAPER, "labels_source": labels, "subsets": subsets}, indent=2, default=str))
+             "stats": stats, "paper": PAPER, "labels_source": labels,
+             "teachers": teachers, "subsets": subsets}, indent=2, default=str))
         classifier = (wd.reports / "classifier.md").is_file()
         (staging / "index.md").write_text(render(stats, plots, subsets, labels, provenance.header_lines(prov), classifier,
-                                                  findings.lines(wd)), encoding="utf-8")
+                                                  findings.lines(wd), teachers), encoding="utf-8")
         # W/reports/ is shared: evaluate (classifier.md) and annotate --gold write there too, so only
         # this report's own files are replaced, each atomically (a rename locally, one PUT remotely),
         # and its stale ones removed.

@@ -1,4 +1,5 @@
-"""`pmc-curate annotate`: label the sample with a teacher LLM at any OpenAI-compatible endpoint.
+"""`pmc-curate annotate`: label the sample with a teacher LLM at any OpenAI-compatible endpoint (online), or
+through a batch API (`--batch openai|jsonl`, `--batch-results`: batch.py).
 
 Before the first call: a preflight request (reachable? key accepted?) and an estimate of tokens and
 cost for the calls not yet in the cache. During the run: a progress bar. After: a check that every
@@ -20,6 +21,8 @@ from pipeline.core import agreement, storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
+from pipeline.stages.annotate.batch import MODES, run_batch
+from pipeline.stages.annotate.batch import check as check_batch
 from pipeline.stages.annotate.gold import (
     DEFAULT_GOLD,
     agreement_between,
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 INCOMPLETE_EXIT = 3
 _CLIENT = TeacherConfig(base_url="", model="", cache_path="")  # the client's defaults
+LOCAL_TEACHERS = ("smollm2", "rules")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,23 @@ class Config:
     gold_data: Path | None = option(None, help="folder of the gold set's JATS files (the PMC-OA articles it labels)")
     compare: list[str] | None = option(None, nargs=2, metavar=("MODEL_A", "MODEL_B"),
                                        help="annotate the sample with two models at --base-url and report their agreement")
+    teacher: str | None = option(None, choices=LOCAL_TEACHERS,
+                                 help="offline teacher when there is no --base-url: smollm2 (the default: a 135M LLM, "
+                                      "labels meaningless) or rules (keyword rules, not an LLM: labels with a known signal)")
+    batch: str | None = option(None, choices=MODES,
+                               help="through a batch API: openai (the Batch API at --base-url, at the batch price) or "
+                                    "jsonl (request files for your own runner, e.g. vLLM run_batch); docs/annotate.md")
+    batch_results: list[str] | None = option(None, nargs="+", metavar="FILE", input_path=True,
+                                             help="ingest these results files of `--batch jsonl` requests (vLLM run_batch or "
+                                                  "OpenAI output/error files)")
+    batch_discount: float = option(0.5, help="batch price / online price applied to --price-in/--price-out for the "
+                                             "estimate, --max-cost and the reported cost (OpenAI bills batches at half)")
+    batch_dir: str = option("", help="where --batch jsonl writes its request files (default: W/batches)")
+    batch_max_requests: int = option(50_000, help="requests per batch file (the OpenAI limit; files also stay under 200 MB)")
+    max_wait: float | None = option(None, help="--batch openai: stop polling after this many seconds; the batches keep "
+                                               "running and the next run resumes them (default: wait until done)")
+    poll_seconds: float = option(30.0, speed_only=True,
+                                 help="--batch openai: first wait between polls (x1.5 per poll, up to 10 minutes)")
 
 
 def _teacher(config: Config, workdir: Workdir, base_url: str, model: str, prompt: Prompt, total: int) -> TeacherConfig:
@@ -101,8 +122,18 @@ def run(config: Config, beam_argv: list[str]) -> int:
         raise ConfigError("--gold needs --gold-data DIR: the folder of PMC-OA JATS files the gold set labels "
                           "(the gold set stores paragraph ids, not their text)")
     storage.check_access(workdir.root)  # a missing bucket or a wrong endpoint stops here, before any paid call
+    if config.batch is not None or config.batch_results:
+        return _run_batch(config, workdir, prompt)
     if config.base_url is None and config.model is not None and not config.compare:
         raise ConfigError("--model names a model at --base-url; without --base-url the offline teacher is used")
+    if config.base_url is not None and config.teacher is not None:
+        raise ConfigError("--teacher chooses the offline teacher started when there is no --base-url; drop one of them")
+    if config.base_url is None and config.teacher == "rules":
+        from pipeline.teacher.rule_server import rule_teacher
+
+        log.info("offline teacher: keyword rules, not an LLM (pipeline/teacher/rules.py behind an OpenAI-compatible endpoint)")
+        with rule_teacher() as (url, model):
+            return _run_with_endpoint(config, beam_argv, workdir, prompt, url, model)
     if config.base_url is None:
         from pipeline.teacher.local import local_teacher
 
@@ -116,6 +147,18 @@ def run(config: Config, beam_argv: list[str]) -> int:
     if not config.model and not config.compare:
         raise ConfigError("--base-url needs --model")
     return _run_with_endpoint(config, beam_argv, workdir, prompt, config.base_url, config.model or "")
+
+
+def _run_batch(config: Config, workdir: Workdir, prompt: Prompt) -> int:
+    """`--batch openai|jsonl` or `--batch-results FILES` (batch.py)."""
+    check_batch(config)
+    if config.batch == "openai":
+        assert config.base_url is not None and config.model is not None
+        preflight(config.base_url, config.model, "OPENAI_API_KEY")
+    print(f"prompt {prompt.task}/{prompt.version} (hash {prompt.hash})")
+    items = sample_items(workdir)
+    teacher = _teacher(config, workdir, config.base_url or "", config.model or "", prompt, len(items))
+    return run_batch(config, workdir, prompt, teacher, items)
 
 
 def _run_with_endpoint(config: Config, beam_argv: list[str], workdir: Workdir, prompt: Prompt,

@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.core import provenance
 from pipeline.core.errors import ConfigError
 from pipeline.core.labels import HEADS_BY_NAME
+from pipeline.core.tables import describe_teachers
 from pipeline.stages.curate.recipes import Recipe
 
 LICENSE_NAME = "pmc-open-access-per-article"
@@ -103,6 +104,7 @@ def _card_text(name: str, recipe: Recipe, manifest: dict[str, Any], filters: str
         f"- tokens ({tokens['tokenizer']}): {tokens['text']:,} in `text`"
         + (f", {tokens['export']:,} in the export documents\n" if tokens["export"] is not None else "\n")
         + f"- commercial-only: {manifest['commercial_only']}; labels from: `{manifest['labels_source']}`\n"
+        + (f"- teacher: {describe_teachers(manifest['teachers'])}\n" if manifest.get("teachers") else "")
         + _snapshot_line(manifest.get("snapshot") or {}) + "\n"
         "## Files\n\n"
         "- `data/*.parquet`: one row per paragraph copy. A column named as in "

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from pipeline.core import provenance, storage
 from pipeline.core.label_tables import SOURCE_TABLES
+from pipeline.core.tables import teacher_models
 from pipeline.core.workdir import Workdir
 from pipeline.stages.curate.config import SEPARATOR, CurateConfig
 from pipeline.stages.curate.recipes import RECIPES_DIR, Recipe
@@ -110,6 +111,9 @@ def build_manifest(
         "label_bindings": {k: v for k, v in bindings.items() if k not in values},
         "snapshot": snap,
         "labels_source": config.labels,
+        # Who made the labels: the teacher models of W/annotations (the student learnt from them); none for
+        # imported labels (their teacher is the release's, named by import-labels).
+        "teachers": teacher_models(wd) if config.labels != "imported" else {},
         "label_tables": list(SOURCE_TABLES[config.labels]),  # merged: imported where present, labels elsewhere
         "commercial_only": config.commercial_only,
         "stats": stats,
