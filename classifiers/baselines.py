@@ -174,14 +174,13 @@ def baseline_wins(student: dict[str, Any], baselines: dict[str, dict[str, Any]])
     student)."""
     out: dict[str, dict[str, Any]] = {}
     for head, metric in PRIMARY.items():
-        s = student[head][metric]
-        s = 0.0 if s is None or np.isnan(s) else float(s)
-        best = max(((name, b[head][metric]) for name, b in baselines.items()
-                    if b[head][metric] is not None and not np.isnan(b[head][metric])),
+        s = num(student[head][metric])
+        s = 0.0 if np.isnan(s) else s  # undefined for the student (a constant prediction) while defined for a baseline
+        best = max(((name, num(b[head][metric])) for name, b in baselines.items() if not np.isnan(num(b[head][metric]))),
                    key=lambda kv: kv[1], default=None)
         if best is not None and best[1] > s + WIN_MARGIN:
-            t = baselines.get("tfidf", {}).get(head, {}).get(metric)
+            t = num(baselines.get("tfidf", {}).get(head, {}).get(metric))
             out[head] = {"baseline": best[0], "metric": metric, "student": round(s, 4),
                          "baseline_value": round(float(best[1]), 4),
-                         "usable": t is not None and not np.isnan(t) and t > s + WIN_MARGIN}
+                         "usable": not np.isnan(t) and t > s + WIN_MARGIN}
     return out
