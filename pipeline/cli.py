@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pipeline import __version__, stages
 from pipeline.core import logs, options, secrets, storage
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, LockLostError
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
         return 2
+    except LockLostError as e:
+        print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"pmc-curate {ns.command}: interrupted; finished work is kept, run again to resume", file=sys.stderr)
         return 130

@@ -42,7 +42,7 @@ from typing import Protocol
 from beam_runners import options as beam_options
 from pipeline import stages
 from pipeline.core import logs, options, secrets, storage
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, LockLostError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow.config import FlowConfig, PreparedStep, beam_to_argv, load_config
@@ -96,8 +96,12 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), registry: Reg
 # ------------------------------------------------------------------------------------------- execution
 
 
-def execute_step(prep: PreparedStep, wd: Workdir) -> int:
-    """Run one prepared step through its stage's own `run`, recording start, failure or finish."""
+def execute_step(prep: PreparedStep, wd: Workdir, check: Callable[[], None] = lambda: None) -> int:
+    """Run one prepared step through its stage's own `run`, recording start, failure or finish.
+
+    `check` raises LockLostError once another run holds the work directory: it is called before every
+    marker written here, and a lost lock is never followed by a marker (the other run owns them now).
+    """
     config = options.record(prep.config)
     base = {
         "marker_version": MARKER_VERSION,
@@ -112,17 +116,22 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
         "pid": os.getpid(),
         "host": socket.gethostname(),
     }
+    check()
     write_marker(wd, prep.step.name, {**base, "status": "running"})
     t0 = time.perf_counter()
     try:
         with logs.to_workdir(wd.root, prep.step.name):  # the step's full log: W/logs/<step>.log
             rc = int(prep.module.run(prep.config, list(prep.beam_argv)) or 0)
+    except LockLostError:
+        raise
     except BaseException as e:
+        check()
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         write_marker(wd, prep.step.name, {**base, "status": status, "error": f"{type(e).__name__}: {e}"[:2000],
                                           "ended_at": now(), "duration_s": round(time.perf_counter() - t0, 3)})
         raise
     duration = round(time.perf_counter() - t0, 3)
+    check()
     if rc != 0:
         write_marker(wd, prep.step.name, {**base, "status": "failed", "error": f"exit code {rc}",
                                           "ended_at": now(), "duration_s": duration})
@@ -148,14 +157,16 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
             raise ConfigError(f"no step named {n!r}; steps are {names}")
     if dry_run:
         return _run_steps(prepared, wd, force, only, True, echo)
-    with WorkdirLock(wd, echo=echo):
-        return _run_steps(prepared, wd, force, only, False, echo)
+    # interrupt: a takeover stops the step in progress too (LockLostError in this thread), not only the next one.
+    with WorkdirLock(wd, echo=echo, interrupt=True) as lock:
+        return _run_steps(prepared, wd, force, only, False, echo, lock.check)
 
 
 def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], only: Sequence[str],
-               dry_run: bool, echo: Callable[[str], None]) -> int:
+               dry_run: bool, echo: Callable[[str], None], check: Callable[[], None] = lambda: None) -> int:
     redo_rest: str | None = None
     for i, prep in enumerate(prepared):
+        check()  # a run that lost its lock stops before its next step
         name = prep.step.name
         if only and name not in only:
             continue
@@ -178,7 +189,7 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
         # this step can never leave a later step looking finished on inputs that are about to change.
         for later in prepared[i + 1:]:
             marker_path(wd, later.step.name).unlink()
-        rc = execute_step(prep, wd)
+        rc = execute_step(prep, wd, check)
         if rc != 0:
             echo(f"[{name}] failed with exit code {rc}; fix the cause and run again to resume here")
             return rc
