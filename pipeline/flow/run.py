@@ -136,8 +136,9 @@ def execute_step(prep: PreparedStep, wd: Workdir, check: Callable[[], None] = la
         write_marker(wd, prep.step.name, {**base, "status": "failed", "error": f"exit code {rc}",
                                           "ended_at": now(), "duration_s": duration})
         return rc
-    # A stage may leave its own summary in W/_stages/<command>.json (parse does, when run by hand): keep it.
-    own = read_marker(wd, prep.step.command)
+    # A stage may leave its own summary in W/_stages/state/<command>.json (propagate) or, as parse still
+    # does, in W/_stages/<command>.json: keep it in the marker.
+    own = read_marker(wd, f"state/{prep.step.command}") or read_marker(wd, prep.step.command)
     summary = {"summary": own} if own and "marker_version" not in own else {}
     write_marker(wd, prep.step.name, {**base, "status": "finished", "ended_at": now(), "duration_s": duration,
                                       "outputs": step_outputs(prep, wd), **summary})
