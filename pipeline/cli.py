@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ns, rest = build_parser().parse_known_args(argv)
     logs.setup(ns.verbose)
     storage.register_env_secrets()
+    secrets.register_urls(argv)  # a password inside --base-url or a URL input: masked wherever it appears
     command = commands()[ns.command]
     try:
         with signals.as_interrupt():  # SIGTERM, SIGHUP: the Ctrl-C path (markers, lock, cleanup)

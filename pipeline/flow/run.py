@@ -76,6 +76,7 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), registry: Reg
     for step in config.steps:
         stage = registry.get(step.command)
         module = registry.load(stage)
+        secrets.register_urls(step.flags)  # a password in a step's URL (base_url) is masked in logs and markers
         cfg = options.from_mapping(module.Config, step.flags, f"step {step.name}", fixed={"workdir": config.workdir})
         if stage.beam:
             beam_argv = beam_to_argv(config.beam) + list(cli_beam_argv) + beam_to_argv(step.beam)
