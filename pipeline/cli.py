@@ -121,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pmc-curate {ns.command}: interrupted; finished work is kept, run again to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        lost = storage.unreachable(e)  # an object store gone mid-stage: one line, not pages of retries' traceback
+        if lost is None:
+            raise
+        print(f"pmc-curate {ns.command}: error: {lost}", file=sys.stderr)
+        return 4
 
 
 def _run_command(ns: argparse.Namespace, command: Any, rest: list[str]) -> int:
