@@ -142,8 +142,11 @@ def _run_command(ns: argparse.Namespace, command: Any, rest: list[str]) -> int:
     config = options.from_namespace(module.Config, args)
     if ns.command not in stages.BY_NAME:
         return int(module.run(config, extra) or 0)
+    from pipeline.flow.by_hand import run_by_hand
+
     with logs.to_workdir(config.workdir, ns.command):  # a stage's full log: W/logs/<stage>.log
-        return int(module.run(config, extra) or 0)
+        # The flow's rules by hand too: the lease, running/finished markers, no unfinished inputs.
+        return run_by_hand(ns.command, module, config, extra, rest)
 
 
 if __name__ == "__main__":
