@@ -14,10 +14,11 @@ import argparse
 import importlib
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline import __version__, stages
-from pipeline.core import logs, options, secrets, storage
-from pipeline.core.errors import ConfigError, DryRunFinished
+from pipeline.core import logs, options, secrets, signals, storage
+from pipeline.core.errors import ConfigError, DryRunFinished, LockLostError
 
 
 @dataclass(frozen=True)
@@ -108,30 +109,52 @@ def main(argv: list[str] | None = None) -> int:
     ns, rest = build_parser().parse_known_args(argv)
     logs.setup(ns.verbose)
     storage.register_env_secrets()
+    secrets.register_urls(argv)  # a password inside --base-url or a URL input: masked wherever it appears
     command = commands()[ns.command]
     try:
-        # Beam's --s3_* flags configure the storage layer once for every command, Beam or not; Beam
-        # stages still receive them (workers read them from the pipeline options).
-        rest = storage.configure(rest)
-        module = importlib.import_module(command.module)
-        args, extra = command_parser(ns.command, module.Config).parse_known_args(rest)
-        check_unknown(ns.command, module.Config, command.beam, extra)
-        if not command.beam:
-            extra = []
-        config = options.from_namespace(module.Config, args)
-        if ns.command not in stages.BY_NAME or (command.beam and _dry_run(extra)):
-            return int(module.run(config, extra) or 0)  # a dry run writes nothing to W, not even its log
-        with logs.to_workdir(config.workdir, ns.command):  # a stage's full log: W/logs/<stage>.log
-            return int(module.run(config, extra) or 0)
-    except DryRunFinished as e:
-        print(f"pmc-curate {ns.command}: {e}")
-        return 0
+        with signals.as_interrupt():  # SIGTERM, SIGHUP: the Ctrl-C path (markers, lock, cleanup)
+            return _run_command(ns, command, rest)
     except ConfigError as e:
         print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
         return 2
+    except DryRunFinished as e:
+        print(f"pmc-curate {ns.command}: {e}")
+        return 0
+    except LockLostError as e:
+        print(f"pmc-curate {ns.command}: error: {secrets.redact(str(e))}", file=sys.stderr)
+        return 3
+    except signals.Terminated as e:
+        print(f"pmc-curate {ns.command}: {e}; finished work is kept, run again to resume", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"pmc-curate {ns.command}: interrupted; finished work is kept, run again to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        lost = storage.unreachable(e)  # an object store gone mid-stage: one line, not pages of retries' traceback
+        if lost is None:
+            raise
+        print(f"pmc-curate {ns.command}: error: {lost}", file=sys.stderr)
+        return 4
+
+
+def _run_command(ns: argparse.Namespace, command: Any, rest: list[str]) -> int:
+    """Configure storage, parse the command's flags and run it (in W/logs/<stage>.log for a stage)."""
+    # Beam's --s3_* flags configure the storage layer once for every command, Beam or not; Beam
+    # stages still receive them (workers read them from the pipeline options).
+    rest = storage.configure(rest)
+    module = importlib.import_module(command.module)
+    args, extra = command_parser(ns.command, module.Config).parse_known_args(rest)
+    check_unknown(ns.command, module.Config, command.beam, extra)
+    if not command.beam:
+        extra = []
+    config = options.from_namespace(module.Config, args)
+    if ns.command not in stages.BY_NAME or (command.beam and _dry_run(extra)):
+        return int(module.run(config, extra) or 0)  # a dry run writes nothing to W: no log, lock or marker
+    from pipeline.flow.by_hand import run_by_hand
+
+    with logs.to_workdir(config.workdir, ns.command):  # a stage's full log: W/logs/<stage>.log
+        # The flow's rules by hand too: the lease, running/finished markers, no unfinished inputs.
+        return run_by_hand(ns.command, module, config, extra, rest)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_propagate_over_the_sample_one_row_per_paragraph(tmp_path: Path, shared_
     expected = {p.id: len(tok(model_input(p.text, p.section_title))["input_ids"]) > MAX_LENGTH for p in paragraphs}
     assert {r[0]: r[8] for r in rows} == expected
     assert any(expected.values()) and not all(expected.values())
-    summary = (w.stages / "propagate.json").read_text()
+    summary = w.state("propagate").read_text()
     assert f'"truncated": {sum(expected.values())}' in summary
     # the labels table names its student (and the tool) in its Parquet schema metadata
     from pipeline.core import provenance

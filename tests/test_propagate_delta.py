@@ -64,7 +64,7 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     assert main(["parse", f"s3://{bucket}", "--workdir", str(w)]) == 0
     assert main(propagate) == 0
     day1, inputs1 = _labels(w), _inputs(w)
-    assert json.loads((w / "_stages" / "propagate.json").read_text())["mode"] == "full"
+    assert json.loads((w / "_stages" / "state" / "propagate.json").read_text())["mode"] == "full"
     # Day 2: body text edited (ids[0]), title only edited (ids[1]), a new article (ids[6]), one removed (ids[2]).
     lw.version(ids[0], 1, _edit_body(files[0].read_bytes()))
     lw.version(ids[1], 1, files[1].read_bytes().replace(b"<article-title>", b"<article-title>Retitled: ", 1))
@@ -92,7 +92,7 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     assert expected  # the edited paragraph and the new article's
     assert {i.split("/")[0] for i in expected} == {ids[0], ids[6]}  # a new title alone changes no model input
     assert main(propagate) == 0
-    s = json.loads((w / "_stages" / "propagate.json").read_text())
+    s = json.loads((w / "_stages" / "state" / "propagate.json").read_text())
     day2 = _labels(w)
     fresh = set(_labels(w, "labels-*.parquet"))  # what this run's pipeline wrote
     assert s["mode"] == "delta" and fresh == expected and s["labelled_now"] == len(expected)
@@ -102,7 +102,7 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
         assert day2[i] == day1[i]  # kept, not recomputed
     # Nothing changed: nothing labelled, everything kept. A new model: everything labelled again.
     assert main(propagate) == 0
-    s = json.loads((w / "_stages" / "propagate.json").read_text())
+    s = json.loads((w / "_stages" / "state" / "propagate.json").read_text())
     assert (s["mode"], s["labelled_now"], s["kept"]) == ("delta", 0, len(inputs2)) and _labels(w) == day2
     # The subset says how current it is.
     assert main(["curate", "--workdir", str(w), "--recipe", "be-base"]) == 0
@@ -111,4 +111,4 @@ def _update_then_propagate(shared_sample: Path, s3_server: Any, model_dir: Path,
     card = (w / "subsets" / "be-base" / "README.md").read_text()
     assert f"PMC Open Access as of the NLM inventory of {DAY2} (3 articles read from it; 3 unchanged since {DAY1})" in card
     assert main([*propagate, "--full"]) == 0
-    assert json.loads((w / "_stages" / "propagate.json").read_text())["labelled_now"] == len(inputs2)
+    assert json.loads((w / "_stages" / "state" / "propagate.json").read_text())["labelled_now"] == len(inputs2)

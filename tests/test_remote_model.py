@@ -115,7 +115,7 @@ def test_s3_workdir_writes_the_same_model_report_and_labels_as_local(
     assert len(remote) == len(paragraphs)
     _assert_same_labels(remote, local)
     assert {r[4] for r in remote} == {_model_id(w.model)}
-    summary = json.loads((w.stages / "propagate.json").read_text())
+    summary = json.loads(w.state("propagate").read_text())
     assert summary["labels"] == len(paragraphs) and summary["model_ids"] == [_model_id(w.model)]
     assert list(in_empty_cwd.iterdir()) == []  # nothing was written to a local folder named "s3:"
 

@@ -2,6 +2,7 @@
 
 - ConfigError: stop at start-up, nothing has run (bad flag, missing input table, unknown recipe).
 - RecordError: this one record is rejected with a reason; the run continues.
+- LockLostError: another run took this run's lock on the work directory over; stop before the next write.
 """
 
 from __future__ import annotations
@@ -90,3 +91,11 @@ class DryRunFinished(PmcCurateError):
     def __init__(self, path: str, runner: str) -> None:
         super().__init__(f"dry run: wrote the {runner} job to {path}; nothing was submitted or written to the workdir")
         self.path = path
+
+
+class LockLostError(BaseException):
+    """Another run took over this run's lease on the work directory: stop writing there at once.
+
+    A BaseException, like KeyboardInterrupt: it is raised asynchronously in the middle of a stage (the
+    lock's heartbeat notices the takeover), and an `except Exception` that retries must not swallow it.
+    """

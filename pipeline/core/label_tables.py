@@ -296,6 +296,23 @@ def source_tables(source: str) -> tuple[str, ...]:
     return SOURCE_TABLES[source]
 
 
+def label_source_view(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """The DuckDB view holding the labels `source` reads (unchecked; open_label_source checks it).
+
+    "merged" is a view of its own: the tables' own views are renamed first, so that a stage can then
+    define its `labels` view over "merged".
+    """
+    if source != "merged":
+        return source_tables(source)[0]
+    con.execute("ALTER VIEW labels_imported RENAME TO merged_imported")
+    con.execute("ALTER VIEW labels RENAME TO merged_labels")
+    con.execute(
+        "CREATE VIEW merged AS SELECT * FROM merged_imported UNION ALL BY NAME "
+        "SELECT l.* FROM merged_labels AS l ANTI JOIN merged_imported AS i ON i.id = l.id"
+    )
+    return "merged"
+
+
 def open_label_source(
     con: duckdb.DuckDBPyConnection, source: str, workdir: Any, *, allow_unknown_values: bool = False
 ) -> tuple[str, LabelTableCheck]:
@@ -306,17 +323,7 @@ def open_label_source(
     imported label, and the student's label of each paragraph without one.
     """
     where = " + ".join(str(workdir.table(t)) for t in source_tables(source))
-    if source == "merged":
-        # The tables' own views are renamed first: a stage then defines its `labels` view over "merged".
-        con.execute("ALTER VIEW labels_imported RENAME TO merged_imported")
-        con.execute("ALTER VIEW labels RENAME TO merged_labels")
-        con.execute(
-            "CREATE VIEW merged AS SELECT * FROM merged_imported UNION ALL BY NAME "
-            "SELECT l.* FROM merged_labels AS l ANTI JOIN merged_imported AS i ON i.id = l.id"
-        )
-        view = "merged"
-    else:
-        view = SOURCE_TABLES[source][0]
+    view = label_source_view(con, source)
     kind = "annotations" if source == "annotations" else "labels"
     check = check_labels_table(con, view, table=where, source=kind, allow_unknown_values=allow_unknown_values)
     return view, check

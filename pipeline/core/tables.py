@@ -66,7 +66,17 @@ def count_rows(files: Sequence[Location | str]) -> int | None:
     parquet = [storage.as_location(p) for p in files if str(p).endswith(".parquet")]
     if not parquet:
         return None
-    return sum(storage.read_parquet_metadata(p).num_rows for p in parquet)
+    return sum(parquet_rows(p) for p in parquet)
+
+
+def parquet_rows(loc: Location) -> int:
+    """Rows of one Parquet file from its footer; ConfigError naming the file when it is not readable Parquet."""
+    try:
+        return int(storage.read_parquet_metadata(loc).num_rows)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # pyarrow's ArrowInvalid / OSError for a truncated or foreign file
+        raise ConfigError(f"{loc} is not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
 
 
 def rejects_by_reason(folder: Location, stage: str) -> dict[str, int]:

@@ -111,6 +111,11 @@ class Workdir:
     def stages(self) -> Location:
         return self.root / "_stages"
 
+    def state(self, stage: str) -> Location:
+        """A stage's own record of its last run (`W/_stages/state/<stage>.json`), apart from the flow's marker
+        `W/_stages/<step>.json`, which the flow rewrites around the stage."""
+        return self.stages / "state" / f"{stage}.json"
+
     @property
     def local_cache(self) -> Path:
         """A local folder for this work directory's machine-local state (SQLite call cache, DuckDB spill

@@ -4,18 +4,24 @@ Object stores have no atomic rename and no file locks, so the lock is a lease:
 - `W/_stages/.lock` is created only if absent (O_EXCL locally, If-None-Match on S3, ifGenerationMatch=0
   on GCS) and then read back, so a store that let two creations through still has one winner;
 - the holder rewrites its `heartbeat_at` every `lease_s / 4` seconds from a background thread;
-- a lock is stale when its process is gone (same host: the pid is checked) or when its heartbeat is
-  older than its lease (another host: a machine that died stops beating). A stale lock is taken over,
-  with a message naming the run that left it.
+- a lock is stale when its process is gone (same host: the pid is checked, and its start time, so a pid
+  the system gave to another process since is not taken for the run) or when its heartbeat is older
+  than its lease (another host: a machine that died stops beating). A stale lock is taken over, with a
+  message naming the run that left it;
+- a holder whose lock was taken over stops: `check()` raises LockLostError before each step and marker
+  write of the flow, and with `interrupt=True` the heartbeat also interrupts the main thread (SIGUSR1,
+  whose handler raises LockLostError), so a stage in the middle of its work stops before its next write.
 The lease (default 120 s, `PMC_CURATE_LOCK_LEASE_S`) bounds how long a dead machine blocks the next
 run; clocks of the two machines must agree to well within it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, LockLostError
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,19 @@ def alive(pid: Any) -> bool:
     return True
 
 
+def start_time(pid: Any) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux /proc); None where unknown.
+
+    (pid, start time) names one process for the life of the machine: a pid reused by another process
+    comes with another start time.
+    """
+    try:
+        stat = open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace").read()  # noqa: SIM115
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the command name may hold spaces
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
@@ -50,16 +69,22 @@ def _iso(t: float) -> str:
 class WorkdirLock:
     """The lease on a work directory; use as a context manager."""
 
-    def __init__(self, wd: Workdir, lease_s: float | None = None, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(self, wd: Workdir, lease_s: float | None = None, echo: Callable[[str], None] | None = None,
+                 interrupt: bool = False) -> None:
         self.wd = wd
         self.loc = wd.stages / ".lock"
         self.lease_s = float(lease_s or os.environ.get("PMC_CURATE_LOCK_LEASE_S") or DEFAULT_LEASE_S)
         self.echo = echo or log.warning
         self.me: dict[str, Any] = {"owner": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(),
-                                   "started_at": _iso(time.time()), "lease_s": self.lease_s}
+                                   "pid_start": start_time(os.getpid()), "started_at": _iso(time.time()),
+                                   "lease_s": self.lease_s}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost: str | None = None  # set when another run took the lock over while we held it
+        # Interrupt the main thread when the lock is lost (only where a signal handler can be installed).
+        self.interrupt = interrupt and threading.current_thread() is threading.main_thread()
+        self._main = threading.main_thread().ident
+        self._previous_handler: Any = None
 
     # ------------------------------------------------------------------------------------- state
     def _read(self) -> dict[str, Any] | None:
@@ -83,7 +108,12 @@ class WorkdirLock:
         if other.get("host") == self.me["host"]:
             if other.get("pid") == self.me["pid"]:
                 return "it was left by this process"
-            return None if alive(other.get("pid")) else f"its process {other.get('pid')} is gone"
+            if not alive(other.get("pid")):
+                return f"its process {other.get('pid')} is gone"
+            then, current = other.get("pid_start"), start_time(other.get("pid"))
+            if then is not None and current is not None and then != current:
+                return f"its process {other.get('pid')} is gone (that pid now belongs to a process started later)"
+            return None
         beat = other.get("heartbeat_at")
         if not isinstance(beat, int | float):
             return "it has no heartbeat"
@@ -132,10 +162,31 @@ class WorkdirLock:
                 if now is not None and now.get("owner") != self.me["owner"]:
                     self.lost = f"host {now.get('host')} pid {now.get('pid')}"
                     log.error("the lock on %s was taken over by %s; this run no longer holds it", self.wd.root, self.lost)
+                    if self.interrupt and self._main is not None:
+                        signal.pthread_kill(self._main, signal.SIGUSR1)  # the handler raises LockLostError
                     return
                 self.loc.write_bytes(self._payload())
             except Exception as e:  # a failed beat is retried at the next interval; the lease covers 3 misses
                 log.warning("lock heartbeat on %s failed: %s", self.wd.root, e)
+
+    def error(self) -> LockLostError:
+        return LockLostError(
+            f"the lock on {self.wd.root} was taken over by {self.lost} (another pmc-curate run); this run stopped "
+            "before its next write. Let that run finish, or stop it, then run again: finished steps are kept"
+        )
+
+    def check(self) -> None:
+        """Raise LockLostError when another run took the lock over: call before writing to the work directory."""
+        if self.lost is None and self._thread is not None and not self._stop.is_set():
+            now = self._read()
+            if now is not None and now.get("owner") != self.me["owner"]:
+                self.lost = f"host {now.get('host')} pid {now.get('pid')}"
+        if self.lost is not None:
+            raise self.error()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.lost is not None:
+            raise self.error()
 
     def release(self) -> None:
         self._stop.set()
@@ -147,7 +198,14 @@ class WorkdirLock:
 
     def __enter__(self) -> WorkdirLock:
         self.acquire()
+        if self.interrupt:
+            self._previous_handler = signal.signal(signal.SIGUSR1, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        try:
+            self.release()
+        finally:
+            if self.interrupt:
+                with contextlib.suppress(ValueError, TypeError):
+                    signal.signal(signal.SIGUSR1, self._previous_handler or signal.SIG_DFL)

@@ -87,7 +87,8 @@ def step_outputs(prep: PreparedStep, wd: Workdir) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pat in patterns(prep.stage.writes, prep.config):
         files = glob_files(wd.root, pat)
-        out[pat] = {**storage.fingerprint(files, wd.root), "rows": tables.count_rows(files)}
+        out[pat] = {**storage.fingerprint(files, wd.root), "rows": tables.count_rows(files),
+                    "names": sorted(f.relative_to(wd.root) for f in files)}
     return out
 
 
@@ -142,6 +143,14 @@ def why_redo(prep: PreparedStep, wd: Workdir) -> str | None:
         if before.get(key, {}).get("digest") != fp.get("digest"):
             return f"input {key} changed"
     for key, fp in marker.get("outputs", {}).items():
-        if fp.get("files") and not glob_files(wd.root, key):
+        files = glob_files(wd.root, key)
+        if fp.get("files") and not files:
             return f"output {key} is gone"
+        # A file the step wrote and nobody replaced is gone (deleted, lost): the table is no longer what the
+        # step wrote, and its readers would read part of it. (A table rewritten by hand is the user's:
+        # its readers are redone, by their input fingerprints, the writer is not.)
+        lost = sorted(set(fp.get("names") or ()) - {f.relative_to(wd.root) for f in files})
+        if lost:
+            return (f"output {key} lost {len(lost)} of the {fp.get('files')} files the step wrote "
+                    f"({', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''})")
     return None

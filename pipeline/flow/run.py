@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from beam_runners import options as beam_options
 from pipeline import stages
 from pipeline.core import logs, options, secrets, storage
-from pipeline.core.errors import ConfigError, DryRunFinished
+from pipeline.core.errors import ConfigError, DryRunFinished, LockLostError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow.config import FlowConfig, PreparedStep, beam_to_argv, load_config
@@ -79,6 +79,7 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), registry: Reg
     for step in config.steps:
         stage = registry.get(step.command)
         module = registry.load(stage)
+        secrets.register_urls(step.flags)  # a password in a step's URL (base_url) is masked in logs and markers
         cfg = options.from_mapping(module.Config, step.flags, f"step {step.name}", fixed={"workdir": config.workdir})
         if stage.beam:
             beam_argv = beam_to_argv(config.beam) + list(cli_beam_argv) + beam_to_argv(step.beam)
@@ -99,8 +100,12 @@ def prepare(config: FlowConfig, cli_beam_argv: Sequence[str] = (), registry: Reg
 # ------------------------------------------------------------------------------------------- execution
 
 
-def execute_step(prep: PreparedStep, wd: Workdir) -> int:
-    """Run one prepared step through its stage's own `run`, recording start, failure or finish."""
+def execute_step(prep: PreparedStep, wd: Workdir, check: Callable[[], None] = lambda: None) -> int:
+    """Run one prepared step through its stage's own `run`, recording start, failure or finish.
+
+    `check` raises LockLostError once another run holds the work directory: it is called before every
+    marker written here, and a lost lock is never followed by a marker (the other run owns them now).
+    """
     config = options.record(prep.config)
     base = {
         "marker_version": MARKER_VERSION,
@@ -115,23 +120,29 @@ def execute_step(prep: PreparedStep, wd: Workdir) -> int:
         "pid": os.getpid(),
         "host": socket.gethostname(),
     }
+    check()
     write_marker(wd, prep.step.name, {**base, "status": "running"})
     t0 = time.perf_counter()
     try:
         with logs.to_workdir(wd.root, prep.step.name):  # the step's full log: W/logs/<step>.log
             rc = int(prep.module.run(prep.config, list(prep.beam_argv)) or 0)
+    except LockLostError:
+        raise
     except BaseException as e:
+        check()
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         write_marker(wd, prep.step.name, {**base, "status": status, "error": f"{type(e).__name__}: {e}"[:2000],
                                           "ended_at": now(), "duration_s": round(time.perf_counter() - t0, 3)})
         raise
     duration = round(time.perf_counter() - t0, 3)
+    check()
     if rc != 0:
         write_marker(wd, prep.step.name, {**base, "status": "failed", "error": f"exit code {rc}",
                                           "ended_at": now(), "duration_s": duration})
         return rc
-    # A stage may leave its own summary in W/_stages/<command>.json (parse does, when run by hand): keep it.
-    own = read_marker(wd, prep.step.command)
+    # A stage may leave its own summary in W/_stages/state/<command>.json (propagate) or, as parse still
+    # does, in W/_stages/<command>.json: keep it in the marker.
+    own = read_marker(wd, f"state/{prep.step.command}") or read_marker(wd, prep.step.command)
     summary = {"summary": own} if own and "marker_version" not in own else {}
     write_marker(wd, prep.step.name, {**base, "status": "finished", "ended_at": now(), "duration_s": duration,
                                       "outputs": step_outputs(prep, wd), **summary})
@@ -156,14 +167,17 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
             storage.as_location(job_file).write_text(json.dumps(jobs, indent=1, sort_keys=True) + "\n")
             echo(f"dry run: wrote the jobs of {len(jobs)} Beam step(s) to {job_file}; nothing was submitted")
         return rc
-    with WorkdirLock(wd, echo=echo):
-        return _run_steps(prepared, wd, force, only, False, echo)
+    # interrupt: a takeover stops the step in progress too (LockLostError in this thread), not only the next one.
+    with WorkdirLock(wd, echo=echo, interrupt=True) as lock:
+        return _run_steps(prepared, wd, force, only, False, echo, check=lock.check)
 
 
 def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], only: Sequence[str],
-               dry_run: bool, echo: Callable[[str], None], jobs: dict[str, Any] | None = None) -> int:
+               dry_run: bool, echo: Callable[[str], None], jobs: dict[str, Any] | None = None,
+               check: Callable[[], None] = lambda: None) -> int:
     redo_rest: str | None = None
     for i, prep in enumerate(prepared):
+        check()  # a run that lost its lock stops before its next step
         name = prep.step.name
         if only and name not in only:
             continue
@@ -188,7 +202,7 @@ def _run_steps(prepared: list[PreparedStep], wd: Workdir, force: Sequence[str], 
         # this step can never leave a later step looking finished on inputs that are about to change.
         for later in prepared[i + 1:]:
             marker_path(wd, later.step.name).unlink()
-        rc = execute_step(prep, wd)
+        rc = execute_step(prep, wd, check)
         if rc != 0:
             echo(f"[{name}] failed with exit code {rc}; fix the cause and run again to resume here")
             return rc

@@ -1,16 +1,21 @@
 """`pmc-curate status --workdir W`: each stage of a work directory, finished or not, its counts and rejects.
 
 Reads the markers the flow writes (`W/_stages/<step>.json`) and, for rejects, the stage's own reject
-files (`W/rejects/<stage>-*.parquet`). Tables written by a command typed by hand (no marker) are still
-shown, with their row counts. Stages come in the registry's order (pipeline/stages/__init__.py).
+files (`W/rejects/<stage>-*.parquet`). Row counts are those the tables hold now (Parquet footers), and a
+table whose files differ from what its step recorded when it finished (a file deleted, added or
+rewritten) is flagged; an unreadable Parquet file is named with its table, never a traceback. Tables
+written by a command typed by hand (no marker) are still shown, with their row counts. Stages come in the registry's order (pipeline/stages/__init__.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from dataclasses import dataclass
 from typing import Any
+
+import duckdb
 
 from pipeline import stages
 from pipeline.core import findings, storage, tables
@@ -21,17 +26,47 @@ from pipeline.flow.lock import alive
 from pipeline.flow.markers import glob_files
 
 
-def _table_rows(wd: Workdir, command: str) -> dict[str, int]:
+def _table_rows(wd: Workdir, command: str, problems: list[str] | None = None) -> dict[str, int]:
     """Rows of the Parquet tables a stage writes, as they are now."""
-    rows: dict[str, int] = {}
     stage = stages.BY_NAME.get(command)
-    for pattern in stage.writes if stage else ():
-        if "{" in pattern:
+    return _rows_now(wd, [p for p in (stage.writes if stage else ()) if "{" not in p], problems)
+
+
+def _rows_now(wd: Workdir, patterns: list[str], problems: list[str] | None = None) -> dict[str, int]:
+    """Rows the files matching each pattern hold now (footers only); an unreadable file becomes a problem
+    naming the file and its table, never an exception."""
+    rows: dict[str, int] = {}
+    for pattern in patterns:
+        try:
+            n = tables.count_rows(glob_files(wd.root, pattern))
+        except (ConfigError, OSError) as e:
+            if problems is not None:
+                problems.append(f"table {pattern.split('/')[0]}: {e}")
             continue
-        n = tables.count_rows(glob_files(wd.root, pattern))
         if n is not None:
             rows[pattern] = n
     return rows
+
+
+def _changed(wd: Workdir, outputs: dict[str, Any]) -> list[str]:
+    """Outputs whose files differ from what the step recorded when it finished (deleted, added, rewritten)."""
+    out = []
+    for pattern, fp in outputs.items():
+        if not fp.get("digest"):
+            continue
+        files = glob_files(wd.root, pattern)
+        if storage.fingerprint(files, wd.root)["digest"] != fp["digest"]:
+            was = f"{fp.get('files')} files, {fp['rows']:,} rows" if fp.get("rows") is not None else f"{fp.get('files')} files"
+            out.append(f"{pattern}: {was} when the step finished, {len(files)} files now")
+    return out
+
+
+def _rejects(wd: Workdir, command: str, problems: list[str]) -> dict[str, int]:
+    try:
+        return tables.rejects_by_reason(wd.rejects, command)
+    except (duckdb.Error, OSError) as e:
+        problems.append(f"table rejects ({command}-*.parquet): {str(e).splitlines()[0]}")
+        return {}
 
 
 def corpus_state(wd: Workdir, parse_marker: dict[str, Any] | None) -> dict[str, Any]:
@@ -41,16 +76,9 @@ def corpus_state(wd: Workdir, parse_marker: dict[str, Any] | None) -> dict[str, 
     files = [str(f) for f in wd.files("articles")]
     if files:
         con = storage.duckdb_connect()
-        try:
-            rel = con.sql("SELECT * FROM read_parquet($f, union_by_name = true) LIMIT 0", params={"f": files})
-            if "snapshot" in rel.columns:
-                rows = con.sql(
-                    "SELECT snapshot, count(*) FROM read_parquet($f, union_by_name = true) WHERE snapshot IS NOT NULL "
-                    "GROUP BY 1 ORDER BY 1 DESC",
-                    params={"f": files},
-                ).fetchall()
-                if rows:
-                    out["snapshots"] = {str(k): int(n) for k, n in rows}
+        try:  # an unreadable articles file: status shows the table's problem (collect), not a traceback
+            with contextlib.suppress(duckdb.Error):
+                _snapshots(con, files, out)
         finally:
             con.close()
     m = parse_marker or {}
@@ -59,6 +87,18 @@ def corpus_state(wd: Workdir, parse_marker: dict[str, Any] | None) -> dict[str, 
         out["last_update"] = {k: upd[k] for k in ("snapshot", "previous_snapshot", "new", "changed", "removed",
                                                    "affected_pmcids", "tombstones") if k in upd}  # fmt: skip
     return out
+
+
+def _snapshots(con: duckdb.DuckDBPyConnection, files: list[str], out: dict[str, Any]) -> None:
+    rel = con.sql("SELECT * FROM read_parquet($f, union_by_name = true) LIMIT 0", params={"f": files})
+    if "snapshot" in rel.columns:
+        rows = con.sql(
+            "SELECT snapshot, count(*) FROM read_parquet($f, union_by_name = true) WHERE snapshot IS NOT NULL "
+            "GROUP BY 1 ORDER BY 1 DESC",
+            params={"f": files},
+        ).fetchall()
+        if rows:
+            out["snapshots"] = {str(k): int(n) for k, n in rows}
 
 
 def collect(wd: Workdir) -> list[dict[str, Any]]:
@@ -82,6 +122,11 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
             state = f"running on {m.get('host')}"  # another machine's process: its lock's heartbeat tells more
         elif state == "running" and not alive(m.get("pid")):
             state = "interrupted"  # the process that wrote "running" is gone: killed mid-stage
+        problems: list[str] = []
+        outputs = m.get("outputs") or {}
+        # The rows the tables hold now, not the counts recorded when the step finished; a table whose
+        # files differ from what the step wrote is flagged.
+        rows = _rows_now(wd, list(outputs), problems) if outputs else _table_rows(wd, m["command"], problems)
         entries.append({
             "step": m["step"],
             "command": m["command"],
@@ -89,21 +134,24 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
             "started_at": m.get("started_at"),
             "ended_at": m.get("ended_at") or m.get("finished_at"),
             "duration_s": m.get("duration_s"),
-            "rows": ({k: v.get("rows") for k, v in m["outputs"].items() if v.get("rows") is not None}
-                     if m.get("outputs") else _table_rows(wd, m["command"])),
+            "rows": rows,
+            "changed": _changed(wd, outputs),
+            "problems": problems,
             "error": m.get("error"),
-            "rejects": tables.rejects_by_reason(wd.rejects, m["command"]),
+            "rejects": _rejects(wd, m["command"], problems),
         })
     # Stages run by hand (no marker) or never run.
     for command in stages.ORDER:
         if command in seen_commands:
             continue
-        rows = _table_rows(wd, command)
+        problems = []
+        rows = _table_rows(wd, command, problems)
         entries.append({
             "step": command, "command": command,
-            "state": "present (no marker)" if rows else "not run",
+            "state": "present (no marker)" if rows or problems else "not run",
             "started_at": None, "ended_at": None, "duration_s": None,
-            "rows": rows, "error": None, "rejects": tables.rejects_by_reason(wd.rejects, command),
+            "rows": rows, "changed": [], "problems": problems, "error": None,
+            "rejects": _rejects(wd, command, problems),
         })
 
     for e in entries:  # what dedup and decontaminate found, from their tables
@@ -149,6 +197,10 @@ def render(entries: list[dict[str, Any]]) -> str:
                 f"{u.get('affected_pmcids', 0):,} articles re-read, {u.get('tombstones', 0):,} tombstones"
             )
         lines += [f"    {line}" for line in e.get("findings") or ()]
+        for c in e.get("changed") or []:
+            lines.append(f"    ! changed since {e['step']} wrote it: {c}")
+        for p in e.get("problems") or []:
+            lines.append(f"    ! unreadable: {p}")
         if e["error"]:
             lines.append(f"    error: {e['error']}")
     return "\n".join(lines)

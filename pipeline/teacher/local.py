@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def local_teacher(log_path: Path, startup_timeout_s: float = 600.0) -> Iterator[
     cmd = [sys.executable, "-m", "pipeline.teacher.server", "--host", "127.0.0.1", "--port", str(port)]
     log.info("starting the offline teacher (%s) on 127.0.0.1:%d; log in %s", LOCAL_MODEL_NAME, port, log_path)
     with open(log_path, "ab") as logf:
+        # The server dies with this process, even one killed with SIGKILL (no `finally` runs then): it asks
+        # for the kernel's parent-death signal on Linux and watches the parent's pid (pipeline.core.signals).
+        cmd += ["--parent-pid", str(os.getpid())]
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:

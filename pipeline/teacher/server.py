@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -294,13 +295,23 @@ class Config:
     # One thread by default: a 135M model on short inputs is dominated by per-operation overhead, and
     # OpenMP threads spin-waiting on a shared CPU made guided replies ~15x slower at 2 threads (measured).
     torch_threads: int = option(1, deprecated=("--threads",), help="torch CPU threads")
+    parent_pid: int = option(0, help="exit when this process (the one that started the server) dies; 0: never")
 
 
 def run(config: Config, beam_argv: list[str]) -> int:
-    """Serve until interrupted."""
+    """Serve until interrupted (or until the parent process, when given, is gone)."""
+    if config.parent_pid:
+        from pipeline.core.signals import die_with_parent
+
+        die_with_parent(config.parent_pid)  # before the model loads: a parent already gone ends it here
     server, _ = serve(config.host, config.port, config.torch_threads)
     host, port = server.server_address[:2]
     print(f"offline teacher {MODEL_NAME} ready at http://{host}:{port}/v1 (pipeline testing only; labels mean nothing)", flush=True)
+    if config.parent_pid:
+        from pipeline.core.signals import watch_parent
+
+        # An orphan would hold its port and ~1 GB until someone kills it: exit with the parent.
+        watch_parent(config.parent_pid, lambda: os._exit(0))
     try:
         server.serve_forever()
     finally:

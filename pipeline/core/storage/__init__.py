@@ -33,6 +33,7 @@ from pipeline.core.storage.ops import (
     local_copy,
     local_staging,
     read_parquet_metadata,
+    unreachable,
     write_parquet,
 )
 from pipeline.core.storage.settings import (
@@ -51,6 +52,7 @@ from pipeline.core.storage.settings import (
     register_env_secrets,
     reset,
     scheme,
+    storage_timeout_s,
     strip_flags,
 )
 
@@ -58,5 +60,5 @@ __all__ = [
     "ACCEPTED", "PUBLIC_S3_BUCKETS", "REMOTE_SCHEMES", "S3_BLOCK_SIZE", "S3_FLAGS", "SECRET_ENV", "SECRET_FLAGS",
     "Location", "as_location", "check_access", "configure", "duckdb_connect", "expand", "filesystem",
     "fingerprint", "is_anonymous", "is_remote", "local_copy", "local_staging", "read_parquet_metadata",
-    "register_env_secrets", "reset", "scheme", "strip_flags", "write_parquet",
+    "register_env_secrets", "reset", "scheme", "storage_timeout_s", "strip_flags", "unreachable", "write_parquet",
 ]  # fmt: skip

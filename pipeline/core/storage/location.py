@@ -216,6 +216,26 @@ class Location:
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
         self.write_bytes(text.encode(encoding))
 
+    def write_from(self, local: str | os.PathLike[str]) -> None:
+        """Copy a local file here, streamed (never read whole): readers see the old content or the new one.
+
+        Locally a temporary name in the same folder renamed into place; remotely one upload (multipart for
+        a large file), which the store makes visible only once complete.
+        """
+        if self.is_remote:
+            self._fs.put_file(os.fspath(local), self._key)
+            return
+        d = os.path.dirname(os.path.abspath(self._s))
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".{self.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, self._s)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
     def create_exclusive(self, data: bytes) -> bool:
         """Create the file only if it does not exist (O_EXCL locally, If-None-Match / ifGenerationMatch=0
         on object stores). Returns False when it already existed."""

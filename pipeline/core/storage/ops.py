@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.core import secrets
 from pipeline.core.errors import ConfigError
 from pipeline.core.storage.location import Location, as_location
-from pipeline.core.storage.settings import scheme
+from pipeline.core.storage.settings import scheme, storage_timeout_s
 
 # -------------------------------------------------------------------------------------- fingerprints
 
@@ -158,6 +158,28 @@ def check_access(location: str | os.PathLike[str] | Location, write: bool = True
     except Exception as e:  # connection refused, DNS, TLS: the endpoint is wrong or down
         raise ConfigError(f"{loc}: cannot reach the object store for {where} ({type(e).__name__}: {_short(e)}); "
                           f"check AWS_ENDPOINT_URL / --s3_endpoint_url or STORAGE_EMULATOR_HOST and the network") from e
+
+
+# Exceptions (by class name, anywhere in the chain) that mean the object store stopped answering.
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+                "ClientConnectorError", "ServerDisconnectedError", "FSTimeoutError", "ConnectionRefusedError",
+                "ServerTimeoutError")  # fmt: skip
+
+
+def unreachable(e: BaseException) -> str | None:
+    """One line naming the lost object store when `e` (or its cause) says the store stopped answering; else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        names = {c.__name__ for c in type(cur).__mro__}
+        text = str(cur)
+        if names & set(_UNREACHABLE) or "Could not connect to the endpoint URL" in text:
+            return (f"lost the object store ({type(cur).__name__}: {_short(cur)}); it did not answer within "
+                    f"PMC_CURATE_STORAGE_TIMEOUT_S={storage_timeout_s():.0f} s of retries. Finished work is kept: "
+                    "check the endpoint and the network, then run again to resume")  # fmt: skip
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _short(e: BaseException) -> str:

@@ -32,6 +32,22 @@ PUBLIC_S3_BUCKETS = frozenset({"pmc-oa-opendata"})
 # s3fs reads a 2-column filter with ~6x fewer bytes with no read-ahead cache, and needs >= 5 MB blocks
 # for multipart writes (docs/benchmarks.md, FACTS 3).
 S3_BLOCK_SIZE = 8 * 2**20
+# How long one storage operation may keep trying an object store that stopped answering (connection
+# refused, black-holed, timing out) before the stage fails with one line naming it: PMC_CURATE_STORAGE_TIMEOUT_S.
+DEFAULT_STORAGE_TIMEOUT_S = 120.0
+_ATTEMPTS = 3  # s3fs's own retries x botocore's attempts: 3 x 3, each bounded by timeout / 9
+
+
+def storage_timeout_s() -> float:
+    """The bound on one storage operation's retries against an unreachable store (seconds)."""
+    raw = os.environ.get("PMC_CURATE_STORAGE_TIMEOUT_S")
+    try:
+        value = float(raw) if raw else DEFAULT_STORAGE_TIMEOUT_S
+    except ValueError as e:
+        raise ConfigError(f"PMC_CURATE_STORAGE_TIMEOUT_S={raw!r}: expected a number of seconds") from e
+    if value <= 0:
+        raise ConfigError(f"PMC_CURATE_STORAGE_TIMEOUT_S={raw!r}: expected a positive number of seconds")
+    return value
 
 
 @dataclass
@@ -137,7 +153,8 @@ def filesystem(url: str | os.PathLike[str]) -> Any:
     """The fsspec filesystem for a location (cached per scheme and settings; public buckets get an anonymous one)."""
     sch = scheme(url)
     anon = is_anonymous(url)
-    key = (sch, (repr(sorted(_settings.s3.items())) + ("|anon" if anon else "")) if sch == "s3" else "")
+    key = (sch, (repr(sorted(_settings.s3.items())) + ("|anon" if anon else "") + f"|{storage_timeout_s()}")
+           if sch == "s3" else "")
     with _lock:
         fs = _fs_cache.get(key)
         if fs is None:
@@ -161,8 +178,13 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
             client_kwargs["region_name"] = s["s3_region_name"]
         if s.get("s3_verify"):
             client_kwargs["verify"] = s["s3_verify"] not in ("false", "False", "0")
+        # Each attempt is bounded (connect and each read), and so are the attempts: an endpoint that is gone
+        # fails an operation within about storage_timeout_s(), not after s3fs's 5 x botocore's 5 tries.
+        per_try = max(1.0, storage_timeout_s() / (_ATTEMPTS * _ATTEMPTS))
         kwargs: dict[str, Any] = {"default_cache_type": "none", "default_block_size": S3_BLOCK_SIZE,
-                                  "client_kwargs": client_kwargs, "skip_instance_cache": True}
+                                  "client_kwargs": client_kwargs, "skip_instance_cache": True,
+                                  "config_kwargs": {"connect_timeout": per_try, "read_timeout": per_try,
+                                                    "retries": {"max_attempts": _ATTEMPTS, "mode": "standard"}}}
         if s.get("s3_endpoint_url"):
             kwargs["endpoint_url"] = s["s3_endpoint_url"]
         if anon:
@@ -176,7 +198,9 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
                 kwargs["token"] = s["s3_session_token"]
         if s.get("s3_disable_ssl") in ("true", "True", "1"):
             kwargs["use_ssl"] = False
-        return s3fs.S3FileSystem(**kwargs)
+        fs = _bounded(s3fs.S3FileSystem)(**kwargs)
+        fs.retries = _ATTEMPTS  # a class attribute in s3fs (5), not a constructor argument
+        return fs
     try:
         import gcsfs
     except ImportError as e:
@@ -185,6 +209,35 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
         return gcsfs.GCSFileSystem(token="anon", project=os.environ.get("GOOGLE_CLOUD_PROJECT", "emulator"),
                                    skip_instance_cache=True)
     return gcsfs.GCSFileSystem(skip_instance_cache=True)
+
+
+_LOST = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError")
+_bounded_classes: dict[type, type] = {}
+
+
+def _bounded(base: type) -> type:
+    """`base` (s3fs.S3FileSystem) whose calls fail at once once one call found the endpoint gone.
+
+    One call gives up after its bounded retries; without this every later call (DuckDB reads a file in
+    many ranges, the log upload at the end) would wait as long again, and a stage would take minutes to fail.
+    """
+    if base not in _bounded_classes:
+
+        class Bounded(base):  # type: ignore[misc, valid-type]
+            _lost: BaseException | None = None
+
+            async def _call_s3(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+                if self._lost is not None:
+                    raise self._lost
+                try:
+                    return await super()._call_s3(method, *args, **kwargs)
+                except Exception as e:
+                    if type(e).__name__ in _LOST:
+                        self._lost = e
+                    raise
+
+        _bounded_classes[base] = Bounded
+    return _bounded_classes[base]
 
 
 def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) -> Any:

@@ -17,7 +17,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_runners.options import make_pipeline
-from pipeline.core import provenance, tables
+from pipeline.core import provenance, secrets, tables
 from pipeline.core.errors import ConfigError
 from pipeline.core.records import Annotation, Reject, arrow_schema
 from pipeline.core.storage import Location
@@ -139,7 +139,7 @@ def annotate_and_check(
 ) -> dict[str, Any]:
     """Print the estimate, run, and verify one annotation or reject per item. Returns the summary."""
     print(
-        f"{teacher.model} @ {teacher.base_url}: {est.n_items} paragraphs, {est.n_cached} already in the cache; "
+        f"{teacher.model} @ {secrets.redact(teacher.base_url)}: {est.n_items} paragraphs, {est.n_cached} already in the cache; "
         f"{est.n_calls} calls ~{est.prompt_tokens:,} input + ~{est.completion_tokens:,} output tokens"
         + (f", ~${est.cost:,.4f} at ${teacher.price_in}/${teacher.price_out} per M tokens" if teacher.price_in or teacher.price_out else "")
         + (f"; budget ${teacher.max_cost}" if teacher.max_cost is not None else "")

@@ -16,6 +16,7 @@ from pipeline.core import labels as label_schema
 from pipeline.core.errors import ConfigError
 from pipeline.core.label_tables import LabelTableCheck
 from pipeline.stages.curate.recipes import Recipe
+from pipeline.stages.curate.sandbox import select_into
 
 
 def setup_views(con: duckdb.DuckDBPyConnection, label_view: str, labels: LabelTableCheck, commercial_only: bool) -> None:
@@ -43,19 +44,14 @@ def setup_views(con: duckdb.DuckDBPyConnection, label_view: str, labels: LabelTa
     )
 
 
-def run_recipe(con: duckdb.DuckDBPyConnection, recipe: Recipe, bindings: dict[str, Any]) -> None:
-    """Materialise the recipe's selection as temp table `selection`, translating DuckDB's errors."""
-    try:
-        con.execute(f"CREATE TEMP TABLE raw_selection AS SELECT * FROM (\n{recipe.sql}\n)", bindings)
-    except duckdb.ParserException as e:
-        raise ConfigError(f"recipe {recipe.name} ({recipe.path}): SQL syntax error: {e}") from e
-    except (duckdb.CatalogException, duckdb.BinderException) as e:
-        raise ConfigError(
-            f"recipe {recipe.name} ({recipe.path}): {e} "
-            "(a recipe sees the views articles, paragraphs, labels, corpus, duplicates and contamination)"
-        ) from e
-    except duckdb.Error as e:
-        raise ConfigError(f"recipe {recipe.name} ({recipe.path}) failed: {e}") from e
+def run_recipe(
+    con: duckdb.DuckDBPyConnection, box: duckdb.DuckDBPyConnection, recipe: Recipe, bindings: dict[str, Any]
+) -> None:
+    """Materialise the recipe's selection as temp table `selection` of `con`, translating DuckDB's errors.
+
+    The recipe runs in `box`, the sandboxed connection of pipeline.stages.curate.sandbox, never on `con`.
+    """
+    select_into(con, box, recipe, bindings)
     cols = [r[0] for r in con.sql("DESCRIBE raw_selection").fetchall()]
     if "id" not in cols:
         raise ConfigError(f"recipe {recipe.name} must return an `id` column (paragraph id); it returned {cols}")

@@ -16,9 +16,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import duckdb
+
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
-from pipeline.core.label_tables import open_label_source, source_tables
+from pipeline.core.label_tables import label_source_view, open_label_source, source_tables
 from pipeline.core.tables import connect
 from pipeline.core.workdir import Workdir
 from pipeline.stages.curate import filters
@@ -29,6 +31,7 @@ from pipeline.stages.curate.config import EXPORT_FORMATS, LABEL_SOURCES, CurateC
 from pipeline.stages.curate.manifest import build_manifest, parquet_metadata
 from pipeline.stages.curate.manifest import stats as subset_stats
 from pipeline.stages.curate.recipes import load_recipe, resolve_params
+from pipeline.stages.curate.sandbox import sandbox
 from pipeline.stages.curate.selection import build_meta, run_recipe, setup_views
 from pipeline.stages.curate.tokens import load_tokenizer, n_tokens_is_export_tokenizer, token_counts
 from pipeline.stages.curate.writers import write_outputs
@@ -83,8 +86,8 @@ def curate(config: CurateConfig) -> dict[str, Any]:
     # Built locally, then swapped in (renames) or uploaded: a reader sees the old subset or the new one,
     # never a half-written one (on an object store manifest.json comes after the files it lists).
     with storage.local_staging(final, dir=wd.local_cache / "staging") as staging:
-        con = connect(wd, tables=("articles", "paragraphs", *source_tables(config.labels), *filters.TABLES),
-                      threads=config.threads)
+        tables = ("articles", "paragraphs", *source_tables(config.labels), *filters.TABLES)
+        con = connect(wd, tables=tables, threads=config.threads)
         try:
             con.execute("SET memory_limit = $m", {"m": config.memory_limit})
             con.execute("SET temp_directory = $t", {"t": str(temp_dir)})
@@ -94,7 +97,15 @@ def curate(config: CurateConfig) -> dict[str, Any]:
             view, checked = open_label_source(con, config.labels, wd)
             setup_views(con, view, checked, config.commercial_only)
             filters.setup_views(con, wd)
-            run_recipe(con, recipe, bindings)
+
+            def recipe_views(box: duckdb.DuckDBPyConnection) -> None:
+                setup_views(box, label_source_view(box, config.labels), checked, config.commercial_only)
+                filters.setup_views(box, wd)
+
+            # The recipe runs on a connection of its own that reaches only these tables (sandbox.py).
+            with sandbox(wd, tables, recipe_views, threads=config.threads, memory_limit=config.memory_limit,
+                         temp_directory=temp_dir) as box:
+                run_recipe(con, box, recipe, bindings)
             removed = filters.apply(con, wd, filter_values)
             build_meta(con)
             # parse's n_tokens are MiniLM counts: reusable only when counting in MiniLM

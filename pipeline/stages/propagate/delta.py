@@ -6,9 +6,17 @@ used the same model (its files' fingerprint, the max length and the precision) a
 classifiers.data.model_input); every other paragraph (new, edited, re-titled, never labelled) is
 labelled again. Labels of paragraphs that are gone are dropped with the table's other old files.
 
-The plan is SQL over the tables (DuckDB, local or remote): the kept labels are written as one file
-W/labels/kept-<run>.parquet before any old label file is removed, and the paragraphs to label as
-W/cache/propagate/todo.parquet, which the Beam pipeline reads instead of W/paragraphs.
+The plan is SQL over the tables (DuckDB, local or remote): the kept labels (one row per id) are written
+as one file W/labels/kept-<run>.parquet before any old label file is removed, and the paragraphs to
+label as W/cache/propagate/todo.parquet, which the Beam pipeline reads instead of W/paragraphs. The kept
+file names, in its Parquet metadata (`pmc_curate_supersedes`), the old files it replaces: a run killed
+between writing it and removing them leaves labels twice on disk, and the next run first removes
+those files (`heal`), so no label is ever counted or kept twice. The kept file is streamed to W, never
+read into memory.
+
+The model fingerprint of the last run lives in the stage's own state file, W/_stages/state/propagate.json
+(`Workdir.state`), not in the flow's marker W/_stages/propagate.json, which the flow rewrites around the
+stage: inside `pmc-curate run` the delta path is taken too.
 """
 
 from __future__ import annotations
@@ -22,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from pipeline.core import storage
+from pipeline.core.errors import ConfigError
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -59,50 +70,127 @@ def model_fingerprint(model_dir: str, max_length: int | None, precision: str, tf
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def _previous(workdir: Workdir) -> dict[str, Any]:
+SUPERSEDES_KEY = "pmc_curate_supersedes"  # Parquet key-value metadata of a kept file: the files it replaces
+
+
+def previous_state(workdir: Workdir) -> dict[str, Any]:
+    """The stage's record of its last run: W/_stages/state/propagate.json, else what older versions left.
+
+    Older versions wrote it to W/_stages/propagate.json, which a flow then wrapped in its marker as
+    `summary`: both are still read, so an existing work directory keeps its delta path.
+    """
+    for loc in (workdir.state("propagate"), workdir.stages / "propagate.json"):
+        try:
+            data = json.loads(loc.read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        if isinstance(data, dict):
+            if "model_fingerprint" in data:
+                return data
+            if isinstance(data.get("summary"), dict) and "model_fingerprint" in data["summary"]:
+                return data["summary"]
+    return {}
+
+
+def write_state(workdir: Workdir, summary: dict[str, Any]) -> None:
+    workdir.state("propagate").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def heal(workdir: Workdir) -> list[str]:
+    """Remove label files a kept file supersedes (left by a run killed before it removed them); their names."""
+    names = {f.name: f for f in workdir.files("labels")}
+    removed = []
+    for f in list(names.values()):
+        if not f.name.startswith("kept-"):
+            continue
+        try:
+            meta = storage.read_parquet_metadata(f).metadata or {}
+            listed = json.loads(meta.get(SUPERSEDES_KEY.encode(), b"[]"))
+        except Exception as e:  # an unreadable kept file: the input check of this run names it
+            log.warning("propagate: cannot read %s: %s", f, e)
+            continue
+        for name in listed:
+            if name in names and name != f.name:
+                names.pop(name).unlink()
+                removed.append(name)
+    if removed:
+        log.warning("propagate: removed %d label files a killed run had already superseded: %s",
+                    len(removed), ", ".join(sorted(removed)))  # fmt: skip
+    return removed
+
+
+def check_input(workdir: Workdir) -> None:
+    """Read every paragraph's id and text once (a corrupt file fails here, before any label is removed)."""
+    con = storage.duckdb_connect()
     try:
-        return json.loads((workdir.stages / "propagate.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
+        for f in workdir.files("paragraphs"):
+            try:
+                (n, bad) = con.sql("SELECT count(*), count(*) FILTER (WHERE id IS NULL OR text IS NULL) "
+                                   "FROM read_parquet($f)", params={"f": str(f)}).fetchall()[0]  # fmt: skip
+            except duckdb.Error as e:
+                raise ConfigError(f"paragraphs table: {f} cannot be read ({str(e).splitlines()[0]}); "
+                                  "the labels were left as they are. Re-run parse to rewrite it") from e  # fmt: skip
+            if bad:
+                raise ConfigError(f"paragraphs table: {f} has {bad} rows without id or text; the labels were "
+                                  "left as they are. Re-run parse to rewrite it")  # fmt: skip
+    finally:
+        con.close()
 
 
 def plan(workdir: Workdir, fingerprint: str, full: bool = False) -> Plan:
     """Decide full or delta; for a delta, write the kept labels and the paragraphs to label (see module doc)."""
-    if full:
-        return Plan(True, "--full", input_glob=workdir.glob("paragraphs"))
+    heal(workdir)
     if not workdir.has_table("labels"):
         return Plan(True, "no labels yet", input_glob=workdir.glob("paragraphs"))
-    previous = _previous(workdir).get("model_fingerprint")
-    if previous != fingerprint:
-        why = "the model or its settings changed" if previous else "the labels predate delta propagation"
+    previous = previous_state(workdir).get("model_fingerprint")
+    if full or previous != fingerprint:
+        # The caller removes every label next: the input is read and checked first.
+        check_input(workdir)
+        why = "--full" if full else "the model or its settings changed" if previous else "the labels predate delta propagation"
         return Plan(True, why, input_glob=workdir.glob("paragraphs"))
     con = storage.duckdb_connect()
     todo_loc = workdir.cache / "propagate" / "todo.parquet"
     kept_loc = workdir.labels / f"kept-{uuid.uuid4().hex[:12]}.parquet"
+    old = workdir.files("labels")
     try:
-        con.execute(
-            f"""CREATE TEMP TABLE keep AS
-            SELECT l.* FROM read_parquet($labels, union_by_name = true) AS l
-            JOIN read_parquet($paragraphs, union_by_name = true) AS p ON p.id = l.id AND l.input_hash = {HASH_SQL}""",
-            {"labels": workdir.glob("labels"), "paragraphs": workdir.glob("paragraphs")},
-        )
         with tempfile.TemporaryDirectory(prefix="pmc-curate-propagate-") as tmp:
-            kept_file, todo_file = Path(tmp) / "kept.parquet", Path(tmp) / "todo.parquet"
-            con.execute(f"COPY (SELECT * FROM keep ORDER BY id) TO '{kept_file}' (FORMAT parquet, COMPRESSION zstd)")
-            con.execute(
-                f"""COPY (SELECT {INPUT_COLUMNS} FROM read_parquet($paragraphs, union_by_name = true) AS p
-                          ANTI JOIN keep AS k ON k.id = p.id ORDER BY p.id)
-                    TO '{todo_file}' (FORMAT parquet, COMPRESSION zstd)""",
-                {"paragraphs": workdir.glob("paragraphs")},
-            )
-            kept, todo = (con.sql(f"SELECT count(*) FROM '{f}'").fetchall()[0][0] for f in (kept_file, todo_file))
-            old = workdir.files("labels")
-            kept_loc.write_bytes(kept_file.read_bytes())  # the kept labels are safe before any old file goes
-            todo_loc.parent.mkdir()
-            todo_loc.write_bytes(todo_file.read_bytes())
+            kept, todo = _write_plan(con, Path(tmp), workdir, old, kept_loc, todo_loc)
+    except duckdb.Error as e:
+        check_input(workdir)  # names a corrupt paragraphs file
+        raise ConfigError(f"propagate: cannot read the labels or paragraphs tables ({str(e).splitlines()[0]}); "
+                          "nothing was removed") from e  # fmt: skip
     finally:
         con.close()
     for f in old:
         f.unlink()
     log.info("propagate: %d labels kept (same model, same input), %d paragraphs to label", kept, todo)
     return Plan(False, "delta", kept=int(kept), todo=int(todo), input_glob=str(todo_loc))
+
+
+def _write_plan(con: duckdb.DuckDBPyConnection, tmp: Path, workdir: Workdir, old: list[storage.Location],
+                kept_loc: storage.Location, todo_loc: storage.Location) -> tuple[int, int]:
+    """The kept labels and the paragraphs to label, written to W; (kept, todo)."""
+    params = {"labels": [str(f) for f in old], "paragraphs": workdir.glob("paragraphs")}
+    kept_file, todo_file = tmp / "kept.parquet", tmp / "todo.parquet"
+    con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
+    # One label per id (a labels table doubled by an older version's killed run is repaired here).
+    con.execute(
+        f"""COPY (SELECT l.* EXCLUDE (filename) FROM read_parquet($labels, union_by_name = true, filename = true) AS l
+                  JOIN read_parquet($paragraphs, union_by_name = true) AS p ON p.id = l.id AND l.input_hash = {HASH_SQL}
+                  QUALIFY row_number() OVER (PARTITION BY l.id ORDER BY l.filename DESC) = 1
+                  ORDER BY l.id)
+            TO '{kept_file}' (FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{SUPERSEDES_KEY}: $old}})""",
+        {**params, "old": json.dumps(sorted(f.name for f in old))},
+    )
+    con.execute(
+        f"""COPY (SELECT {INPUT_COLUMNS} FROM read_parquet($paragraphs, union_by_name = true) AS p
+                  ANTI JOIN read_parquet($kept) AS k ON k.id = p.id ORDER BY p.id)
+            TO '{todo_file}' (FORMAT parquet, COMPRESSION zstd)""",
+        {"paragraphs": workdir.glob("paragraphs"), "kept": str(kept_file)},
+    )
+    kept, todo = (con.sql("SELECT count(*) FROM read_parquet($f)", params={"f": str(f)}).fetchall()[0][0]
+                  for f in (kept_file, todo_file))  # fmt: skip
+    kept_loc.write_from(kept_file)  # the kept labels are safe (and name what they replace) before any old file goes
+    todo_loc.parent.mkdir()
+    todo_loc.write_from(todo_file)
+    return int(kept), int(todo)

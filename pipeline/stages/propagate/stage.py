@@ -10,7 +10,6 @@ other labels; `--full` labels every paragraph (delta.py). W (and --model) may be
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from typing import Any
@@ -40,7 +39,7 @@ def summarize(workdir: Workdir) -> dict[str, Any]:
 
 
 def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the Beam pipeline; return summarize() of its output (also written to W/_stages/propagate.json)."""
+    """Run the Beam pipeline; return summarize() of its output (also written to W/_stages/state/propagate.json)."""
     config = replace(config, model_dir=config.model_dir or str(workdir.model))
     if not workdir.has_table("paragraphs"):
         raise ConfigError(f"no paragraphs table in {workdir.root}; run `pmc-curate parse` first")
@@ -72,7 +71,7 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
     summary["mode"] = "full" if plan.full else "delta"
     summary["kept"] = plan.kept
     summary["labelled_now"] = summary["labels"] - plan.kept
-    (workdir.stages / f"{STAGE}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    delta.write_state(workdir, summary)  # the stage's own file, apart from the flow's marker
     missing = summary["paragraphs"] - summary["labels"] - sum(summary["rejects"].values())
     if missing:
         log.error("%d paragraphs have neither a label nor a reject", missing)
