@@ -96,7 +96,7 @@ def test_the_flow_checks_the_lock_before_each_step(tmp_path: Path) -> None:
         from pipeline.flow.run import _run_steps
 
         with pytest.raises(LockLostError):
-            _run_steps(prepared, wd, (), (), False, lambda s: None, lock.check)
+            _run_steps(prepared, wd, (), (), False, lambda s: None, check=lock.check)
     assert st.calls == ["parse"]
     assert flow.read_marker(wd, "parse")["status"] == "running"  # no "finished" written over the other run
 
