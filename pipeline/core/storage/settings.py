@@ -33,6 +33,10 @@ PUBLIC_S3_BUCKETS = frozenset({"pmc-oa-opendata"})
 # for multipart writes (docs/benchmarks.md, FACTS 3).
 S3_BLOCK_SIZE = 8 * 2**20
 
+# Connections an S3 client keeps open (botocore's default is 10): the parse keeps --fetch-concurrency reads
+# in flight per DoFn thread, and a process's threads share one client.
+S3_MAX_POOL_CONNECTIONS = 128
+
 
 @dataclass
 class _Settings:
@@ -162,7 +166,8 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
         if s.get("s3_verify"):
             client_kwargs["verify"] = s["s3_verify"] not in ("false", "False", "0")
         kwargs: dict[str, Any] = {"default_cache_type": "none", "default_block_size": S3_BLOCK_SIZE,
-                                  "client_kwargs": client_kwargs, "skip_instance_cache": True}
+                                  "client_kwargs": client_kwargs, "skip_instance_cache": True,
+                                  "config_kwargs": {"max_pool_connections": S3_MAX_POOL_CONNECTIONS}}
         if s.get("s3_endpoint_url"):
             kwargs["endpoint_url"] = s["s3_endpoint_url"]
         if anon:
