@@ -192,7 +192,8 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
     return gcsfs.GCSFileSystem(skip_instance_cache=True)
 
 
-def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) -> Any:
+def duckdb_connect(threads: int | None = None, memory_limit: str | None = None, database: str = ":memory:",
+                   temp_directory: str | None = None) -> Any:
     """A DuckDB connection that reads and writes every accepted scheme, without the httpfs extension.
 
     DuckDB reaches s3:// and gs:// through the fsspec filesystems registered here (with projection and
@@ -201,7 +202,10 @@ def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) 
     """
     import duckdb
 
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    if temp_directory:  # where a query larger than memory_limit spills
+        config["temp_directory"] = temp_directory
+    con = duckdb.connect(database, config=config)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
