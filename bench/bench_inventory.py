@@ -102,7 +102,10 @@ def _diff_memory(paths: list[str], q: mp.Queue) -> None:
            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def _diff_duckdb(paths: list[str], q: mp.Queue) -> None:
+MEMORY_LIMIT = "256MB"  # --memory-limit: DuckDB's, for diff-duckdb
+
+
+def _diff_duckdb(paths: list[str], q: mp.Queue, memory_limit: str = MEMORY_LIMIT) -> None:
     """The update's diff now: inventory_diff.diff_inventory (DuckDB, spilling to disk)."""
     from pipeline.core.workdir import Workdir
     from pipeline.sources.pmc_cloud import Index
@@ -112,7 +115,7 @@ def _diff_duckdb(paths: list[str], q: mp.Queue) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     d = diff_inventory(Workdir.of(str(root / "w")), Index(str(root), "2026-01-08",
                                                           parts=tuple(Path(p).name for p in paths)),
-                       tmp_dir=str(root))
+                       tmp_dir=str(root), memory_limit=memory_limit)
     q.put(("diff-duckdb", d.delta.counts(), time.perf_counter() - t0, time.process_time() - c0,
            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
@@ -161,6 +164,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=8)
     ap.add_argument("--multi", type=float, default=0.1, help="share of articles with a second version")
     ap.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES))
+    ap.add_argument("--memory-limit", default=MEMORY_LIMIT, help="DuckDB's memory limit in diff-duckdb")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +178,8 @@ def main() -> None:
         counts = {}
         for fn in (PHASES[p] for p in args.phases):
             q = ctx.Queue()
-            proc = ctx.Process(target=fn, args=([str(p) for p in paths], q))
+            extra = (args.memory_limit,) if fn is _diff_duckdb else ()
+            proc = ctx.Process(target=fn, args=([str(p) for p in paths], q, *extra))
             proc.start()
             name, n, wall, cpu, rss = q.get()
             proc.join()

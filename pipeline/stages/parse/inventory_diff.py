@@ -124,14 +124,15 @@ def diff_inventory(workdir: Workdir, index: pc.Index, keep: pc.PmcidFilter | Non
                 con.execute("INSERT INTO inv SELECT * FROM batch")
                 con.unregister("batch")
         where = _state_filter(con, keep)
-        con.execute(f"CREATE TABLE state AS SELECT key, any_value(pmcid) AS pmcid, any_value(etag) AS etag "
-                    f"FROM read_parquet($files){where} GROUP BY key", {"files": [str(f) for f in files]})
+        # No GROUP BY over the keys (keys are unique in both; a grouping of 2M strings ran out of a 64 MB
+        # limit where the join spills): a duplicated key at most repeats a row of d, made distinct below.
+        con.execute(f"CREATE TABLE state AS SELECT key, pmcid, etag FROM read_parquet($files){where}",
+                    {"files": [str(f) for f in files]})
         con.execute("""
             CREATE TABLE d AS
-            SELECT coalesce(i.key, s.key) AS key, coalesce(i.pmcid, s.pmcid) AS pmcid,
+            SELECT DISTINCT coalesce(i.key, s.key) AS key, coalesce(i.pmcid, s.pmcid) AS pmcid,
                    CASE WHEN s.key IS NULL THEN 'new' WHEN i.key IS NULL THEN 'removed' ELSE 'changed' END AS kind
-            FROM (SELECT key, any_value(pmcid) AS pmcid, any_value(etag) AS etag FROM inv GROUP BY key) i
-            FULL OUTER JOIN state s ON i.key = s.key
+            FROM inv i FULL OUTER JOIN state s ON i.key = s.key
             WHERE s.key IS NULL OR i.key IS NULL OR i.etag IS DISTINCT FROM s.etag""")
         delta = Delta()
         for key, kind in con.execute("SELECT key, kind FROM d ORDER BY key").fetchall():
@@ -140,7 +141,7 @@ def diff_inventory(workdir: Workdir, index: pc.Index, keep: pc.PmcidFilter | Non
         rows = con.execute("SELECT key, pmcid, version, json_key, etag, last_modified FROM inv "
                            "WHERE pmcid IN (SELECT pmcid FROM d) ORDER BY key").fetchall()
         entries = [pc.Entry(*r) for r in rows]
-        (previous,) = con.execute("SELECT count(*) FROM state").fetchall()[0]
+        (previous,) = con.execute("SELECT count(DISTINCT key) FROM state").fetchall()[0]
         return InventoryDiff(delta, entries, rejects, int(previous))
     finally:
         if con is not None:
