@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "parse-remote": ("bench_parse_remote.py", ["--copies", "4", "--rounds", "3", "--multi"],
                      ["--copies", "1", "--rounds", "1", "--out", "{tmp}/parse_remote.json"]),
     "inventory": ("bench_inventory.py", [], ["--rows", "20000", "--parts", "2"]),
+    "latency": ("bench_latency.py", ["--copies", "3", "--concurrency", "1", "4", "16", "32", "--rounds", "2"],
+                ["--smoke", "--out", "{tmp}/latency.json"]),
     "annotate": ("bench_annotate.py", ["--seconds", "3", "--beam"],
                  ["--seconds", "0.2", "--concurrency", "1", "8", "--latency", "0.01"]),
     "propagate": ("bench_propagate.py", ["--threads", "2", "--limit", "300", "--max-length", "512", "--batch-size", "32"],

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +58,18 @@ class S3Server:
         with env_vars(self.env()):
             yield self
 
+    @contextlib.contextmanager
+    def watch(self, delay: float = 0.0) -> Iterator[dict[str, Any]]:
+        """Count this block's requests by method, per object ("objects": {"GET /bucket/key": n}, requests
+        without a query string) and the most handled at once; `delay`: each request
+        waits that long first (a network round trip), so reads that overlap are seen overlapping."""
+        stats: dict[str, Any] = {"requests": 0, "max_in_flight": 0, "in_flight": 0, "objects": {}}
+        _WATCH[self.endpoint] = (stats, delay)
+        try:
+            yield stats
+        finally:
+            _WATCH.pop(self.endpoint, None)
+
 
 @dataclass
 class GcsServer:
@@ -81,6 +95,8 @@ class GcsServer:
 
 
 _COUNTER: dict[str, int] = {}
+_WATCH: dict[str, tuple[dict[str, Any], float]] = {}
+_WATCH_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -123,7 +139,26 @@ def _count_requests(server: Any, endpoint: str) -> None:
 
     def counting(environ: Any, start_response: Any) -> Any:
         _COUNTER[endpoint] = _COUNTER.get(endpoint, 0) + 1
-        return app(environ, start_response)
+        watch = _WATCH.get(endpoint)
+        if watch is None:
+            return app(environ, start_response)
+        stats, delay = watch
+        method = str(environ.get("REQUEST_METHOD"))
+        with _WATCH_LOCK:
+            stats["requests"] += 1
+            stats[method] = stats.get(method, 0) + 1
+            if not environ.get("QUERY_STRING"):
+                k = f"{method} {environ.get('PATH_INFO')}"
+                stats["objects"][k] = stats["objects"].get(k, 0) + 1
+            stats["in_flight"] += 1
+            stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
+        try:
+            if delay:
+                time.sleep(delay)
+            return list(app(environ, start_response))  # the body read inside the count
+        finally:
+            with _WATCH_LOCK:
+                stats["in_flight"] -= 1
 
     srv.app = counting  # werkzeug's BaseWSGIServer calls self.app per request
 

@@ -117,3 +117,42 @@ def test_diff():
     d = diff(state, new)
     assert (d.new, d.changed, d.removed, d.affected) == (["PMC1.2", "PMC4.1"], ["PMC2.1"], ["PMC3.1"],
                                                          {"PMC1", "PMC2", "PMC3", "PMC4"})
+
+
+def test_the_duckdb_diff_equals_the_in_memory_one(tmp_path):
+    """inventory_diff.diff_inventory (DuckDB, spilling to disk) against update.diff (the definition): new,
+    changed and removed keys, a missing part, the --pmcids filters."""
+    import random
+
+    from pipeline.core.workdir import Workdir
+    from pipeline.sources import pmc_cloud as pc
+    from pipeline.stages.parse.inventory_diff import diff_inventory
+    from tests.pmc_cloud_mirror import _part
+
+    rng = random.Random(7)
+    state = {f"PMC{p}.{v}": (f"PMC{p}", f"e{p}-{v}") for p in range(1000, 4000) for v in (1, 2) if v == 1 or p % 7 == 0}
+    inv = {k: (e if rng.random() > 0.05 else "changed") for k, (_, e) in state.items() if rng.random() > 0.02}
+    inv.update({f"PMC{p}.1": f"n{p}" for p in range(4000, 4100)})
+    w = Workdir.of(str(tmp_path / "w"))
+    keys = sorted(state)
+    (tmp_path / "w" / "versions").mkdir(parents=True)
+    for i in (0, 1):  # two part files, as Beam writes them
+        part = keys[i::2]
+        pq.write_table(pa.table({"key": part, "pmcid": [state[k][0] for k in part], "etag": [state[k][1] for k in part],
+                                 "outcome": ["parsed"] * len(part)}), tmp_path / "w" / "versions" / f"part-{i}.parquet")
+    root = tmp_path / "layout"
+    rows = sorted((f"metadata/{k}.json", e) for k, e in inv.items())
+    (root / "inv").mkdir(parents=True)
+    (root / "inv" / "a.csv.gz").write_bytes(_part(rows[: len(rows) // 2]))
+    (root / "inv" / "b.csv.gz").write_bytes(_part(rows[len(rows) // 2:]))
+    index = pc.Index(str(root), "2026-01-09", parts=("inv/a.csv.gz", "inv/b.csv.gz", "inv/missing.csv.gz"))
+    entries = [pc.entry_from_key(k, e) for k, e in rows]
+    for keep in (None, pc.pmcid_filter("PMC1500-PMC2600"), pc.PmcidFilter(ids=frozenset({"PMC1001", "PMC4001", "PMC2002"}))):
+        got = diff_inventory(w, index, keep, memory_limit="32MB")
+        st = {k: v for k, v in state.items() if keep is None or keep(v[0])}
+        want = diff(st, [e for e in entries if keep is None or keep(e.pmcid)])
+        assert (got.delta.new, got.delta.changed, got.delta.removed, got.delta.affected) == \
+            (want.new, want.changed, want.removed, want.affected)
+        assert got.previous_versions == len(st) and want.affected and (keep is not None or (want.new and want.changed and want.removed))
+        assert [e.key for e in got.entries] == sorted(e.key for e in entries if e.pmcid in want.affected)
+        assert [r.reason for r in got.rejects] == ["inventory_part_missing"]

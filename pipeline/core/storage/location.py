@@ -23,9 +23,10 @@ class Location:
     for the same guarantee.
     """
 
-    __slots__ = ("_s",)
+    __slots__ = ("_listed", "_s")
 
     def __init__(self, value: str | os.PathLike[str] | Location) -> None:
+        self._listed: dict[str, Any] | None = None  # size and version as the listing that found it gave them
         s = value._s if isinstance(value, Location) else os.fspath(value)
         sch = scheme(s)
         if sch == "file":
@@ -108,8 +109,11 @@ class Location:
         """The path as fsspec names it (no scheme for object stores)."""
         return self._s.split("://", 1)[1] if self.is_remote else os.path.abspath(self._s)
 
-    def _wrap(self, key: str) -> Location:
-        return Location(f"{scheme(self._s)}://{key}") if self.is_remote else Location(key)
+    def _wrap(self, key: str, detail: dict[str, Any] | None = None) -> Location:
+        loc = Location(f"{scheme(self._s)}://{key}") if self.is_remote else Location(key)
+        if detail is not None:
+            loc._listed = _info(detail)
+        return loc
 
     # --- queries
     def exists(self) -> bool:
@@ -140,7 +144,7 @@ class Location:
         fs = self._fs
         fs.invalidate_cache()
         found = fs.glob(posixpath.join(self._key, pattern), detail=True)
-        return sorted((self._wrap(k) for k, v in found.items() if v.get("type") == "file"), key=str)
+        return sorted((self._wrap(k, v) for k, v in found.items() if v.get("type") == "file"), key=str)
 
     def iterdir(self) -> list[Location]:
         if not self.is_remote:
@@ -150,14 +154,17 @@ class Location:
         except FileNotFoundError:
             return []
 
-    def info(self) -> dict[str, Any]:
-        """Size and a version that changes on every rewrite (mtime locally, ETag or generation remotely)."""
+    def info(self, fresh: bool = False) -> dict[str, Any]:
+        """Size and a version that changes on every rewrite (mtime locally, ETag or generation remotely).
+
+        A remote location found by `glob` answers with what the listing said (no HEAD per file: a listing
+        page names 1,000 objects, with their sizes and ETags); `fresh=True` asks the store again."""
         if not self.is_remote:
             st = os.stat(self._s)
             return {"size": st.st_size, "version": str(st.st_mtime_ns)}
-        i = self._fs.info(self._key)
-        version = i.get("generation") or i.get("ETag") or i.get("etag") or i.get("LastModified") or i.get("mtime")
-        return {"size": int(i.get("size") or 0), "version": str(version).strip('"')}
+        if self._listed is not None and not fresh:
+            return dict(self._listed)
+        return _info(self._fs.info(self._key))
 
     # --- reading and writing
     def open(self, mode: str = "rb", **kwargs: Any) -> IO[Any]:
@@ -286,7 +293,10 @@ class Location:
             old.rmtree()
             return
         for rel in sorted(wanted):
-            (self / rel).write_bytes((src / rel).read_bytes())
+            # Streamed: one PUT for a file under the block size, else a multipart upload of S3_BLOCK_SIZE
+            # parts, completed (and so visible) only at the end; memory holds one part, not the file.
+            with open(src / rel, "rb") as f, (self / rel).open("wb") as out:
+                shutil.copyfileobj(f, out, 2**20)
         for loc in self.glob("**"):
             if loc.relative_to(self) not in wanted:
                 loc.unlink()
@@ -300,6 +310,13 @@ class Location:
             with loc.open("rb") as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, 2**20)
         return dst
+
+
+def _info(detail: dict[str, Any]) -> dict[str, Any]:
+    """An fsspec info/listing entry -> {"size", "version"} (generation on GCS, ETag on S3)."""
+    i = detail
+    version = i.get("generation") or i.get("ETag") or i.get("etag") or i.get("LastModified") or i.get("mtime")
+    return {"size": int(i.get("size") or 0), "version": str(version).strip('"')}
 
 
 def expand(spec: str) -> list[Location]:

@@ -49,6 +49,10 @@ def storage_timeout_s() -> float:
         raise ConfigError(f"PMC_CURATE_STORAGE_TIMEOUT_S={raw!r}: expected a positive number of seconds")
     return value
 
+# Connections an S3 client keeps open (botocore's default is 10): the parse keeps --fetch-concurrency reads
+# in flight per DoFn thread, and a process's threads share one client.
+S3_MAX_POOL_CONNECTIONS = 128
+
 
 @dataclass
 class _Settings:
@@ -184,7 +188,8 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
         kwargs: dict[str, Any] = {"default_cache_type": "none", "default_block_size": S3_BLOCK_SIZE,
                                   "client_kwargs": client_kwargs, "skip_instance_cache": True,
                                   "config_kwargs": {"connect_timeout": per_try, "read_timeout": per_try,
-                                                    "retries": {"max_attempts": _ATTEMPTS, "mode": "standard"}}}
+                                                    "retries": {"max_attempts": _ATTEMPTS, "mode": "standard"},
+                                                    "max_pool_connections": S3_MAX_POOL_CONNECTIONS}}
         if s.get("s3_endpoint_url"):
             kwargs["endpoint_url"] = s["s3_endpoint_url"]
         if anon:
@@ -240,7 +245,8 @@ def _bounded(base: type) -> type:
     return _bounded_classes[base]
 
 
-def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) -> Any:
+def duckdb_connect(threads: int | None = None, memory_limit: str | None = None, database: str = ":memory:",
+                   temp_directory: str | None = None) -> Any:
     """A DuckDB connection that reads and writes every accepted scheme, without the httpfs extension.
 
     DuckDB reaches s3:// and gs:// through the fsspec filesystems registered here (with projection and
@@ -249,7 +255,10 @@ def duckdb_connect(threads: int | None = None, memory_limit: str | None = None) 
     """
     import duckdb
 
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    if temp_directory:  # where a query larger than memory_limit spills
+        config["temp_directory"] = temp_directory
+    con = duckdb.connect(database, config=config)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:

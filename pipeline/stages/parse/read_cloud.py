@@ -4,6 +4,9 @@
     | or listed entries (Create)
     -> Reshuffle -> FetchMetadata (JSON) -> GroupByKey(pmcid) -> ChooseVersion
     -> Reshuffle -> FetchXml (MD5 checked) -> ParseVersion
+
+FetchMetadata and FetchXml keep up to --fetch-concurrency reads in flight per DoFn instance (fetching.py):
+on the real bucket each GET waits a network round trip.
     -> articles / paragraphs / rejects / versions
 
 Objects are read through `pipeline.storage` (fsspec), not Beam's FileSystems: the same settings reach
@@ -26,6 +29,7 @@ from pipeline.core.storage import Location
 from pipeline.jats import parse_articles
 from pipeline.jats.license import License, from_code, resolve_license
 from pipeline.sources import pmc_cloud as pc
+from pipeline.stages.parse.fetching import DEFAULT_FETCH_CONCURRENCY, ConcurrentFetchDoFn
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,28 @@ class _StorageDoFn(beam.DoFn):
 
     def loc(self, key: str) -> Location:
         return Location(self.root) / key
+
+
+class _StorageFetchDoFn(ConcurrentFetchDoFn):
+    """Reads objects of the layout, up to `concurrency` at a time (fetching.py), outputs in input order."""
+
+    def __init__(self, root: str, argv: list[str], concurrency: int) -> None:
+        super().__init__(concurrency)
+        self.root = root
+        self.argv = list(argv)
+
+    def setup(self) -> None:
+        storage.configure(self.argv)  # workers get the launcher's --s3_* settings
+        super().setup()
+
+    def loc(self, key: str) -> Location:
+        return Location(self.root) / key
+
+    def fetch(self, element: Any) -> list[Any]:
+        return list(self.read(element))
+
+    def read(self, element: Any) -> Iterator[Any]:
+        raise NotImplementedError
 
 
 class ReadInventoryPart(_StorageDoFn):
@@ -87,14 +113,14 @@ class ReadInventoryPart(_StorageDoFn):
         self.rows.inc(n)
 
 
-class FetchMetadata(_StorageDoFn):
+class FetchMetadata(_StorageFetchDoFn):
     """Entry -> (pmcid, VersionMeta); a missing or unreadable JSON is a reject (and a `rejected` version)."""
 
-    def __init__(self, root: str, argv: list[str], snapshot: str) -> None:
-        super().__init__(root, argv)
+    def __init__(self, root: str, argv: list[str], snapshot: str, concurrency: int = DEFAULT_FETCH_CONCURRENCY) -> None:
+        super().__init__(root, argv, concurrency)
         self.snapshot = snapshot
 
-    def process(self, entry: pc.Entry) -> Iterator[Any]:
+    def read(self, entry: pc.Entry) -> Iterator[Any]:
         loc = self.loc(entry.json_key)
         try:
             try:
@@ -154,15 +180,17 @@ class ChooseVersion(beam.DoFn):
         yield m
 
 
-class FetchXml(_StorageDoFn):
-    """VersionMeta -> (VersionMeta, source, bytes), the MD5 checked against the JSON's; else a reject."""
+class FetchXml(_StorageFetchDoFn):
+    """VersionMeta -> (VersionMeta, source, bytes), the MD5 checked against the JSON's; else a reject.
+    At most `concurrency` XMLs of at most max_bytes + 1 bytes each are held at once."""
 
-    def __init__(self, root: str, argv: list[str], snapshot: str, max_bytes: int) -> None:
-        super().__init__(root, argv)
+    def __init__(self, root: str, argv: list[str], snapshot: str, max_bytes: int,
+                 concurrency: int = DEFAULT_FETCH_CONCURRENCY) -> None:
+        super().__init__(root, argv, concurrency)
         self.snapshot = snapshot
         self.max_bytes = max_bytes
 
-    def process(self, meta: pc.VersionMeta) -> Iterator[Any]:
+    def read(self, meta: pc.VersionMeta) -> Iterator[Any]:
         loc = self.loc(pc.xml_key(meta))
         key = meta.entry.key
         try:
@@ -256,9 +284,11 @@ class ReadPmcCloud(beam.PTransform):
 
     def __init__(self, index: pc.Index, argv: list[str], *, min_tokens: int, max_bytes: int,
                  keep_retracted: bool = False, include_manuscripts: bool = False,
-                 licenses: frozenset[str] | None = None, pmcids: pc.PmcidFilter | None = None) -> None:
+                 licenses: frozenset[str] | None = None, pmcids: pc.PmcidFilter | None = None,
+                 fetch_concurrency: int = DEFAULT_FETCH_CONCURRENCY) -> None:
         super().__init__()
         self.index = index
+        self.fetch_concurrency = fetch_concurrency
         self.argv = list(argv)
         self.min_tokens, self.max_bytes = min_tokens, max_bytes
         self.keep_retracted, self.include_manuscripts = keep_retracted, include_manuscripts
@@ -278,14 +308,14 @@ class ReadPmcCloud(beam.PTransform):
         if keep is not None:
             entries = entries | "SelectPmcids" >> beam.Filter(lambda e, k=keep: k(e.pmcid))
         metas = (entries | "SpreadVersions" >> beam.Reshuffle()
-                 | "FetchMetadata" >> beam.ParDo(FetchMetadata(root, self.argv, snap))
+                 | "FetchMetadata" >> beam.ParDo(FetchMetadata(root, self.argv, snap, self.fetch_concurrency))
                  .with_outputs(OUT_REJECTS, OUT_VERSIONS, main="metas"))
         chosen = (metas.metas | "GroupByPmcid" >> beam.GroupByKey()
                   | "ChooseVersion" >> beam.ParDo(ChooseVersion(snap, self.keep_retracted, self.include_manuscripts,
                                                                 self.licenses, root))
                   .with_outputs(OUT_REJECTS, OUT_VERSIONS, main="chosen"))
         xml = (chosen.chosen | "SpreadChosen" >> beam.Reshuffle()
-               | "FetchXml" >> beam.ParDo(FetchXml(root, self.argv, snap, self.max_bytes))
+               | "FetchXml" >> beam.ParDo(FetchXml(root, self.argv, snap, self.max_bytes, self.fetch_concurrency))
                .with_outputs(OUT_REJECTS, OUT_VERSIONS, main="docs"))
         parsed = (xml.docs | "ParseVersion" >> beam.ParDo(
             ParseVersion(snap, self.min_tokens, self.max_bytes, self.keep_retracted, self.licenses))

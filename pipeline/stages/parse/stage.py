@@ -2,7 +2,7 @@
 
     pmc-curate parse INPUT... --workdir W [--min-tokens 64] [--max-file-mb 64] [Beam flags]
     pmc-curate parse s3://pmc-oa-opendata/ --workdir W [--inventory MANIFEST] [--license L] [--pmcids F|A-B]
-                     [--include-manuscripts] [--keep-retracted] [--update]
+                     [--include-manuscripts] [--keep-retracted] [--update] [--fetch-concurrency 16]
 
 INPUT is loose files, directories, globs and .tar.gz packages (with their .filelist.csv when beside
 them: transforms.py), or the root of a PMC Cloud layout: the live bucket or any mirror (read_cloud.py,
@@ -30,6 +30,7 @@ from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.sources import pmc_cloud
 from pipeline.stages.parse import update
+from pipeline.stages.parse.fetching import DEFAULT_FETCH_CONCURRENCY, check_concurrency
 from pipeline.stages.parse.read_cloud import OUT_VERSIONS, ReadPmcCloud
 from pipeline.stages.parse.summary import format_summary, summarize
 from pipeline.stages.parse.transforms import (
@@ -67,6 +68,10 @@ class Config:
         False, help="keep retracted articles and retraction notices (flagged is_retracted) instead of rejecting them")
     pmcids: str | None = option(None, metavar="FILE|A-B",
                                 help="only these PMCIDs: a file with one a line, or a range such as PMC100-PMC200")
+    fetch_concurrency: int = option(
+        DEFAULT_FETCH_CONCURRENCY, metavar="N", speed_only=True,
+        help="reads in flight per worker thread (remote JSON/XML/loose files): each waits a network round trip; "
+             "memory is bounded by N x --max-file-mb")
     update: bool = option(
         False, help="PMC Cloud layout: diff the newest inventory against W's previous run and parse only new and "
                     "changed versions, rewriting only the part files that held affected articles")  # fmt: skip
@@ -83,11 +88,13 @@ def build_transform(config: Config, beam_argv: list[str], max_bytes: int) -> bea
         index = pmc_cloud.open_index(cloud[0], config.inventory)
         return ReadPmcCloud(index, beam_argv, min_tokens=config.min_tokens, max_bytes=max_bytes,
                             keep_retracted=config.keep_retracted, include_manuscripts=config.include_manuscripts,
-                            licenses=licenses, pmcids=pmcids)  # fmt: skip
+                            licenses=licenses, pmcids=pmcids,
+                            fetch_concurrency=config.fetch_concurrency)  # fmt: skip
     if config.inventory:
         raise ConfigError("--inventory needs a PMC Cloud layout (a root with PMC<id>.<v>/ prefixes) as input")
     return ParseArticles(config.inputs, min_tokens=config.min_tokens, max_bytes=max_bytes,
-                         keep_retracted=config.keep_retracted, licenses=licenses, pmcids=pmcids)  # fmt: skip
+                         keep_retracted=config.keep_retracted, licenses=licenses, pmcids=pmcids,
+                         fetch_concurrency=config.fetch_concurrency)  # fmt: skip
 
 
 def run(config: Config, beam_argv: list[str]) -> int:
@@ -96,6 +103,7 @@ def run(config: Config, beam_argv: list[str]) -> int:
         raise ConfigError("--min-tokens must be >= 0")
     if config.max_file_mb <= 0:
         raise ConfigError("--max-file-mb must be > 0")
+    check_concurrency(config.fetch_concurrency)
     require_tokenizer()
     workdir = Workdir.of(config.workdir)
     options = pipeline_options(beam_argv)

@@ -30,6 +30,7 @@ from pipeline.jats import DEFAULT_MIN_TOKENS, ParsedArticle, language_id_name, p
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.sources import pmc_cloud
 from pipeline.sources.filelist import FileListRow, apply_filelist, join_filelists, merge_order
+from pipeline.stages.parse.fetching import DEFAULT_FETCH_CONCURRENCY, ConcurrentFetchDoFn
 from pipeline.stages.parse.read_cloud import OUT_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -84,25 +85,35 @@ def expand_inputs(inputs: Iterable[str], skipped: list[str] | None = None) -> li
     return sorted(paths)
 
 
-class ReadInputs(beam.DoFn):
+class ReadInputs(ConcurrentFetchDoFn):
     """A path -> (source, bytes) per article file; archive members streamed one at a time.
 
     Size is checked before reading (file metadata, tar header) so memory stays bounded. A corrupt
-    archive yields one CORRUPT_ARCHIVE reject; the members read before the damage are kept.
+    archive yields one CORRUPT_ARCHIVE reject; the members read before the damage are kept. Loose
+    files are read up to `concurrency` at a time (fetching.py: a remote read waits a round trip), in
+    input order; an archive is streamed in the bundle's thread, after the files before it.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, concurrency: int = DEFAULT_FETCH_CONCURRENCY) -> None:
+        super().__init__(concurrency)
         self.max_bytes = max_bytes
         self.files = Metrics.counter(STAGE, "input_files")
         self.members = Metrics.counter(STAGE, "archive_members")
         self.skipped = Metrics.counter(STAGE, "archive_members_not_xml")
 
-    def process(self, path: str) -> Iterator[Any]:
+    def process(self, path: str, window: Any = beam.DoFn.WindowParam,
+                timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
         self.files.inc()
-        if _is_archive(path):
-            yield from self._archive(path)
-        else:
-            yield from self._file(path)
+        yield from super().process(path, window, timestamp)
+
+    def inline(self, path: str) -> bool:
+        return _is_archive(path)
+
+    def fetch_inline(self, path: str) -> Iterator[Any]:
+        yield from self._archive(path)
+
+    def fetch(self, path: str) -> list[Any]:
+        return list(self._file(path))
 
     def _reject(self, source: str, reason: RejectReason, detail: str) -> beam.pvalue.TaggedOutput:
         return beam.pvalue.TaggedOutput(OUT_REJECTS, as_row(Reject(source, STAGE, reason.value, detail)))
@@ -241,8 +252,10 @@ class ParseArticles(beam.PTransform):
 
     def __init__(self, inputs: list[str], *, min_tokens: int = DEFAULT_MIN_TOKENS,
                  max_bytes: int = DEFAULT_MAX_BYTES, keep_retracted: bool = False,
-                 licenses: frozenset[str] | None = None, pmcids: pmc_cloud.PmcidFilter | None = None) -> None:
+                 licenses: frozenset[str] | None = None, pmcids: pmc_cloud.PmcidFilter | None = None,
+                 fetch_concurrency: int = DEFAULT_FETCH_CONCURRENCY) -> None:
         super().__init__()
+        self.fetch_concurrency = fetch_concurrency
         self.skipped: list[str] = []
         self.paths = expand_inputs(inputs, self.skipped)
         self.min_tokens = min_tokens
@@ -255,7 +268,7 @@ class ParseArticles(beam.PTransform):
             pbegin
             | "ListInputs" >> beam.Create(self.paths)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadBytes" >> beam.ParDo(ReadInputs(self.max_bytes)).with_outputs(OUT_REJECTS, main="docs")
+            | "ReadBytes" >> beam.ParDo(ReadInputs(self.max_bytes, self.fetch_concurrency)).with_outputs(OUT_REJECTS, main="docs")
         )
         parsed = (
             files.docs

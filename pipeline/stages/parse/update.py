@@ -1,6 +1,7 @@
 """`pmc-curate parse SOURCE --workdir W --update`: bring W's tables to the newest inventory, touching only what changed.
 
-1. The newest inventory (key -> ETag) is diffed against the state the previous run left in W/versions.
+1. The newest inventory (key -> ETag) is diffed against the state the previous run left in W/versions,
+   in DuckDB spilling to disk (inventory_diff.py): the launcher's memory does not grow with the bucket.
 2. The affected PMCIDs are those with a new, changed or removed version. All their current versions are
    fetched and the canonical version chosen again (ReadPmcCloud on just those entries), written as new
    part files (`part-u<stamp>-*`).
@@ -17,7 +18,7 @@ Pure except for file I/O through `pipeline.storage`; no Beam.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,67 +27,21 @@ import pyarrow.compute as pc_arrow
 import pyarrow.parquet as pq
 
 from pipeline.core import storage
-from pipeline.core.errors import ConfigError, RecordError, RejectReason
 from pipeline.core.records import Reject, Tombstone, arrow_schema, as_row
 from pipeline.core.storage import Location
 from pipeline.core.workdir import Workdir
 from pipeline.sources import pmc_cloud as pc
+from pipeline.stages.parse.inventory_diff import Delta, diff_inventory
 
 STAGE = "parse"
 # table -> the column naming the article (rejects: the version key or PMCID, matched by prefix)
 ID_COLUMNS = {"articles": "pmcid", "paragraphs": "article_id", "versions": "pmcid"}
 
 
-@dataclass
-class Delta:
-    """What changed between the previous run's state and the new inventory."""
-
-    new: list[str] = field(default_factory=list)  # version keys
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    affected: set[str] = field(default_factory=set)  # PMCIDs
-
-    def counts(self) -> dict[str, int]:
-        return {"new": len(self.new), "changed": len(self.changed), "removed": len(self.removed),
-                "affected_pmcids": len(self.affected)}
-
-
-def read_state(workdir: Workdir) -> dict[str, tuple[str, str | None]]:
-    """key -> (pmcid, etag) of every version the previous run recorded; ConfigError when there is none."""
-    files = workdir.table("versions").glob("*.parquet")
-    if not files:
-        raise ConfigError(f"--update: {workdir.root} has no W/versions from a previous PMC Cloud parse; "
-                          "run once without --update first")
-    state: dict[str, tuple[str, str | None]] = {}
-    for f in files:
-        t = _read(f, ["key", "pmcid", "etag"])
-        for k, p, e in zip(*(t.column(c).to_pylist() for c in ("key", "pmcid", "etag")), strict=True):
-            state[k] = (p, e)
-    return state
-
-
-def read_entries(index: pc.Index) -> tuple[list[pc.Entry], list[Reject]]:
-    """Every entry of an inventory, read here (one process), and a reject per missing or corrupt part."""
-    root = Location(index.root)
-    if not index.parts:
-        return list(index.entries), []
-    entries: list[pc.Entry] = []
-    rejects: list[Reject] = []
-    for key in index.parts:
-        loc = root / key
-        try:
-            with loc.open("rb") as f:
-                entries.extend(pc.iter_part(f, index.columns))
-        except FileNotFoundError:
-            rejects.append(Reject(str(loc), STAGE, RejectReason.INVENTORY_PART_MISSING.value,
-                                  "the manifest names this part; it is not there"))
-        except RecordError as e:
-            rejects.append(Reject(str(loc), STAGE, e.reason.value, e.detail))
-    return entries, rejects
-
-
 def diff(state: dict[str, tuple[str, str | None]], entries: Iterable[pc.Entry]) -> Delta:
-    """New, changed (another ETag) and removed version keys, and the PMCIDs they touch."""
+    """New, changed (another ETag) and removed version keys, and the PMCIDs they touch: the definition, in
+    memory (state: key -> (pmcid, etag)). The launcher runs the same diff in DuckDB (inventory_diff.py);
+    the tests and bench/bench_inventory.py compare the two."""
     d = Delta()
     seen: set[str] = set()
     for e in entries:
@@ -158,14 +113,15 @@ def apply(workdir: Workdir, before: dict[str, list[Location]], affected: set[str
 def tombstones(workdir: Workdir, before_articles: set[str], affected: set[str], snapshot: str, stamp: str,
                current_keys: dict[str, list[str]]) -> int:
     """Step 4: a W/tombstones row for each affected article that was in W/articles and no longer is."""
-    now = {p for f in workdir.articles.glob("*.parquet") for p in _read(f, ["pmcid"]).column("pmcid").to_pylist()}
+    now = pmcids_in(workdir.articles.glob("*.parquet"), affected)
     gone = sorted((before_articles & affected) - now, key=lambda p: int(p[3:]))
     if not gone:
         return 0
     outcome: dict[str, tuple[str, str]] = {}
+    gone_set = pa.array(gone, pa.string())
     for f in workdir.table("versions").glob("*.parquet"):
-        t = _read(f, ["pmcid", "key", "version", "outcome"]).to_pylist()
-        for r in t:
+        t = _read(f, ["pmcid", "key", "version", "outcome"])
+        for r in t.filter(pc_arrow.is_in(t.column("pmcid"), value_set=gone_set)).to_pylist():
             if r["pmcid"] in gone and (r["pmcid"] not in outcome or r["version"] > int(outcome[r["pmcid"]][0].split(".")[1])):
                 outcome[r["pmcid"]] = (r["key"], r["outcome"])
     rows = []
@@ -180,28 +136,35 @@ def tombstones(workdir: Workdir, before_articles: set[str], affected: set[str], 
     return len(rows)
 
 
+def pmcids_in(files: Iterable[Location], wanted: set[str]) -> set[str]:
+    """The PMCIDs of `wanted` that these article files hold (one file's column in memory at a time)."""
+    if not wanted:
+        return set()
+    value_set = pa.array(sorted(wanted), pa.string())
+    found: set[str] = set()
+    for f in files:
+        col = _read(f, ["pmcid"]).column("pmcid")
+        found.update(col.filter(pc_arrow.is_in(col, value_set=value_set)).to_pylist())
+    return found
+
+
 def run_update(workdir: Workdir, transform: Any, run_pipeline: Callable[[Any, str], None]) -> dict[str, Any]:
     """Steps 1-4 for a ReadPmcCloud transform; `run_pipeline(transform, tag)` runs Beam and writes the outputs."""
     index: pc.Index = transform.index
-    state = read_state(workdir)
-    entries, part_rejects = read_entries(index)
-    if transform.pmcids is not None:  # a partial run updates its part only
-        entries = [e for e in entries if transform.pmcids(e.pmcid)]
-        state = {k: v for k, v in state.items() if transform.pmcids(v[0])}
-    delta = diff(state, entries)
+    d = diff_inventory(workdir, index, transform.pmcids)  # a partial run (--pmcids) updates its part only
+    delta = d.delta
     current: dict[str, list[str]] = {}
-    for e in entries:
-        if e.pmcid in delta.affected:
-            current.setdefault(e.pmcid, []).append(e.key)
+    for e in d.entries:
+        current.setdefault(e.pmcid, []).append(e.key)
     stamp = f"{index.snapshot}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}".replace(":", "")
     before = stale_files(workdir)
-    before_articles = {p for f in before["articles"] for p in _read(f, ["pmcid"]).column("pmcid").to_pylist()}
-    transform.index = replace(index, parts=(), entries=tuple(e for e in entries if e.pmcid in delta.affected))
+    before_articles = pmcids_in(before["articles"], delta.affected)
+    transform.index = replace(index, parts=(), entries=tuple(d.entries))
     run_pipeline(transform, f"u{stamp}")
     dropped = apply(workdir, before, delta.affected)
-    if part_rejects:
-        t = pa.Table.from_pylist([as_row(r) for r in part_rejects], schema=arrow_schema(Reject))
+    if d.rejects:
+        t = pa.Table.from_pylist([as_row(r) for r in d.rejects], schema=arrow_schema(Reject))
         storage.write_parquet(t, workdir.rejects / f"{STAGE}-u{stamp}-inventory.parquet", compression="zstd")
     n_tomb = tombstones(workdir, before_articles, delta.affected, index.snapshot, stamp, current)
     return {**delta.counts(), "tombstones": n_tomb, "rows_dropped": dropped, "snapshot": index.snapshot,
-            "previous_versions": len(state)}
+            "previous_versions": d.previous_versions}
