@@ -19,9 +19,13 @@ import gzip
 import io
 import multiprocessing as mp
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line
 
 
 def generate(root: Path, rows: int, parts: int, multi: float) -> list[Path]:
@@ -88,6 +92,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=8)
     ap.add_argument("--multi", type=float, default=0.1, help="share of articles with a second version")
     args = ap.parse_args()
+    print(load_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         paths = generate(Path(tmp), args.rows, args.parts, args.multi)
