@@ -83,6 +83,7 @@ class Predictor:
         precision: str = "auto",
         model_id: str = "student",
         model_dir: str | Path | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -100,6 +101,8 @@ class Predictor:
             model_id = f"{model_id}+{precision}"
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
+        # GPU: a sub-batch also closes at this many (padded) tokens, so long and short ones fill the device alike
+        self.max_tokens = int(max_tokens) if max_tokens else None
         limit = _model_limit(model, tokenizer)
         if max_length > limit:
             log.warning("max_length %d exceeds the model's %d positions; using %d", max_length, limit, limit)
@@ -120,6 +123,7 @@ class Predictor:
         max_length: int | None = None,
         precision: str = "auto",
         name: str | None = None,
+        max_tokens: int | None = None,
     ) -> Predictor:
         """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with.
 
@@ -142,6 +146,7 @@ class Predictor:
             precision=precision,
             model_id=str(cfg.get("model_id") or name),
             model_dir=local,
+            max_tokens=max_tokens,
         )
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
@@ -161,7 +166,14 @@ class Predictor:
         """Index arrays of sub-batches, longest first, each of similar lengths (minimal padding)."""
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if not self.max_tokens:
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        out, start = [], 0
+        while start < len(order):  # longest first: the first member sets the width of its sub-batch
+            n = max(1, min(self.batch_size, self.max_tokens // max(1, int(lengths[order[start]]))))
+            out.append(order[start : start + n])
+            start += n
+        return out
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
