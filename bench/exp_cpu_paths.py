@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<10} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
               f"{'n/a' if agree is None else f'{agree:.3f}':>11} {'n/a' if mae is None else f'{mae:.4f}':>9}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "args": vars(args), "load_end": os.getloadavg()}, indent=2))
+        Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))
     import shutil
 
     shutil.rmtree(cache, ignore_errors=True)
