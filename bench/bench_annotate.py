@@ -34,6 +34,9 @@ from pipeline.teacher.client import TeacherClient  # noqa: E402
 from pipeline.teacher.config import TeacherConfig  # noqa: E402
 from pipeline.teacher.prompt import load_prompt, response_format  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line  # noqa: E402
+
 
 def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
@@ -113,6 +116,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="target duration of each measurement at full speed")
     ap.add_argument("--beam", action="store_true", help="also time the whole Beam stage at concurrency 64")
     args = ap.parse_args()
+    print(load_line(), flush=True)
     capacity = args.slots / args.latency
     proc, url = start_server(args.latency, args.slots)
     try:

@@ -49,6 +49,9 @@ from pipeline.dedup.minhash import MinHashParams, compact, signatures  # noqa: E
 from pipeline.dedup.ngrams import WordSpans  # noqa: E402
 from pipeline.dedup.normalize import normalize_bytes  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line  # noqa: E402
+
 SAMPLE = Path(os.environ.get("PMC_CURATE_SHARED_DATA", REPO.parent / "shared" / "data")) / "pmc-oa-sample"
 _SYLLABLE_TEXT = "ba be bi bo bu ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro ru sa se si so su ta te ti to tu pha phe thi tro cyt gen ase ine ol"
 _SYLLABLES = _SYLLABLE_TEXT.split()
@@ -206,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
+    print(load_line(), flush=True)
     if args.smoke:
         args.paragraphs, args.compare, args.decontam = 600, 200, 300
     scale = 0.002 if args.smoke else 1.0

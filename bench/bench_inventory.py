@@ -27,9 +27,13 @@ import io
 import multiprocessing as mp
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line
 
 
 def generate(root: Path, rows: int, parts: int, multi: float, state: bool = False) -> list[Path]:
@@ -166,7 +170,7 @@ def main() -> None:
     ap.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES))
     ap.add_argument("--memory-limit", default=MEMORY_LIMIT, help="DuckDB's memory limit in diff-duckdb")
     args = ap.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+    print(load_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         paths = generate(Path(tmp), args.rows, args.parts, args.multi,

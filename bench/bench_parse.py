@@ -27,6 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line
+
 # One core: no tokenizer thread pool, no BLAS threads. Must be set before the libraries load.
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: time.perf_counter; cpu: time.process_time (less disturbed by other load)")
     args = ap.parse_args(argv)
+    print(load_line(), flush=True)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if hasattr(os, "sched_setaffinity"):

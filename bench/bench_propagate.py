@@ -5,8 +5,11 @@ process, same torch threads. Prints paragraphs/s per path and the ratio to the p
 
     # CPU (the issue's target: >= 2x the plain pipeline)
     .venv/bin/python bench/bench_propagate.py --threads 2 --limit 600 --max-length 512
-    # GPU: an xlm-roberta-base-sized encoder with random weights, max length 512, fp16 autocast
-    .venv/bin/python bench/bench_propagate.py --gpu --batch-size 512 --repeat-texts 12
+    # GPU, one command: an xlm-roberta-base-sized encoder (random weights), 512 tokens, fp16 autocast (or
+    # --precision bf16), length-sorted sub-batches of up to --max-tokens tokens; tokenization timed alone too
+    .venv/bin/python bench/bench_propagate.py --gpu
+    # the same argument path on CPU with a tiny XLM-R config (checks the script, not the GPU)
+    .venv/bin/python bench/bench_propagate.py --gpu --device cpu --encoder tiny-xlmr --precision fp32 --limit 16
 
 Paths:
   ours            classifiers.predict.Predictor: one tokenizer call, length-sorted sub-batches
@@ -44,20 +47,31 @@ from pipeline.teacher.rules import sample_paragraphs
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 
 
-def xlmr_base_config():  # type: ignore[no-untyped-def]
-    """xlm-roberta-base's architecture (278M parameters), written out: no hub access needed."""
+def xlmr_base_config(tiny: bool = False):  # type: ignore[no-untyped-def]
+    """xlm-roberta-base's architecture (278M parameters), written out: no hub access needed (tiny: 2 layers of
+    64, the MiniLM vocabulary, to check the GPU argument path on a CPU)."""
     from transformers import XLMRobertaConfig
 
+    if tiny:
+        return XLMRobertaConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=128, max_position_embeddings=514, type_vocab_size=1,
+                                pad_token_id=0, layer_norm_eps=1e-5)  # fmt: skip
     return XLMRobertaConfig(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                             intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1,
                             pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
 
 
-def build_model(tmp: Path, gpu: bool, max_length: int) -> Path:
-    """A saved student directory: MiniLM (CPU) or a random xlm-roberta-base-sized encoder (GPU)."""
+def build_model(tmp: Path, encoder: str, max_length: int) -> Path:
+    """A saved student directory: MiniLM (CPU) or a random xlm-roberta-base-sized encoder (GPU).
+
+    The tokenizer is MiniLM's WordPiece in every case (no hub access): token counts, not token ids, set the
+    cost of a forward pass, and the ids stay below the vocabulary size of both configs."""
     tok = AutoTokenizer.from_pretrained(default_base_model())
     torch.manual_seed(0)
-    model = StudentModel.from_config(xlmr_base_config()) if gpu else StudentModel.from_base(default_base_model())
+    if encoder == "minilm":
+        model = StudentModel.from_base(default_base_model())
+    else:
+        model = StudentModel.from_config(xlmr_base_config(tiny=encoder == "tiny-xlmr"))
     model.save(tmp, tok, {"max_length": max_length, "model_id": "bench"})
     return tmp
 
@@ -84,8 +98,15 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--gpu", action="store_true")
-    ap.add_argument("--precision", default="fp16")
+    ap.add_argument("--gpu", action="store_true",
+                    help="the GPU measurement: --device cuda, --encoder xlmr-base, sub-batches of --max-tokens, "
+                         "--repeat-texts 12, pipeline rows skipped unless asked")
+    ap.add_argument("--device", default="", help="cpu or cuda (default: cuda with --gpu, else cpu)")
+    ap.add_argument("--encoder", choices=("minilm", "xlmr-base", "tiny-xlmr"), default="",
+                    help="default: xlmr-base with --gpu, else minilm (MiniLM-L6, pretrained)")
+    ap.add_argument("--max-tokens", type=int, default=0,
+                    help="sub-batches of at most this many tokens (padded), length-sorted (default with --gpu: 65536)")
+    ap.add_argument("--precision", default="", help="default: fp16 with --gpu, else fp32")
     ap.add_argument("--skip", default="", help="comma-separated paths to skip (pipeline,pipeline-bs,beam)")
     ap.add_argument("--json", default="", help="also write the results here")
     ap.add_argument("--smoke", action="store_true",
@@ -93,11 +114,27 @@ def main() -> int:
     args = ap.parse_args()
     if args.smoke:
         args.limit, args.max_length, args.batch_size, args.threads = 24, 64, 8, 1
+    if args.gpu:
+        args.device = args.device or "cuda"
+        args.encoder = args.encoder or "xlmr-base"
+        args.max_tokens = args.max_tokens or 65536
+        args.batch_size = max(args.batch_size, 4096)  # the token budget, not the count, closes a sub-batch
+        args.repeat_texts = args.repeat_texts if args.repeat_texts > 1 else 12
+        args.skip = args.skip or "pipeline,pipeline-bs,beam"
+    args.device = args.device or "cpu"
+    args.encoder = args.encoder or "minilm"
+    args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("bench_propagate: --gpu / --device cuda needs a CUDA device, and torch sees none "
+              f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). Run it on a GPU machine, "
+              "or check the argument path here with: --gpu --device cpu --encoder tiny-xlmr --precision fp32",
+              file=sys.stderr)
+        return 2
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
           + (" (above the core count: wall-time ratios are not comparable to an idle run)"
              if os.getloadavg()[0] > (os.cpu_count() or 1) else ""))
     torch.set_num_threads(args.threads)
-    device = "cuda" if args.gpu else "cpu"
+    device = args.device
     skip = set(filter(None, args.skip.split(",")))
 
     paragraphs = sample_paragraphs(Path(args.sample))
@@ -109,9 +146,12 @@ def main() -> int:
     texts = [model_input(p.text, p.section_title) for p in paragraphs]
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
-        model_dir = build_model(Path(d), args.gpu, args.max_length)
+        model_dir = build_model(Path(d), args.encoder, args.max_length)
         pred = Predictor.from_dir(model_dir, device=device, batch_size=args.batch_size, max_length=args.max_length,
-                                  precision=args.precision)
+                                  precision=args.precision, max_tokens=args.max_tokens or None)
+        pred.tokenize(texts[:64])  # warm-up
+        tok_s = timed(lambda: pred.tokenize(texts), "tokenize")
+        results["tokenize"] = len(texts) / tok_s
         ids, truncated = pred.tokenize(texts)
         n_tokens = sum(len(x) for x in ids)
         print(f"{len(texts)} paragraphs, {n_tokens} tokens after truncation at {pred.max_length} "
@@ -122,7 +162,7 @@ def main() -> int:
         if not {"pipeline", "pipeline-bs"} <= skip:
             hf = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=4)
             tok = AutoTokenizer.from_pretrained(model_dir)
-            kwargs = {"dtype": torch.float16} if args.gpu else {}
+            kwargs = {"dtype": torch.float16} if device.startswith("cuda") else {}
             clf = pipeline("text-classification", model=hf.to(**kwargs), tokenizer=tok, device=device)
             clf(texts[:4], truncation=True, max_length=args.max_length)  # warm-up
             if "pipeline" not in skip:
@@ -131,7 +171,7 @@ def main() -> int:
             if "pipeline-bs" not in skip:
                 results["pipeline-bs"] = len(texts) / timed(
                     lambda: clf(texts, truncation=True, max_length=args.max_length, batch_size=args.batch_size), "pipeline-bs")
-        if "beam" not in skip and not args.gpu:
+        if "beam" not in skip and device == "cpu":
             from pipeline.core.records import Paragraph
             from pipeline.core.workdir import Workdir
             from pipeline.stages.propagate.config import PropagateConfig
@@ -151,7 +191,10 @@ def main() -> int:
         ratio = f"{v / base:.2f}" if base else "-"
         cratio = f"{cpu_rate[k] / cpu_rate['pipeline']:.2f}" if "pipeline" in cpu_rate else "-"
         print(f"{k:<12} {v:>13.1f} {ratio:>11} {cpu_rate[k]:>17.1f} {cratio:>11}")
-    machine = torch.cuda.get_device_name(0) if args.gpu else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if pred.max_tokens:
+        print(f"sub-batches of at most {pred.max_tokens} tokens: {len(pred.batches(ids))} for {len(texts)} paragraphs; "
+              f"tokenize = the tokenizer alone (its threads: TOKENIZERS_PARALLELISM={os.environ['TOKENIZERS_PARALLELISM']})")
+    machine = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "cpu_seconds": CPU_SECONDS, "n": len(texts), "machine": machine,
                                                "args": vars(args)}, indent=2))

@@ -101,6 +101,31 @@ def bench_propagate(root: Path, factor: int, workers: int, model_workdir: Path) 
             "paragraphs_per_cpu_s": round(rows / cpu, 1), "load_before": round(load, 2)}
 
 
+def load_line() -> str:
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return (f"cores: {os.cpu_count()}, load average now: {load:.2f}"
+            + (" ** above the core count: wall times are not comparable to an idle run **" if load > cores else ""))
+
+
+def smoke() -> int:
+    """The parse measurement on 3 real articles, in process: checks the script and the CLI it drives still agree."""
+    import tempfile
+
+    global SOURCE
+    print(load_line())
+    with tempfile.TemporaryDirectory(prefix="pmc-curate-scaling-smoke-") as tmp:
+        src = Path(tmp) / "source"
+        src.mkdir()
+        for f in sorted(p for p in SOURCE.iterdir() if p.suffix in (".xml", ".nxml"))[:3]:
+            shutil.copy(f, src / f.name)
+        SOURCE = src
+        r = bench_parse(Path(tmp), 1, 0)
+        print(json.dumps(r))
+        if not r.get("paragraphs"):
+            raise SystemExit("smoke: parse wrote no paragraphs")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stage", choices=["parse", "propagate"])
@@ -110,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=Path("/tmp/pmc-curate-bench"))
     ap.add_argument("--model-workdir", type=Path, help="propagate: a work directory holding model/")
     ap.add_argument("--out", type=Path, help="append results as JSON lines here")
+    ap.add_argument("--smoke", action="store_true",
+                    help="parse only: 3 articles, in process, in a temporary root (seconds; the figures mean nothing)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        return smoke()
     args.root.mkdir(parents=True, exist_ok=True)
     results = []
-    print(f"cores: {os.cpu_count()}, load average now: {os.getloadavg()}", file=sys.stderr)
+    print(load_line())
     for factor in [int(f) for f in args.factors.split(",")]:
         base: float | None = None
         worker_list = [int(w) for w in args.workers.split(",")]

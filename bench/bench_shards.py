@@ -38,6 +38,9 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.shards import FORMATS, open_writer  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line  # noqa: E402
+
 SHARED_SAMPLE = Path(os.environ.get("PMC_CURATE_SHARED_DATA", REPO.parent / "shared" / "data")) / "pmc-oa-sample"
 
 
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")
     ap.add_argument("--smoke", action="store_true", help="a few hundred documents, one round: seconds")
     args = ap.parse_args(argv)
+    print(load_line(), flush=True)
     if args.smoke:
         args.docs, args.rounds, args.batch = 300, 1, 100
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "

@@ -26,6 +26,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line
+
 from classifiers.data import Example, model_input
 from classifiers.metrics import evaluate_predictions
 from classifiers.predict import Predictor
@@ -71,6 +74,7 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true",
                     help="also score majority and TF-IDF, fit on the same labels, on the same unseen paragraphs")
     a = ap.parse_args()
+    print(load_line(), flush=True)
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -40,6 +40,9 @@ from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
 from pipeline.teacher.rules import rule_labels, sample_paragraphs, write_workdir
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadavg import load_line
+
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
 WINDOW, MAX_LENGTH = 40, 64
 
@@ -59,6 +62,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
+    print(load_line(), flush=True)
     torch.set_num_threads(args.threads)
 
     paragraphs = sample_paragraphs(SAMPLE)

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from exp_student import SAMPLE, examples_of
+from loadavg import load_line
 
 from classifiers.baselines import PRIMARY
 from classifiers.learning_curve import learning_curve, markdown_table, plot_curve
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="bench/out/learning_curve.json")
     a = ap.parse_args()
+    print(load_line(), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(a.threads)
     paragraphs = [p for p in sample_paragraphs(SAMPLE) if p.text and p.text.strip()]

@@ -1,7 +1,7 @@
 """Run every benchmark of bench/ one after the other (`make bench`), or each at tiny sizes (`--smoke`).
 
     .venv/bin/python bench/run_all.py            # the figures of docs/benchmarks.md (an hour or more on 2 cores)
-    .venv/bin/python bench/run_all.py --smoke    # every benchmark at tiny sizes, in about a minute
+    .venv/bin/python bench/run_all.py --smoke    # every benchmark at tiny sizes, a few minutes
     .venv/bin/python bench/run_all.py --only parse propagate
 
 The smoke run exists so a change that breaks a benchmark (a schema, a renamed function) fails the test
@@ -13,7 +13,6 @@ number of cores is not comparable to one measured idle.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from loadavg import load_line  # noqa: E402
 
 # name -> (script, arguments of the full run, arguments of the smoke run; {tmp}: a scratch folder, so a
 # smoke run never overwrites the results of a full one)
@@ -36,6 +37,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
                  ["--seconds", "0.2", "--concurrency", "1", "8", "--latency", "0.01"]),
     "propagate": ("bench_propagate.py", ["--threads", "2", "--limit", "300", "--max-length", "512", "--batch-size", "32"],
                   ["--smoke"]),
+    "cpu-paths": ("exp_cpu_paths.py", ["--limit", "150", "--max-length", "512", "--threads", "1", "--rounds", "3"],
+                  ["--smoke"]),
+    "dedup": ("bench_dedup.py", ["--paragraphs", "1000000"], ["--smoke"]),
+    "shards": ("bench_shards.py", [], ["--smoke"]),
+    "scaling": ("bench_scaling.py", ["parse", "--factors", "1,10", "--workers", "1,2"], ["parse", "--smoke"]),
     "curate": ("bench_curate.py", ["--paragraphs", "2000000", "--threads", "2"],
                ["--paragraphs", "3000", "--threads", "1", "--recipes", "be-base", "be-all", "--engines", "duckdb",
                 "--out", "{tmp}/curate"]),
@@ -57,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         script, full, smoke = BENCHMARKS[name]
         cmd = [sys.executable, str(BENCH / script), *(a.replace("{tmp}", tmp) for a in (smoke if args.smoke else full))]
-        print(f"== {name}: {' '.join(cmd[1:])} (load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores)",
-              flush=True)
+        print(f"== {name}: {' '.join(cmd[1:])} ({load_line()})", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.call(cmd)
         print(f"== {name}: exit {rc} in {time.perf_counter() - t0:.1f} s", flush=True)

@@ -4,7 +4,9 @@ What makes it fast (bench/bench_propagate.py measures it against transformers' p
 - the whole batch is tokenized in one call of the Rust tokenizer, without padding;
 - paragraphs are sorted by token length and cut into sub-batches, each padded only to its own
   longest member, so almost no compute goes to padding;
-- torch.inference_mode(); fp16 (or bf16) autocast on CUDA.
+- torch.inference_mode(); fp16 (or bf16) autocast on CUDA;
+- on CPU, `precision` int8 / onnx / onnx-int8 select a faster runtime (classifiers.cpu_runtime): the
+  labels' model_id then ends in `+<precision>`.
 Truncation at the maximum length is detected per paragraph (and reported, never silent).
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from classifiers.cpu_runtime import CPU_PRECISIONS, OnnxRunner, quantize_int8
 from classifiers.encoding import full_lengths, length_features
 from classifiers.model import StudentModel, load_config
 from pipeline.core import storage
@@ -58,7 +61,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for a device: fp16 on CUDA by default (as the paper), none on CPU."""
-    if precision == "fp32":
+    if precision in ("fp32", *CPU_PRECISIONS):
         return None
     if device.type != "cuda":
         return None if precision == "auto" else {"bf16": torch.bfloat16, "fp16": None}.get(precision)
@@ -80,13 +83,32 @@ class Predictor:
         batch_size: int = 64,
         precision: str = "auto",
         model_id: str = "student",
+        model_dir: str | Path | None = None,
+        max_tokens: int | None = None,
         tfidf: Any = None,
         tfidf_heads: Sequence[str] = (),
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.runner: OnnxRunner | None = None
+        if precision in CPU_PRECISIONS:
+            if self.device.type != "cpu":
+                raise ConfigError(f"--precision {precision} is a CPU path; on {self.device} use auto, fp16, bf16 or fp32")
+            if precision == "int8":
+                self.model = quantize_int8(self.model)
+            else:
+                if model.n_features:
+                    raise ConfigError(f"--precision {precision}: this student's heads read length features, which the "
+                                      "ONNX graph does not take yet; use int8 or fp32")
+                if model_dir is None:
+                    raise ConfigError(f"--precision {precision} needs the model directory (Predictor.from_dir)")
+                self.runner = OnnxRunner(self.model, Path(model_dir), precision)
+            model_id = f"{model_id}+{precision}"
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
+        # GPU: a sub-batch also closes at this many (padded) tokens, so long and short ones fill the device alike
+        self.max_tokens = int(max_tokens) if max_tokens else None
         limit = _model_limit(model, tokenizer)
         if max_length > limit:
             log.warning("max_length %d exceeds the model's %d positions; using %d", max_length, limit, limit)
@@ -109,6 +131,7 @@ class Predictor:
         max_length: int | None = None,
         precision: str = "auto",
         name: str | None = None,
+        max_tokens: int | None = None,
         tfidf_heads: Sequence[str] = (),
     ) -> Predictor:
         """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with.
@@ -142,6 +165,8 @@ class Predictor:
             batch_size=batch_size,
             precision=precision,
             model_id=model_id,
+            model_dir=local,
+            max_tokens=max_tokens,
             tfidf=tfidf,
             tfidf_heads=heads,
         )
@@ -161,7 +186,14 @@ class Predictor:
         """Index arrays of sub-batches, longest first, each of similar lengths (minimal padding)."""
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if not self.max_tokens:
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        out, start = [], 0
+        while start < len(order):  # longest first: the first member sets the width of its sub-batch
+            n = max(1, min(self.batch_size, self.max_tokens // max(1, int(lengths[order[start]]))))
+            out.append(order[start : start + n])
+            start += n
+        return out
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -173,27 +205,23 @@ class Predictor:
         n = len(texts)
         ids, lengths = self.tokenize_counted(texts)
         truncated = lengths > self.max_length
-        feats = torch.as_tensor(length_features(lengths, self.max_length)) if self.model.n_features else None
+        feats = length_features(lengths, self.max_length) if self.model.n_features else None
         probs = {h.name: np.zeros((n, len(h.classes)), dtype=np.float32) for h in HEADS if h.kind == "classification"}
         score = np.zeros(n, dtype=np.float32)
         n_tokens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         with torch.inference_mode(), self._autocast():
             for idx in self.batches(ids):
                 width = int(n_tokens[idx].max())
-                input_ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
                 for row, i in enumerate(idx):
                     x = ids[i]
-                    input_ids[row, : len(x)] = torch.as_tensor(x)
+                    input_ids[row, : len(x)] = x
                     mask[row, : len(x)] = 1
-                non_blocking = self.device.type == "cuda"
-                out = self.model(
-                    input_ids.to(self.device, non_blocking=non_blocking), mask.to(self.device, non_blocking=non_blocking),
-                    None if feats is None else feats[torch.as_tensor(idx)].to(self.device),
-                )
+                out = self._forward(input_ids, mask, None if feats is None else feats[idx])
                 for name, p in probs.items():
-                    p[idx] = torch.softmax(out[name].float() / self.temperature.get(name, 1.0), dim=-1).cpu().numpy()
-                score[idx] = out["educational_score"].float().cpu().numpy()
+                    p[idx] = _softmax(out[name] / self.temperature.get(name, 1.0))
+                score[idx] = out["educational_score"].reshape(-1)
         np.clip(score, SCORE_MIN, SCORE_MAX, out=score)
         if self.tfidf_heads:
             t_probs, t_score = self.tfidf.predict(texts)
@@ -203,6 +231,22 @@ class Predictor:
                 else:
                     score = t_score
         return Predictions(probs=probs, educational_score=score, truncated=truncated, n_tokens=n_tokens)
+
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One padded sub-batch through the model (PyTorch or ONNX Runtime): float32 arrays per head."""
+        if self.runner is not None:
+            return self.runner(input_ids, mask)
+        nb = self.device.type == "cuda"
+        out = self.model(torch.from_numpy(input_ids).to(self.device, non_blocking=nb),
+                         torch.from_numpy(mask).to(self.device, non_blocking=nb),
+                         None if feats is None else torch.from_numpy(feats).to(self.device))  # fmt: skip
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _model_limit(model: StudentModel, tokenizer: Any) -> int:

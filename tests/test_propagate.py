@@ -156,3 +156,18 @@ def test_missing_inputs_are_config_errors(tmp_path: Path, model_dir: Path, capsy
                                       text="x", n_tokens=1, language=None)])
     assert cli(["propagate", "--workdir", str(w.root)]) == 2
     assert "run `pmc-curate train` first" in capsys.readouterr().err
+
+
+def test_int8_precision_through_the_stage_records_it_in_model_id(tmp_path: Path, model_dir: Path) -> None:
+    """--precision int8 reaches the workers' Predictor; every label names it; fp32 and int8 runs are not mixed by
+    the delta (the precision is part of the model fingerprint)."""
+    paragraphs = [Paragraph(id=f"PMC9/p[{i}]", article_id="PMC9", path=f"p[{i}]", section_title="Results",
+                            text=f"Cells were cultured for {i} hours and treated with cisplatin. " * (1 + i % 4),
+                            n_tokens=0, language="en") for i in range(12)]  # fmt: skip
+    w = _workdir(tmp_path / "w", paragraphs)
+    cfg = PropagateConfig(model_dir=str(model_dir), batch_size=4, max_length=MAX_LENGTH, precision="int8")
+    s = run_propagate(w, cfg, [])
+    assert s["labels"] == 12 and s["model_ids"] == ["test-student+int8"]
+    again = run_propagate(w, PropagateConfig(model_dir=str(model_dir), batch_size=4, max_length=MAX_LENGTH,
+                                             precision="fp32"), [])  # fmt: skip
+    assert again["mode"] == "full" and again["model_ids"] == ["test-student"]

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from pipeline.core.options import option
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# int8 / onnx / onnx-int8: faster CPU paths (classifiers.cpu_runtime); the labels' model_id ends in +<precision>
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class PropagateConfig:
     # paragraphs per Beam batch = better length grouping, at the cost of memory per worker.
     beam_batch_size: int = option(1024, help="paragraphs per Beam batch, sorted by length inside")
     max_length: int | None = option(None, help="tokens (default: the training length)")
-    precision: str = option("auto", choices=PRECISIONS, help="inference precision (auto: fp16/bf16 on a GPU, fp32 on CPU)")
+    precision: str = option("auto", choices=PRECISIONS, help="inference precision (auto: fp16 on a GPU, fp32 on CPU; int8, onnx, onnx-int8: faster CPU paths)")
     # 0 = torch's default; set 1-2 when running several Beam worker processes.
     torch_threads: int = option(0, speed_only=True, help="torch intra-op threads per worker (0: torch default)")
     # classifiers.tfidf_heads: train saves TF-IDF heads beside the student and says when one beats it

@@ -52,6 +52,8 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but torch sees no CUDA device")
+        if config.precision in ("int8", "onnx", "onnx-int8"):
+            raise ConfigError(f"--precision {config.precision} is a CPU path; with --device cuda use auto, fp16, bf16 or fp32")
     fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision,
                                          tuple(config.tfidf_heads))
     plan = delta.plan(workdir, fingerprint, full=config.full)

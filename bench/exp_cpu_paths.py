@@ -1,0 +1,178 @@
+"""Which CPU inference path is fastest, and how close it stays to fp32: the experiment behind `--precision`.
+
+    .venv/bin/python bench/exp_cpu_paths.py --limit 150 --max-length 512 --threads 1 --rounds 3
+    .venv/bin/python bench/exp_cpu_paths.py --model-dir W/model       # a trained student instead of fitted heads
+    .venv/bin/python bench/exp_cpu_paths.py --smoke                   # seconds: checks that it still runs
+
+Same real paragraphs (every k-th of ../shared/data/pmc-oa-sample), same max length, same torch/ORT threads,
+one process; the paths run interleaved, round after round (a shared machine's load then hits them alike), and
+the best round of each is kept, in CPU seconds (time.process_time) and in wall seconds:
+
+    pipeline     transformers pipeline("text-classification"), batch_size 1: the baseline a user writes
+    fp32         classifiers.predict.Predictor, PyTorch fp32 (length-sorted sub-batches)
+    int8         the same, nn.Linear dynamically quantized to int8 (per channel)
+    onnx         ONNX Runtime, the exported and fused graph, fp32
+    onnx-int8    ONNX Runtime, the fused graph with int8 MatMul weights (per channel)
+
+Agreement with fp32 on the same paragraphs: both heads' labels (argmax) and the score's mean absolute error.
+Without --model-dir the student is MiniLM-L6 with heads fitted to the rule teacher's labels of --fit paragraphs
+(logistic regression / ridge on the fp32 pooled embeddings at 128 tokens), so the margins are those of a
+classifier of real labels, not of random heads. Prints the load average before and after; a run whose load
+exceeds the core count is flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+from classifiers.data import model_input
+from classifiers.predict import Predictor
+from pipeline.teacher.rules import sample_paragraphs
+
+SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
+PATHS = ("pipeline", "fp32", "int8", "onnx", "onnx-int8")
+
+
+def load_line(label: str) -> str:
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    flag = f"  ** load above the {cores} cores: CPU-time ratios hold better than wall-time ones **" if load > cores else ""
+    return f"{label}: load average {load:.2f} on {cores} cores{flag}"
+
+
+def fitted_student(out: Path, paragraphs, n_fit: int) -> Path:  # type: ignore[no-untyped-def]
+    """MiniLM-L6 with heads fitted to the rule teacher's labels (a stand-in for a trained student)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from transformers import AutoTokenizer
+
+    from classifiers.model import StudentModel
+    from classifiers.train import default_base_model
+    from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
+    from pipeline.teacher.rules import rule_labels
+
+    tok = AutoTokenizer.from_pretrained(default_base_model())
+    torch.manual_seed(0)
+    model = StudentModel.from_base(default_base_model()).eval()
+    fit = paragraphs[1::max(1, len(paragraphs) // n_fit)][:n_fit]
+    feats = []
+    with torch.inference_mode():
+        for i in range(0, len(fit), 32):
+            enc = tok([model_input(p.text, p.section_title) for p in fit[i : i + 32]], truncation=True,
+                      max_length=128, padding=True, return_tensors="pt")  # fmt: skip
+            h = model.encoder(**enc).last_hidden_state
+            feats.append(model.pool(h, enc["attention_mask"]).numpy())
+    x = np.concatenate(feats)
+    labels = [rule_labels(p.text) for p in fit]
+    with torch.no_grad():
+        for head, classes, y in (("document_type", DOCUMENT_TYPES, [t for t, _, _ in labels]),
+                                 ("domain", DOMAINS, [d for _, d, _ in labels])):  # fmt: skip
+            ids = np.array([classes.index(v) for v in y])
+            w, b = np.zeros((len(classes), x.shape[1]), np.float32), np.full(len(classes), -10.0, np.float32)
+            if len(set(ids)) > 1:
+                clf = LogisticRegression(max_iter=2000).fit(x, ids)
+                coef, icpt = (clf.coef_, clf.intercept_) if len(clf.classes_) > 2 else (
+                    np.stack([-clf.coef_[0], clf.coef_[0]]) / 2, np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2)
+                w[clf.classes_], b[clf.classes_] = coef, icpt
+            else:
+                b[ids[0]] = 0.0
+            model.heads[head].weight.copy_(torch.from_numpy(w))
+            model.heads[head].bias.copy_(torch.from_numpy(b))
+        r = Ridge(alpha=1.0).fit(x, [float(s) for _, _, s in labels])
+        model.heads["educational_score"].weight.copy_(torch.from_numpy(r.coef_.astype(np.float32))[None])
+        model.heads["educational_score"].bias.fill_(float(r.intercept_))
+    model.save(out, tok, {"max_length": 512, "model_id": "fitted-heads"})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sample", type=Path, default=SAMPLE)
+    ap.add_argument("--model-dir", default="", help="a trained student (default: MiniLM with fitted heads)")
+    ap.add_argument("--limit", type=int, default=150, help="paragraphs timed (every k-th of the sample)")
+    ap.add_argument("--fit", type=int, default=300, help="paragraphs the stand-in heads are fitted on")
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--paths", nargs="*", choices=PATHS, default=list(PATHS))
+    ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (12 paragraphs, 64 tokens, one round, no onnx fp32)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.limit, args.fit, args.max_length, args.rounds, args.batch_size = 12, 40, 64, 1, 8
+        args.paths = [p for p in args.paths if p != "onnx"]  # one ONNX export is enough to check the path
+    print(load_line("start"), flush=True)
+    torch.set_num_threads(args.threads)
+    paragraphs = sample_paragraphs(args.sample)
+    timed_set = paragraphs[:: max(1, len(paragraphs) // args.limit)][: args.limit]
+    texts = [model_input(p.text, p.section_title) for p in timed_set]
+    cache = tempfile.mkdtemp(prefix="pmc-curate-exp-cpu-")
+    os.environ.setdefault("PMC_CURATE_ONNX_CACHE", cache)  # a fresh export: its cost is shown as setup
+    model_dir = Path(args.model_dir) if args.model_dir else fitted_student(Path(cache) / "student", paragraphs, args.fit)
+
+    run, setup = {}, {}
+    for name in args.paths:
+        t = time.perf_counter()
+        if name == "pipeline":
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+            clf = pipeline("text-classification", device="cpu", tokenizer=AutoTokenizer.from_pretrained(model_dir),
+                           model=AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=4))
+            run[name] = lambda clf=clf: clf(texts, truncation=True, max_length=args.max_length)
+        else:
+            pred = Predictor.from_dir(model_dir, precision=name, batch_size=args.batch_size, max_length=args.max_length)
+            run[name] = lambda pred=pred: pred.predict(texts)
+        setup[name] = time.perf_counter() - t
+        run[name]()  # warm-up (and the outputs compared below)
+    cpu = {k: [] for k in run}
+    wall = {k: [] for k in run}
+    outputs = {}
+    for _ in range(args.rounds):
+        for name, fn in run.items():
+            c, w = time.process_time(), time.perf_counter()
+            outputs[name] = fn()
+            cpu[name].append(time.process_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    print(load_line("end"))
+    n = len(texts)
+    base = "pipeline" if "pipeline" in run else next(iter(run))
+    ref = outputs.get("fp32")
+    rows = []
+    print(f"\n{n} paragraphs, max length {args.max_length}, {args.threads} thread(s), best of {args.rounds} rounds; "
+          f"x = ratio to {base}")
+    print(f"{'path':<10} {'par/CPU-s':>9} {'x':>5} {'par/s':>7} {'x':>5} {'setup s':>7} {'labels=fp32':>11} {'score MAE':>9}")
+    for name in run:
+        per_cpu, per_wall = n / min(cpu[name]), n / min(wall[name])
+        agree = mae = None
+        if ref is not None and name != "pipeline":
+            o = outputs[name]
+            agree = float(np.mean([(o.probs[h].argmax(1) == ref.probs[h].argmax(1)).mean() for h in ref.probs]))
+            mae = float(np.abs(o.educational_score - ref.educational_score).mean())
+        rows.append({"path": name, "per_cpu_s": per_cpu, "per_s": per_wall, "setup_s": setup[name],
+                     "x_cpu": per_cpu / (n / min(cpu[base])), "x_wall": per_wall / (n / min(wall[base])),
+                     "label_agreement": agree, "score_mae": mae})  # fmt: skip
+        r = rows[-1]
+        print(f"{name:<10} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
+              f"{'n/a' if agree is None else f'{agree:.3f}':>11} {'n/a' if mae is None else f'{mae:.4f}':>9}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The faster CPU paths (classifiers.cpu_runtime): ONNX fp32 reproduces PyTorch, the int8 paths agree with fp32,
+and the labels' model id records the precision."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classifiers.model import StudentModel
+from classifiers.predict import Predictor
+from pipeline.core.errors import ConfigError
+
+MAX_LENGTH = 96
+WORDS = ["patients", "tumour", "cells", "were", "cultured", "treated", "with", "cisplatin", "for", "hours", "the", "mice", "received", "a", "dose", "of", "we", "measured", "expression", "by", "western", "blot", "randomised", "trial", "outcome", "mortality", "children", "fever", "cough", "figure", "shows", "significant", "increase", "p", "value", "protein", "binding", "kinase", "pathway", "la", "patiente", "a", "été", "traitée"]
+
+
+def _texts(n: int = 48) -> list[str]:
+    """Varied lengths (4 to 150 words, some cut at MAX_LENGTH), deterministic."""
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(WORDS, size=int(k))) + "." for k in itertools.islice(itertools.cycle((4, 20, 45, 90, 150)), n)]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default encoder with random heads large enough that labels and score depend on the input
+    (fresh heads give near-uniform outputs, whose argmax any rounding flips)."""
+    from transformers import AutoTokenizer
+
+    from classifiers.train import default_base_model
+
+    torch.manual_seed(0)
+    model = StudentModel.from_base(default_base_model())
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.weight.normal_(0, 0.5)
+            head.bias.zero_()
+        model.heads["educational_score"].bias.fill_(3.0)
+    d = tmp_path_factory.mktemp("student")
+    model.save(d, AutoTokenizer.from_pretrained(default_base_model()), {"max_length": MAX_LENGTH, "model_id": "s"})
+    return d
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PMC_CURATE_ONNX_CACHE", str(tmp_path_factory.getbasetemp() / "onnx-cache"))
+
+
+@pytest.fixture(scope="module")
+def reference(student_dir: Path):  # type: ignore[no-untyped-def]
+    return Predictor.from_dir(student_dir, precision="fp32", batch_size=16).predict(_texts())
+
+
+def _labels(pred) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.stack([p.argmax(1) for p in pred.probs.values()], axis=1)
+
+
+def test_onnx_fp32_reproduces_pytorch(student_dir: Path, reference) -> None:  # type: ignore[no-untyped-def]
+    p = Predictor.from_dir(student_dir, precision="onnx", batch_size=16)
+    assert p.model_id == "s+onnx"
+    out = p.predict(_texts())
+    for name in reference.probs:
+        np.testing.assert_allclose(out.probs[name], reference.probs[name], atol=1e-4)
+    np.testing.assert_allclose(out.educational_score, reference.educational_score, atol=1e-4)
+    assert out.truncated.tolist() == reference.truncated.tolist() and reference.truncated.any()
+    # the second predictor of the same model reuses the exported file
+    assert Predictor.from_dir(student_dir, precision="onnx").runner.path == p.runner.path
+
+
+@pytest.mark.parametrize("precision", ["int8", "onnx-int8"])
+def test_int8_paths_agree_with_fp32(student_dir: Path, reference, precision: str) -> None:  # type: ignore[no-untyped-def]
+    p = Predictor.from_dir(student_dir, precision=precision, batch_size=16)
+    assert p.model_id == f"s+{precision}"
+    out = p.predict(_texts())
+    assert np.ptp(reference.educational_score) > 0.3  # the score depends on the input, so the MAE means something
+    assert len(np.unique(_labels(reference)[:, 0])) > 1
+    agreement = (_labels(out) == _labels(reference)).mean()
+    mae = np.abs(out.educational_score - reference.educational_score).mean()
+    # Random heads on near-duplicate synthetic texts have small margins (measured here: 0.83-0.94), so the
+    # bar is well below the agreement on real paragraphs with fitted heads (bench/exp_cpu_paths.py,
+    # docs/benchmarks.md); a broken quantization (wrong scales, a dropped mask) falls towards chance (~0.3).
+    assert agreement >= 0.75, agreement
+    # score head: random weights of std 0.5 make it ~10x more sensitive than a fitted one (its range saturates)
+    assert mae <= 0.1 * np.ptp(reference.educational_score), mae
+
+
+def test_cpu_paths_refuse_a_gpu(student_dir: Path) -> None:
+    model = StudentModel.from_dir(student_dir)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(student_dir)
+    with pytest.raises(ConfigError, match="needs the model directory"):
+        Predictor(model, tok, max_length=MAX_LENGTH, precision="onnx")
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CPU path"):
+            Predictor(model, tok, max_length=MAX_LENGTH, device="cuda", precision="int8")
