@@ -53,6 +53,13 @@ def examples_of(paragraphs, window_words, teacher="rules-v1"):
     return out
 
 
+def r3(v):
+    """A figure rounded for the JSON line; an undefined one ("n/a (reason)") as it is."""
+    from pipeline.core.agreement import is_na
+
+    return v if is_na(v) else round(float(v), 3)
+
+
 def parse_value(v: str):
     for cast in (int, float):
         try:
@@ -100,17 +107,16 @@ def main() -> None:
             labelled = examples_of(annotated, a.window_words or None, a.teacher)
             for name, fn in (("majority", majority), ("tfidf", tfidf)):
                 b = evaluate_predictions(test, fn(labelled, test))
-                base[name] = {"type_f1": round(b["document_type"]["macro_f1"], 3),
-                              "domain_f1": round(b["domain"]["macro_f1"], 3),
-                              "score_r": round(b["educational_score"]["pearson_r"] or float("nan"), 3)}
+                base[name] = {"type_f1": r3(b["document_type"]["macro_f1"]), "domain_f1": r3(b["domain"]["macro_f1"]),
+                              "score_r": r3(b["educational_score"]["pearson_r"])}
     cfgd = json.loads(json.dumps(m.get("config", {}))) if "config" in m else {}
     print(json.dumps({
         "n": a.n, "teacher": a.teacher, "max_length": a.max_length, "set": over, "baselines": base,
         "baseline_wins": m.get("baseline_wins"), "load_avg": round(os.getloadavg()[0], 1), "train_s": round(wall, 1), "steps": m["steps"], "best_step": m["best_step"],
-        "n_test": r["n"], "type_f1": round(r["document_type"]["macro_f1"], 3),
-        "domain_f1": round(r["domain"]["macro_f1"], 3), "score_r": round(r["educational_score"]["pearson_r"], 3),
-        "score_mae": round(r["educational_score"]["mae"], 3),
-        "val": {k: round(v, 3) for k, v in (("type", m["validation"]["document_type"]["macro_f1"]),
+        "n_test": r["n"], "type_f1": r3(r["document_type"]["macro_f1"]),
+        "domain_f1": r3(r["domain"]["macro_f1"]), "score_r": r3(r["educational_score"]["pearson_r"]),
+        "score_mae": r3(r["educational_score"]["mae"]),
+        "val": {k: r3(v) for k, v in (("type", m["validation"]["document_type"]["macro_f1"]),
                                              ("domain", m["validation"]["domain"]["macro_f1"]),
                                              ("score", m["validation"]["educational_score"]["pearson_r"]))}
         if m["validation"] else None, **cfgd,
