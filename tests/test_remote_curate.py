@@ -237,7 +237,9 @@ def test_reading_tables_costs_requests_per_file_not_per_row(s3_server: Any) -> N
     # Three more files per table: a bounded number of requests per file (footers and column chunks of
     # each query that reads it; ~1 per file measured with the cache, ~13 without).
     assert small_1 < small_4 <= small_1 + 9 * 16, (small_1, small_4)
-    assert small_1 < 60
+    # The recipe runs on a sandboxed connection of its own (curate/sandbox.py), which opens the tables'
+    # files again: two connections' footers and chunks, still a bounded number per file.
+    assert small_1 < 100
 
 
 # ---- access errors ----------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_demo_flow_on_s3_with_external_workers_equals_the_local_run_and_leaks_no
         remote = {"tables": read_tables(workdir), "manifests": manifests(workdir),
                   "reports": sorted(p.name for p in Location(f"{workdir}/reports").iterdir())}
         assert_same_tables(remote["tables"], local_run["tables"])
-        assert _close(remote["manifests"], local_run["manifests"]) and len(remote["manifests"]) == 7, remote["manifests"]
+        assert _close(remote["manifests"], local_run["manifests"]) and len(remote["manifests"]) == len(local_run["manifests"]) >= 8, remote["manifests"]
         assert remote["reports"] == local_run["reports"]
         markers = {m.stem: json.loads(m.read_text()) for m in Location(workdir).glob("_stages/*.json")}
         assert all(m["status"] == "finished" for m in markers.values()), {k: m["status"] for k, m in markers.items()}

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from pipeline import stages
-from pipeline.core import secrets
+from pipeline.core import secrets, storage
 from pipeline.core.errors import ConfigError, LockLostError
 from pipeline.core.workdir import Workdir
 from pipeline.flow.lock import WorkdirLock, alive
@@ -63,6 +63,7 @@ def unfinished_writers(wd: Workdir, command: str, config: Any) -> list[str]:
 def run_by_hand(command: str, module: ModuleType, config: Any, beam_argv: list[str], argv: list[str]) -> int:
     """Run a stage from the command line: lease, refusal of unfinished inputs, running/finished markers."""
     wd = Workdir.of(config.workdir)
+    storage.check_access(wd.root)  # a missing bucket or refused credentials: named before the lock or a marker
     problems = unfinished_writers(wd, command, config)
     if problems:
         raise ConfigError(f"{command} reads tables of {wd.root} that are not finished:\n"

@@ -155,11 +155,22 @@ class WorkdirLock:
         self._thread = threading.Thread(target=self._beat, name="pmc-curate-lock-heartbeat", daemon=True)
         self._thread.start()
 
+    def _taken_over(self) -> dict[str, Any] | None:
+        """The lock's content when it names another owner; None while it is ours, gone, or cannot be read
+        now (a lost endpoint is the storage layer's error to report, not a takeover)."""
+        try:
+            data = json.loads(self.loc.read_text())
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict) and data.get("owner") and data.get("owner") != self.me["owner"]:
+            return data
+        return None
+
     def _beat(self) -> None:
         while not self._stop.wait(self.lease_s / 4):
             try:
-                now = self._read()
-                if now is not None and now.get("owner") != self.me["owner"]:
+                now = self._taken_over()
+                if now is not None:
                     self.lost = f"host {now.get('host')} pid {now.get('pid')}"
                     log.error("the lock on %s was taken over by %s; this run no longer holds it", self.wd.root, self.lost)
                     if self.interrupt and self._main is not None:
@@ -178,8 +189,8 @@ class WorkdirLock:
     def check(self) -> None:
         """Raise LockLostError when another run took the lock over: call before writing to the work directory."""
         if self.lost is None and self._thread is not None and not self._stop.is_set():
-            now = self._read()
-            if now is not None and now.get("owner") != self.me["owner"]:
+            now = self._taken_over()
+            if now is not None:
                 self.lost = f"host {now.get('host')} pid {now.get('pid')}"
         if self.lost is not None:
             raise self.error()
