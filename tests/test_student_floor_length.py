@@ -1,7 +1,7 @@
 """Issue 24: at pilot scale the labels a user propagates must not lose to a baseline the run itself fits.
 
 The second floor teacher, rules-length-v1 (pipeline/teacher/rules.py), scores paragraphs by their length
-as much as by their content, over the whole paragraph; the student reads FLOOR_LENGTH tokens. 600 labels
+as much as by their content, over the whole paragraph; the student reads LENGTH tokens (128). 600 labels
 of the real sample, `train` with its defaults, then what a user following train's advice propagates with
 (`--tfidf-heads auto`: the heads on which train found TF-IDF better), scored on every paragraph not
 annotated against majority and TF-IDF fit on the same 600 labels. With the old defaults (no length
@@ -26,7 +26,7 @@ from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
 from pipeline.teacher.rules import length_rule_labels, sample_paragraphs, write_workdir
 
-LABELS, LENGTH = 600, 64
+LABELS, LENGTH = 600, 128
 MARGIN = 0.03  # validation-based choices carry over to unseen paragraphs within sampling noise
 
 

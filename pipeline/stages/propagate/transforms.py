@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -170,6 +171,9 @@ class Propagate(beam.PTransform):
         self.workdir = workdir
         self.config = config
         self.paragraphs = paragraphs or workdir.glob("paragraphs")  # a delta run reads only its paragraphs
+        # This run's label files get names of their own: a kept file lists the files it supersedes by name
+        # (delta.heal), and Beam's shard names alone (labels-00000-of-00001) repeat from run to run.
+        self.run_id = uuid.uuid4().hex[:8]
 
     def provenance(self) -> dict[str, str]:
         """Schema metadata of W/labels: the tool, the student's model_id, the teachers it learned from."""
@@ -186,7 +190,8 @@ class Propagate(beam.PTransform):
                       | "SpreadParagraphs" >> beam.Reshuffle())
         labels, rejects = paragraphs | "Score" >> ScoreParagraphs(self.config)
         labels | "WriteLabels" >> WriteToParquet(
-            str(self.workdir.labels / "labels"), schema=arrow_schema(Label, self.provenance()), file_name_suffix=".parquet"
+            str(self.workdir.labels / f"labels-{self.run_id}"), schema=arrow_schema(Label, self.provenance()),
+            file_name_suffix=".parquet"
         )
         return rejects | "WriteRejects" >> WriteToParquet(
             str(self.workdir.rejects / f"{STAGE}"), schema=arrow_schema(Reject), file_name_suffix=".parquet"
