@@ -194,9 +194,10 @@ def train(workdir: Workdir, cfg: TrainConfig, out_dir: str | Path | storage.Loca
     with storage.local_staging(final, prefix="pmc-curate-model-") as out:
         trainer.model.save(out, trainer.tokenizer, config)
         config["model_id"] = _model_id(out)
-        # The TF-IDF heads fit on the same training split: what `propagate --tfidf-heads` can use per head.
-        tfidf_id = TfidfHeads.fit([model_input(e.text, e.section_title) for e in train_ex],
-                                  label_arrays(train_ex)).save(out)
+        # The TF-IDF heads `propagate --tfidf-heads` can use per head: judged against the student on the
+        # validation split (baseline_wins), then refit on every label, as the final model of a choice is.
+        every = [*train_ex, *val_ex]
+        tfidf_id = TfidfHeads.fit([model_input(e.text, e.section_title) for e in every], label_arrays(every)).save(out)
         (out / "training_config.json").write_text(
             json.dumps(dict(json.loads((out / "training_config.json").read_text()), model_id=config["model_id"]),
                        indent=2, sort_keys=True) + "\n")
