@@ -155,8 +155,8 @@ class Predictor:
 
             heads = resolve_heads(tfidf_heads, recommended_heads(local))
             if heads:
-                tfidf = TfidfHeads.load(local)
-                model_id += "".join(f"+{h}={heads_id(local)}" for h in heads)
+                tfidf, tfidf_id = TfidfHeads.load(local), heads_id(local)
+                model_id += "".join(f"+{h}={tfidf_id}" for h in heads)
         return cls(
             model,
             tokenizer,

@@ -17,25 +17,17 @@ import pytest
 import torch
 
 from classifiers.baselines import PRIMARY, majority, tfidf
-from classifiers.data import Example, model_input
+from classifiers.data import model_input
 from classifiers.metrics import evaluate_predictions
 from classifiers.predict import Predictor
 from pipeline.cli import main as cli
 from pipeline.core.agreement import num
-from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.workdir import Workdir
 from pipeline.teacher.rules import length_rule_labels, sample_paragraphs, write_workdir
+from tests.students import rule_examples
 
 LABELS, LENGTH = 600, 128
 MARGIN = 0.03  # validation-based choices carry over to unseen paragraphs within sampling noise
-
-
-def _examples(paragraphs) -> list[Example]:  # type: ignore[no-untyped-def]
-    out = []
-    for p in paragraphs:
-        t, d, s = length_rule_labels(p.text)
-        out.append(Example(p.id, p.article_id, p.text, p.section_title, DOCUMENT_TYPES.index(t), DOMAINS.index(d), s))
-    return out
 
 
 @pytest.mark.slow
@@ -50,10 +42,10 @@ def test_what_train_advises_is_at_least_as_good_as_every_baseline(tmp_path: Path
     torch.set_num_threads(min(2, torch.get_num_threads()))  # CI's 2 cores
     assert cli(["train", "--workdir", str(w.root), "--max-length", str(LENGTH)]) == 0
 
-    test = _examples(unseen)
+    test = rule_examples(unseen, length_rule_labels)
     texts = [model_input(e.text, e.section_title) for e in test]
     advised = evaluate_predictions(test, Predictor.from_dir(w.model, tfidf_heads=["auto"]).predict(texts))
-    labelled = _examples(annotated)
+    labelled = rule_examples(annotated, length_rule_labels)
     for name, fit in (("majority", majority), ("tfidf", tfidf)):
         base = evaluate_predictions(test, fit(labelled, test))
         for head, metric in PRIMARY.items():

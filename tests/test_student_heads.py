@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from classifiers.baselines import baseline_wins, tfidf
-from classifiers.data import Example, label_arrays, load_examples, model_input
+from classifiers.data import label_arrays, load_examples, model_input
 from classifiers.encoding import length_features
 from classifiers.predict import Predictor
 from classifiers.tfidf_heads import TfidfHeads, resolve_heads
@@ -25,6 +25,7 @@ from pipeline.teacher.rules import (
     sample_paragraphs,
     write_workdir,
 )
+from tests.students import rule_examples
 
 MAX_LENGTH = 32
 
@@ -45,20 +46,10 @@ def test_length_features_see_past_the_cut() -> None:
     assert f[2, 0] > f[1, 0] > f[0, 0] and f[0, 2] == 0.0 and f[2, 2] > 0
 
 
-def _examples(paragraphs, rules) -> list[Example]:  # type: ignore[no-untyped-def]
-    from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
-
-    out = []
-    for p in paragraphs:
-        t, d, s = rules(p.text)
-        out.append(Example(p.id, p.article_id, p.text, p.section_title, DOCUMENT_TYPES.index(t), DOMAINS.index(d), s))
-    return out
-
-
 @pytest.mark.shared_data
 def test_tfidf_heads_saved_and_loaded_predict_as_the_baseline(tmp_path: Path, shared_sample: Path) -> None:
     paragraphs = [p for p in sample_paragraphs(shared_sample, max_articles=20) if p.text.strip()]
-    ex = _examples(paragraphs, length_rule_labels)
+    ex = rule_examples(paragraphs, length_rule_labels)
     train, test = ex[: len(ex) // 2], ex[len(ex) // 2 :]
     texts = [model_input(e.text, e.section_title) for e in train]
     heads = TfidfHeads.fit(texts, label_arrays(train))
