@@ -12,8 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.core.storage import Location
-from pipeline.stages.parse.update import diff, drop_rows
+from pipeline.stages.parse.update import diff
 from tests.pmc_cloud_mirror import DAY1, DAY2, NOTICE, LayoutWriter
 from tests.test_parse_pmc_cloud import q
 
@@ -96,16 +95,6 @@ def test_an_update_with_nothing_new_rewrites_nothing(days, tmp_path):
 
 def test_update_needs_a_previous_run(days, tmp_path):
     assert main(["parse", str(days["root"]), "--workdir", str(tmp_path / "empty"), "--update"]) == 2
-
-
-def test_drop_rows_rewrites_only_files_holding_affected_ids(tmp_path):
-    a, b = Location(tmp_path / "a.parquet"), Location(tmp_path / "b.parquet")
-    pq.write_table(pa.table({"pmcid": ["PMC1", "PMC2"], "x": [1, 2]}), a.local)
-    pq.write_table(pa.table({"pmcid": ["PMC3"], "x": [3]}), b.local)
-    mb = b.local.stat().st_mtime_ns
-    assert drop_rows([a, b], "pmcid", {"PMC2"}) == 1
-    assert pq.read_table(a.local).to_pylist() == [{"pmcid": "PMC1", "x": 1}] and b.local.stat().st_mtime_ns == mb
-    assert drop_rows([a, b], "pmcid", {"PMC1"}) == 1 and not a.exists()  # a file left empty is deleted
 
 
 def test_diff():

@@ -24,6 +24,7 @@ from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow.lock import alive
 from pipeline.flow.markers import glob_files
+from pipeline.stages.parse import update_journal
 
 
 def _table_rows(wd: Workdir, command: str, problems: list[str] | None = None) -> dict[str, int]:
@@ -163,6 +164,13 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
         corpus = corpus_state(wd, marker)
         if corpus:
             parse_entry["corpus"] = corpus
+        pending = update_journal.pending(wd)
+        if pending is not None and pending.get("phase") != "published":
+            parse_entry["problems"].append(
+                f"parse --update of {pending.get('stamp')} was interrupted while "
+                + ("publishing (some part files hold the new versions, the others the old: each article once)"
+                   if pending.get("phase") == "publishing" else "parsing (the tables are as before it)")
+                + "; the next `parse --update` finishes it")
 
     def order(e: dict[str, Any]) -> tuple[int, str, str]:
         c = str(e["command"])

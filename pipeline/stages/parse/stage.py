@@ -29,7 +29,7 @@ from pipeline.jats import DEFAULT_MIN_TOKENS
 from pipeline.jats.tokens import require_tokenizer
 from pipeline.jats.xml import DEFAULT_MAX_BYTES
 from pipeline.sources import pmc_cloud
-from pipeline.stages.parse import update
+from pipeline.stages.parse import update, update_journal
 from pipeline.stages.parse.fetching import DEFAULT_FETCH_CONCURRENCY, check_concurrency
 from pipeline.stages.parse.read_cloud import OUT_VERSIONS, ReadPmcCloud
 from pipeline.stages.parse.summary import format_summary, summarize
@@ -114,9 +114,9 @@ def run(config: Config, beam_argv: list[str]) -> int:
     transform = build_transform(config, beam_argv, max_bytes)  # ConfigError early
     t0 = time.time()
 
-    def run_pipeline(t: beam.PTransform, tag: str = "") -> None:
+    def run_pipeline(t: beam.PTransform, tag: str = "", out: Workdir = workdir) -> None:
         with make_pipeline(options) as p:
-            _ = p | "ParseArticles" >> t | "Write" >> WriteParseOutputs(workdir, config.min_tokens, tag)
+            _ = p | "ParseArticles" >> t | "Write" >> WriteParseOutputs(out, config.min_tokens, tag)
 
     update_summary = None
     if config.update:
@@ -124,6 +124,7 @@ def run(config: Config, beam_argv: list[str]) -> int:
             raise ConfigError("--update needs a PMC Cloud layout (s3://pmc-oa-opendata/ or a mirror) as input")
         update_summary = update.run_update(workdir, transform, run_pipeline)
     elif not dry_run:
+        update_journal.discard(workdir)  # a full parse rebuilds every table: a killed update has nothing left to finish
         for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS, "tombstones"):
             workdir.reset_table(name)
         workdir.reset_table("rejects", prefix=f"{STAGE}-")

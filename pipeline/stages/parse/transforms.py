@@ -317,7 +317,7 @@ class WriteParseOutputs(beam.PTransform):
         super().__init__()
         self.workdir = workdir
         self.meta = schema_metadata(min_tokens)
-        self.tag = f"-{tag}" if tag else ""  # --update writes beside the previous files: part-u<stamp>-*
+        self.tag = f"-{tag}" if tag else ""  # --update stages its tables as part-u<stamp>-* (update.py)
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> dict[str, Any]:
         w = self.workdir
