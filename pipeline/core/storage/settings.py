@@ -210,10 +210,16 @@ def _make_fs(sch: str, anon: bool = False) -> Any:
         import gcsfs
     except ImportError as e:
         raise ConfigError("gs:// needs the gcp extra: pip install 'pmc-curate[gcp]'") from e
+    import aiohttp
+
+    # As for S3: each attempt bounded, and the attempts too (gcsfs: 6 tries with up to 31 s of backoff).
+    per_try = max(1.0, storage_timeout_s() / (_ATTEMPTS * 2))
+    timeouts = {"requests_timeout": aiohttp.ClientTimeout(total=per_try, sock_connect=per_try)}
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return gcsfs.GCSFileSystem(token="anon", project=os.environ.get("GOOGLE_CLOUD_PROJECT", "emulator"),
-                                   skip_instance_cache=True)
-    return gcsfs.GCSFileSystem(skip_instance_cache=True)
+        return _bounded_gcs(gcsfs.GCSFileSystem)(
+            token="anon", project=os.environ.get("GOOGLE_CLOUD_PROJECT", "emulator"), skip_instance_cache=True,
+            **timeouts)
+    return _bounded_gcs(gcsfs.GCSFileSystem)(skip_instance_cache=True, **timeouts)
 
 
 _LOST = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError")
@@ -243,6 +249,45 @@ def _bounded(base: type) -> type:
 
         _bounded_classes[base] = Bounded
     return _bounded_classes[base]
+
+
+def _bounded_gcs(base: type) -> type:
+    """gcsfs.GCSFileSystem with _ATTEMPTS tries a request (gcsfs: 6, with up to 31 s of backoff, each
+    failure logged with its traceback) and the same latch as `_bounded`: once a request found the endpoint
+    gone, later calls fail at once."""
+    if base not in _bounded_classes:
+        import asyncio
+        import random
+
+        from gcsfs.retry import HttpError, is_retriable
+
+        once = base._request.__wrapped__  # gcsfs's request without its retry decorator
+
+        class BoundedGcs(base):  # type: ignore[misc, valid-type]
+            _lost: BaseException | None = None
+
+            async def _request(self, *args: Any, **kwargs: Any) -> Any:
+                if self._lost is not None:
+                    raise self._lost
+                for attempt in range(_ATTEMPTS):
+                    try:
+                        return await once(self, *args, **kwargs)
+                    except Exception as e:
+                        lost = bool({c.__name__ for c in type(e).__mro__} & set(_GCS_LOST))
+                        if isinstance(e, HttpError) and e.code == 404 or not (lost or is_retriable(e)):
+                            raise
+                        if attempt == _ATTEMPTS - 1:
+                            if lost:
+                                self._lost = e
+                            raise
+                        await asyncio.sleep(min(random.random() + 2**attempt, 4))
+                raise AssertionError("unreachable")
+
+        _bounded_classes[base] = BoundedGcs
+    return _bounded_classes[base]
+
+
+_GCS_LOST = ("ClientConnectorError", "ServerTimeoutError", "ServerDisconnectedError", "TimeoutError")
 
 
 def duckdb_connect(threads: int | None = None, memory_limit: str | None = None, database: str = ":memory:",
