@@ -113,7 +113,7 @@ def test_a_killed_update_never_shows_an_article_twice_or_loses_one(days, tmp_pat
     if point not in ("removing the staging folder", "removing the journal"):
         out = json.loads(_status(str(w)))
         parse = next(e for e in out if e["command"] == "parse")
-        assert any("parse --update" in p for p in parse["problems"]), parse
+        assert any("parse (parse-update) of" in p for p in parse["problems"]), parse
     converges(str(w), days)
 
 

@@ -4,6 +4,8 @@
     config.py   the YAML file: workdir, Beam options, steps
     markers.py  what each step read, how it was configured and what it wrote: W/_stages/<step>.json
     lock.py     one flow per work directory (a lease with a heartbeat)
+    by_hand.py  a stage typed by hand follows the same lease and markers
+    debris.py   what killed runs left (Beam temp folders, half-written files), collected by the next writer
     status.py   `pmc-curate status`: each stage's state, counts and rejects
     demo.py     `pmc-curate demo`: the flow on the embedded sample
 

@@ -23,6 +23,7 @@ from pipeline import stages
 from pipeline.core import secrets, storage
 from pipeline.core.errors import ConfigError, LockLostError
 from pipeline.core.workdir import Workdir
+from pipeline.flow import debris
 from pipeline.flow.lock import WorkdirLock, alive
 from pipeline.flow.markers import MARKER_VERSION, now, patterns, read_marker, write_marker
 
@@ -69,6 +70,7 @@ def run_by_hand(command: str, module: ModuleType, config: Any, beam_argv: list[s
         raise ConfigError(f"{command} reads tables of {wd.root} that are not finished:\n"
                           + "\n".join(f"  - {p}" for p in problems))  # fmt: skip
     with WorkdirLock(wd, echo=log.warning, interrupt=True) as lock:
+        debris.collect(wd)  # no other writer is at work now: what killed runs left can go
         base = {"marker_version": MARKER_VERSION, "step": command, "command": command, "by_hand": True,
                 "argv": secrets.redact_argv([command, *argv]), "started_at": now(), "pid": os.getpid(),
                 "host": socket.gethostname()}  # fmt: skip

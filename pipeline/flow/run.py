@@ -48,6 +48,7 @@ from pipeline.core import logs, options, secrets, storage
 from pipeline.core.errors import ConfigError, DryRunFinished, LockLostError
 from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
+from pipeline.flow import debris
 from pipeline.flow.config import FlowConfig, PreparedStep, beam_to_argv, load_config
 from pipeline.flow.lock import WorkdirLock
 from pipeline.flow.markers import (
@@ -169,6 +170,7 @@ def run_flow(config: FlowConfig, cli_beam_argv: Sequence[str] = (), *, force: Se
         return rc
     # interrupt: a takeover stops the step in progress too (LockLostError in this thread), not only the next one.
     with WorkdirLock(wd, echo=echo, interrupt=True) as lock:
+        debris.collect(wd)  # no other writer is at work now: what killed runs left can go
         return _run_steps(prepared, wd, force, only, False, echo, check=lock.check)
 
 

@@ -24,7 +24,6 @@ from pipeline.core.options import option
 from pipeline.core.workdir import Workdir
 from pipeline.flow.lock import alive
 from pipeline.flow.markers import glob_files
-from pipeline.stages.parse import update_journal
 
 
 def _table_rows(wd: Workdir, command: str, problems: list[str] | None = None) -> dict[str, int]:
@@ -102,6 +101,21 @@ def _snapshots(con: duckdb.DuckDBPyConnection, files: list[str], out: dict[str, 
             out["snapshots"] = {str(k): int(n) for k, n in rows}
 
 
+def _journal_problem(wd: Workdir, command: str, journal: str) -> str | None:
+    try:
+        j = json.loads(wd.state(journal).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return f"{command}: its journal {wd.state(journal)} cannot be read ({e}); the next `{command}` run decides"
+    phase = j.get("phase")
+    if phase == "published":
+        return None
+    what = ("publishing (each part file holds its old or its new rows, never both)" if phase == "publishing"
+            else f"{phase} (the tables are as before it)")
+    return f"{command} ({journal}) of {j.get('stamp')} was interrupted while {what}; the next `{command}` finishes it"
+
+
 def collect(wd: Workdir) -> list[dict[str, Any]]:
     """One entry per stage: marker fields (state, times, outputs) plus rejects per reason."""
     markers: list[dict[str, Any]] = []
@@ -164,13 +178,12 @@ def collect(wd: Workdir) -> list[dict[str, Any]]:
         corpus = corpus_state(wd, marker)
         if corpus:
             parse_entry["corpus"] = corpus
-        pending = update_journal.pending(wd)
-        if pending is not None and pending.get("phase") != "published":
-            parse_entry["problems"].append(
-                f"parse --update of {pending.get('stamp')} was interrupted while "
-                + ("publishing (some part files hold the new versions, the others the old: each article once)"
-                   if pending.get("phase") == "publishing" else "parsing (the tables are as before it)")
-                + "; the next `parse --update` finishes it")
+    for e in entries:  # a publish a killed run left half done (the stage's journal)
+        stage = stages.BY_NAME.get(str(e["command"]))
+        if stage is not None and stage.journal and not str(e["state"]).startswith("running"):
+            problem = _journal_problem(wd, stage.name, stage.journal)
+            if problem:
+                e["problems"].append(problem)
 
     def order(e: dict[str, Any]) -> tuple[int, str, str]:
         c = str(e["command"])

@@ -45,13 +45,16 @@ class Stage:
     beam: bool  # builds a Beam pipeline: takes Beam's pipeline options (--runner, --preset ...)
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    # W/_stages/state/<journal>.json while a multi-step publish is under way ({"stamp", "phase"}): `status`
+    # reports it as interrupted when no run is at work, and the stage's next run finishes it.
+    journal: str = ""
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("parse", "pipeline.stages.parse.stage", "PMC-OA JATS XML (files, dirs, globs, .tar.gz, the PMC Cloud bucket) "
           "-> articles/paragraphs/rejects", beam=True,
           writes=("articles/*.parquet", "paragraphs/*.parquet", "versions/*.parquet", "tombstones/*.parquet",
-                  "rejects/parse-*.parquet")),
+                  "rejects/parse-*.parquet"), journal="parse-update"),
     Stage("sample", "pipeline.stages.sample", "pick a deterministic, stratified sample of paragraphs for the teacher",
           beam=False, reads=("articles/*.parquet", "paragraphs/*.parquet"), writes=("sample/*.parquet",)),
     Stage("annotate", "pipeline.stages.annotate.stage", "label the sample with a teacher LLM at any OpenAI-compatible endpoint",

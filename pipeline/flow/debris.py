@@ -1,0 +1,71 @@
+"""What killed runs leave in a work directory, collected by the next writer.
+
+A writer holds the work directory's lease (lock.py), so no other writer is at work when it starts: what
+these patterns match was left by a process that died before its own cleanup (`kill -9`, a lost machine).
+
+    W/<folder>/beam-temp-*        Beam's temporary files of a write that never finished; they end in
+                                  .parquet, so a glob over W/<table>/**/*.parquet would read them
+    W/<folder>/.NAME.tmp-PID-*    a file or folder written under a temporary name (Location.write_bytes,
+    W/<folder>/.NAME.old-PID-*    storage.local_staging) and the previous copy of a swapped folder
+    W/NAME.tmp-PID, W/NAME.old-PID   the same for Location.upload_from of a local work directory
+    local cache staging/*          the local build folders of outputs uploaded to s3:// or gs://
+
+W/_staging/ is not touched here: it belongs to a stage's journal (parse --update finishes or discards it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from pipeline.core.storage import Location
+from pipeline.core.workdir import TABLE_NAMES, Workdir
+from pipeline.flow.lock import alive
+
+log = logging.getLogger(__name__)
+
+FOLDERS = (*TABLE_NAMES, "subsets", "exports", "model", "reports", "_stages")
+_HIDDEN = re.compile(r"^\..+\.(tmp|old)-\d+(-[0-9a-f]{8})?$")
+_SIBLING = re.compile(r"^[^.].*\.(tmp|old)-\d+$")
+
+
+def _entries(folder: Location) -> list[Location]:
+    try:
+        return folder.iterdir() if folder.is_remote or folder.is_dir() else []
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _dead_tmp(e: Location, pattern: re.Pattern[str]) -> bool:
+    """A temporary name whose writer is gone (locally a live PID is still writing: this process's heartbeat)."""
+    m = pattern.match(e.name)
+    if not m:
+        return False
+    pid = int(re.search(r"\.(?:tmp|old)-(\d+)", e.name).group(1))
+    return e.is_remote or not alive(pid)
+
+
+def find(wd: Workdir) -> list[Location]:
+    """The debris of killed runs in W (one listing a folder)."""
+    out = [e for e in _entries(wd.root) if _dead_tmp(e, _SIBLING) or _dead_tmp(e, _HIDDEN)]
+    for name in FOLDERS:
+        out += [e for e in _entries(wd.root / name) if e.name.startswith("beam-temp-") or _dead_tmp(e, _HIDDEN)]
+    staging = wd.local_cache / "staging"
+    if staging.is_dir():
+        out += [Location(p) for p in sorted(staging.iterdir())]
+    return out
+
+
+def collect(wd: Workdir) -> list[str]:
+    """Remove the debris of killed runs; what was removed (logged)."""
+    removed = []
+    for loc in find(wd):
+        if loc.is_file():
+            loc.unlink()
+        else:
+            loc.rmtree()
+        removed.append(str(loc))
+    if removed:
+        log.warning("removed %d leftover(s) of killed runs: %s", len(removed), ", ".join(removed[:5])
+                    + (" ..." if len(removed) > 5 else ""))
+    return removed
