@@ -4,5 +4,6 @@
     transforms.py  files and .tar.gz packages: read, parse (pipeline.jats), one copy per PMCID, write
     read_cloud.py  the PMC Cloud layout (s3://pmc-oa-opendata and mirrors): index, choose, fetch, parse
     update.py      `--update`: re-read only the versions the newest inventory changed
+    update_journal.py  where an update stands; a killed one is finished, not repeated (publish: core/commit.py)
     summary.py     the counts printed and recorded, read back from the written tables
 """
