@@ -238,8 +238,10 @@ def test_reading_tables_costs_requests_per_file_not_per_row(s3_server: Any) -> N
     # each query that reads it; ~1 per file measured with the cache, ~13 without).
     assert small_1 < small_4 <= small_1 + 9 * 16, (small_1, small_4)
     # The recipe runs on a sandboxed connection of its own (curate/sandbox.py), which opens the tables'
-    # files again: two connections' footers and chunks, still a bounded number per file.
-    assert small_1 < 100
+    # files again: two connections' footers and chunks, still a bounded number per file. The subset is
+    # published through a shadow prefix (storage.publish_folder): per output file an upload and a
+    # server-side copy, plus the journal and the listings (~97 in all, measured).
+    assert small_1 < 130
 
 
 # ---- access errors ----------------------------------------------------------------------------

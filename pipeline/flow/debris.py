@@ -10,6 +10,9 @@ these patterns match was left by a process that died before its own cleanup (`ki
     W/NAME.tmp-PID, W/NAME.old-PID   the same for Location.upload_from of a local work directory
     local cache staging/*          the local build folders of outputs uploaded to s3:// or gs://
 
+A folder an object-store publish was replacing when killed (`W/<folder>/.NAME.publishing`, see
+`storage.publish_folder`) is first completed from its shadow copy, which is then no longer debris.
+
 W/_staging/ is not touched here: it belongs to a stage's journal (parse --update finishes or discards it).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 
+from pipeline.core import storage
 from pipeline.core.storage import Location
 from pipeline.core.workdir import TABLE_NAMES, Workdir
 from pipeline.flow.lock import alive
@@ -45,11 +49,27 @@ def _dead_tmp(e: Location, pattern: re.Pattern[str]) -> bool:
     return e.is_remote or not alive(pid)
 
 
+def _folders(wd: Workdir) -> list[Location]:
+    """W, its table and output folders, and each export's folder (W/exports/NAME/FORMAT)."""
+    exports = [e for e in _entries(wd.root / "exports") if not e.name.startswith(".")]
+    return [wd.root, *(wd.root / n for n in FOLDERS), *exports]
+
+
+def unfinished_publishes(wd: Workdir) -> list[Location]:
+    """Folders whose object-store publish was killed half way (their `.NAME.publishing` journal is left)."""
+    out = []
+    for folder in _folders(wd):
+        for e in _entries(folder):
+            if e.name.startswith(".") and e.name.endswith(storage.PUBLISHING):
+                out.append(folder / e.name[1:-len(storage.PUBLISHING)])
+    return out
+
+
 def find(wd: Workdir) -> list[Location]:
     """The debris of killed runs in W (one listing a folder)."""
     out = [e for e in _entries(wd.root) if _dead_tmp(e, _SIBLING) or _dead_tmp(e, _HIDDEN)]
-    for name in FOLDERS:
-        out += [e for e in _entries(wd.root / name) if e.name.startswith("beam-temp-") or _dead_tmp(e, _HIDDEN)]
+    for folder in _folders(wd)[1:]:
+        out += [e for e in _entries(folder) if e.name.startswith("beam-temp-") or _dead_tmp(e, _HIDDEN)]
     staging = wd.local_cache / "staging"
     if staging.is_dir():
         out += [Location(p) for p in sorted(staging.iterdir())]
@@ -58,6 +78,9 @@ def find(wd: Workdir) -> list[Location]:
 
 def collect(wd: Workdir) -> list[str]:
     """Remove the debris of killed runs; what was removed (logged)."""
+    for final in unfinished_publishes(wd):
+        log.warning("finishing the publish of %s, which a killed run left half done", final)
+        storage.finish_publish(final)
     removed = []
     for loc in find(wd):
         if loc.is_file():

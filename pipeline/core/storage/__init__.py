@@ -28,10 +28,13 @@ Secrets given this way are registered with `pipeline.secrets`, so nothing we wri
 
 from pipeline.core.storage.location import Location, as_location, expand
 from pipeline.core.storage.ops import (
+    PUBLISHING,
     check_access,
     fingerprint,
+    finish_publish,
     local_copy,
     local_staging,
+    publish_folder,
     read_parquet_metadata,
     unreachable,
     write_parquet,
@@ -57,8 +60,9 @@ from pipeline.core.storage.settings import (
 )
 
 __all__ = [
-    "ACCEPTED", "PUBLIC_S3_BUCKETS", "REMOTE_SCHEMES", "S3_BLOCK_SIZE", "S3_FLAGS", "SECRET_ENV", "SECRET_FLAGS",
+    "ACCEPTED", "PUBLISHING", "PUBLIC_S3_BUCKETS", "REMOTE_SCHEMES", "S3_BLOCK_SIZE", "S3_FLAGS", "SECRET_ENV", "SECRET_FLAGS",
     "Location", "as_location", "check_access", "configure", "duckdb_connect", "expand", "filesystem",
-    "fingerprint", "is_anonymous", "is_remote", "local_copy", "local_staging", "read_parquet_metadata",
+    "finish_publish", "fingerprint", "is_anonymous", "is_remote", "local_copy", "local_staging", "publish_folder",
+    "read_parquet_metadata",
     "register_env_secrets", "reset", "scheme", "storage_timeout_s", "strip_flags", "unreachable", "write_parquet",
 ]  # fmt: skip

@@ -106,7 +106,7 @@ def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.Pa
 
     Locally the folder is built beside `final` and swapped in by renames (no copy: a reader sees the old
     folder or the new one); on an object store it is built under `dir` (default: the system's temporary
-    folder) and uploaded.
+    folder) and published with `publish_folder` (a failure leaves the old folder whole).
     """
     if not final.is_remote:
         final.parent.mkdir()
@@ -119,7 +119,7 @@ def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.Pa
     try:
         yield staging
         if final.is_remote:
-            final.upload_from(staging)
+            publish_folder(staging, final)
         else:
             old = final.parent.local / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             if final.exists():
@@ -128,6 +128,50 @@ def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.Pa
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+PUBLISHING = ".publishing"  # suffix of the journal of a folder being published: `.NAME.publishing`
+
+
+def publish_folder(local: str | os.PathLike[str], final: Location) -> None:
+    """Replace an object-store folder by a locally built one, so that a failure leaves the old one whole.
+
+    1. The upload (the long part) goes to a shadow prefix beside it, `.NAME.tmp-PID-xxxxxxxx`, which
+       `final/**` does not match: killed here, `final` is untouched and the shadow is debris.
+    2. A journal `.NAME.publishing` names the shadow; then each file is copied server-side into `final`
+       (seconds), the files the new folder lacks are removed, `manifest.json` comes last. Killed here,
+       `finish_publish(final)` (the next writer, pipeline/flow/debris.py) completes it from the shadow.
+    An object store replaces one object atomically, not a set of them: during step 2 a glob over `final`
+    can see old and new files together, for the time of the server-side copies.
+    """
+    shadow = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    shadow.upload_from(local)
+    (final.parent / f".{final.name}{PUBLISHING}").write_text(shadow.name)
+    finish_publish(final)
+
+
+def finish_publish(final: Location) -> bool:
+    """Complete the publish a journal `.NAME.publishing` beside `final` records (idempotent); False if none."""
+    journal = final.parent / f".{final.name}{PUBLISHING}"
+    try:
+        shadow = final.parent / journal.read_text().strip()
+    except FileNotFoundError:
+        return False
+    files = {f.relative_to(shadow): f for f in shadow.glob("**")}
+    last = "manifest.json"
+    for rel in sorted(files, key=lambda r: (r == last, r)):
+        if rel == last:
+            for old in final.glob("**"):
+                if old.relative_to(final) not in files:
+                    old.unlink()
+        files[rel].copy_to(final / rel)
+    if last not in files:
+        for old in final.glob("**"):
+            if old.relative_to(final) not in files:
+                old.unlink()
+    journal.unlink()
+    shadow.rmtree()
+    return True
 
 
 # ------------------------------------------------------------------------------------ access checks
