@@ -8,6 +8,7 @@ from pipeline.core.options import option
 
 # int8 / onnx / onnx-int8: faster CPU paths (classifiers.cpu_runtime); the labels' model_id ends in +<precision>
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "onnx", "onnx-int8")
+CPU_MAX_TOKENS = 2048  # padded tokens per forward pass on a CPU, unless --max-tokens says otherwise
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,12 @@ class PropagateConfig:
     device: str = option("cpu", help="cpu, cuda, cuda:N or auto")
     # Sub-batch (one forward pass). 64 keeps CPU caches warm; on a GPU 256-1024 (NeMo Curator's range).
     batch_size: int = option(64, help="paragraphs per forward pass")
+    # On a CPU a forward pass costs more per token as it widens (attention, caches): measured 0.81x the
+    # batch-1 pipeline at 16 x 512 tokens, 1.09x at 4 x 512 (docs/benchmarks.md). A cap on padded tokens
+    # keeps long paragraphs in small passes and lets short ones fill bigger ones.
+    max_tokens: int | None = option(None, metavar="N", speed_only=True,
+                                    help="padded tokens per forward pass at most (default: 2048 on a CPU, "
+                                         "no cap on a GPU; 0: no cap)")
     # Beam batches up to this many paragraphs before run_inference sorts them by length: more
     # paragraphs per Beam batch = better length grouping, at the cost of memory per worker.
     beam_batch_size: int = option(1024, help="paragraphs per Beam batch, sorted by length inside")
@@ -32,3 +39,15 @@ class PropagateConfig:
                                          "(document_type, domain, educational_score, or auto: the heads on "
                                          "which train found TF-IDF better); model_id names both models")
     full: bool = option(False, help="label every paragraph (default: keep the labels the same model gave the same input)")
+
+
+def forward_tokens(config: PropagateConfig) -> int | None:
+    """The cap on padded tokens per forward pass for this run's device (None: no cap)."""
+    if config.max_tokens is not None:
+        return config.max_tokens or None
+    on_gpu = config.device.startswith("cuda")
+    if config.device == "auto":
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+    return None if on_gpu else CPU_MAX_TOKENS

@@ -45,6 +45,8 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
         raise ConfigError(f"no paragraphs table in {workdir.root}; run `pmc-curate parse` first")
     if not (storage.as_location(config.model_dir) / "heads.safetensors").is_file():
         raise ConfigError(f"no trained student in {config.model_dir}; run `pmc-curate train` first")
+    if config.max_tokens is not None and config.max_tokens < 0:
+        raise ConfigError("--max-tokens must be >= 0 (0: no cap)")
     if config.batch_size < 1 or config.beam_batch_size < 1:
         raise ConfigError("--batch-size and --beam-batch-size must be >= 1")
     if config.device.startswith("cuda"):

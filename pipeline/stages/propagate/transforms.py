@@ -30,7 +30,7 @@ from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.logs import Heartbeat
 from pipeline.core.records import Label, Reject, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
-from pipeline.stages.propagate.config import PropagateConfig
+from pipeline.stages.propagate.config import PropagateConfig, forward_tokens
 
 STAGE = "propagate"
 METRICS_NAMESPACE = "pmc_curate_propagate"
@@ -77,6 +77,7 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
             max_length=self.config.max_length,
             precision=self.config.precision,
             tfidf_heads=self.config.tfidf_heads,
+            max_tokens=forward_tokens(self.config),
         )
 
     def run_inference(
