@@ -138,3 +138,14 @@ def test_a_killed_update_on_s3(days, s3_workdir, monkeypatch, point) -> None:
     monkeypatch.undo()
     check_glob(s3_workdir, days)
     converges(s3_workdir, days)
+
+
+def test_a_dry_run_update_writes_nothing_to_w(days, tmp_path) -> None:
+    w = tmp_path / "w"
+    shutil.copytree(days["w1"], w)
+    before = sorted(str(p.relative_to(w)) for p in w.rglob("*") if "/logs/" not in f"/{p.relative_to(w)}")
+    out = tmp_path / "job.json"
+    assert main(["parse", days["root"], "--workdir", str(w), *ARGS, "--update", "--dry-run", str(out)]) == 0
+    assert json.loads(out.read_text())["runner"] == "DirectRunner"
+    after = sorted(str(p.relative_to(w)) for p in w.rglob("*") if "/logs/" not in f"/{p.relative_to(w)}")
+    assert after == before  # no journal, no staging folder

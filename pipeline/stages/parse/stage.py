@@ -122,7 +122,7 @@ def run(config: Config, beam_argv: list[str]) -> int:
     if config.update:
         if not isinstance(transform, ReadPmcCloud):
             raise ConfigError("--update needs a PMC Cloud layout (s3://pmc-oa-opendata/ or a mirror) as input")
-        update_summary = update.run_update(workdir, transform, run_pipeline)
+        update_summary = update.run_update(workdir, transform, run_pipeline, dry_run=dry_run)
     elif not dry_run:
         update_journal.discard(workdir)  # a full parse rebuilds every table: a killed update has nothing left to finish
         for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS, "tombstones"):

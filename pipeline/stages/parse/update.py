@@ -103,10 +103,12 @@ def tombstones(staged: Workdir, before_articles: set[str], affected: set[str], s
     return pa.Table.from_pylist([as_row(r) for r in rows], schema=arrow_schema(Tombstone))
 
 
-def run_update(workdir: Workdir, transform: Any, run_pipeline: Callable[[Any, str, Workdir], None]) -> dict[str, Any]:
+def run_update(workdir: Workdir, transform: Any, run_pipeline: Callable[[Any, str, Workdir], None],
+               dry_run: bool = False) -> dict[str, Any]:
     """Steps 1-5 for a ReadPmcCloud transform; `run_pipeline(transform, tag, out)` runs Beam and writes the
-    outputs under the work directory `out` (here the staging folder)."""
-    healed = journal.finish_pending(workdir)
+    outputs under the work directory `out` (here the staging folder). A dry run (--dry-run FILE) builds the
+    update's job and writes nothing to W (run_pipeline raises DryRunFinished)."""
+    healed = None if dry_run else journal.finish_pending(workdir)
     index: pc.Index = transform.index
     d = diff_inventory(workdir, index, transform.pmcids)  # a partial run (--pmcids) updates its part only
     delta = d.delta
@@ -114,7 +116,7 @@ def run_update(workdir: Workdir, transform: Any, run_pipeline: Callable[[Any, st
     for e in d.entries:
         current.setdefault(e.pmcid, []).append(e.key)
     stamp = f"{index.snapshot}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}".replace(":", "")
-    staged = journal.begin(workdir, stamp)
+    staged = journal.staging(workdir, stamp) if dry_run else journal.begin(workdir, stamp)
     transform.index = replace(index, parts=(), entries=tuple(d.entries))
     run_pipeline(transform, f"u{stamp}", staged)
     if d.rejects:

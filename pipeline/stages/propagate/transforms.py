@@ -50,10 +50,10 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
     """
 
     def __init__(self, config: PropagateConfig) -> None:
-        # BatchElements adapts the batch size between these bounds by timing; starting it at one
-        # paragraph wastes its first batches on per-call overhead, so the floor is one sub-batch.
-        super().__init__(min_batch_size=min(config.batch_size, config.beam_batch_size),
-                         max_batch_size=config.beam_batch_size)
+        # Fixed Beam batches of --beam-batch-size. BatchElements would otherwise adapt the size to about a
+        # second of work: on a CPU that is ~64 paragraphs, too few to sort by length, and the padding of
+        # unsorted sub-batches cost the stage ~20% of the bare path's rate (docs/benchmarks.md).
+        super().__init__(min_batch_size=config.beam_batch_size, max_batch_size=config.beam_batch_size)
         self.config = config
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated")
         self._heartbeat: Heartbeat | None = None
