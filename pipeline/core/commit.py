@@ -27,25 +27,16 @@ from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.core import storage
-from pipeline.core.storage import Location
+from pipeline.core.storage import Location, read_parquet
 
 NO_KEY = ""  # the key of a row whose key column is null: always stale, always replaced
 
 
-def read(loc: Location, columns: list[str] | None = None) -> pa.Table:
-    """One Parquet file, whole or some columns."""
-    if not loc.is_remote:
-        return pq.read_table(loc.local, columns=columns)
-    with loc.open("rb") as f:
-        return pq.read_table(f, columns=columns)
-
-
 def read_all(files: Iterable[Location], schema: pa.Schema) -> pa.Table:
     """Several part files as one table of `schema` (an empty one when there are none)."""
-    parts = [read(f).select(schema.names).cast(schema) for f in files]
+    parts = [read_parquet(f).select(schema.names).cast(schema) for f in files]
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
@@ -74,7 +65,7 @@ def substitute(files: Sequence[Location], column: str, affected: set[str], stage
     holders: dict[str, list[Location]] = {}
     ordered = sorted({str(f): f for f in files}.values(), key=str)
     for f in ordered:
-        ks = keys(read(f, [column]).column(column), prefix)
+        ks = keys(read_parquet(f, [column]).column(column), prefix)
         for k in set(ks) & affected:
             holders.setdefault(k, []).append(f)
     staged_keys = keys(staged.column(column), prefix)
@@ -89,7 +80,8 @@ def substitute(files: Sequence[Location], column: str, affected: set[str], stage
     # Files that only lose rows first, homes last: a split key may be briefly incomplete, never doubled.
     for name in sorted(touched, key=lambda n: (n in homes, n)):
         f = touched[name]
-        old = read(f) if f.exists() else staged.schema.empty_table()
+        exists = f.exists()  # only new_file may not (yet)
+        old = read_parquet(f) if exists else staged.schema.empty_table()
         old_keys = pa.array(keys(old.column(column), prefix), pa.string())
         keep = old.filter(pc.invert(pc.is_in(old_keys, value_set=value_set)))
         mine = pa.array(sorted(homes.get(name, ())), pa.string())
@@ -97,11 +89,11 @@ def substitute(files: Sequence[Location], column: str, affected: set[str], stage
         counts["rows_dropped"] += old.num_rows - keep.num_rows
         counts["rows_added"] += add.num_rows
         if keep.num_rows + add.num_rows == 0:
-            if f.exists():
+            if exists:
                 f.unlink()
                 counts["files_removed"] += 1
             continue
-        schema = old.schema if old.num_rows or f.exists() else staged.schema
+        schema = old.schema if exists else staged.schema
         out = pa.concat_tables([keep.cast(schema), add.select(schema.names).cast(schema)])
         storage.write_parquet(out, f, compression="zstd")  # one PUT / write and rename: old or new, whole
         counts["files_rewritten"] += 1

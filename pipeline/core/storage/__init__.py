@@ -35,6 +35,7 @@ from pipeline.core.storage.ops import (
     local_copy,
     local_staging,
     publish_folder,
+    read_parquet,
     read_parquet_metadata,
     unreachable,
     write_parquet,
@@ -63,6 +64,6 @@ __all__ = [
     "ACCEPTED", "PUBLISHING", "PUBLIC_S3_BUCKETS", "REMOTE_SCHEMES", "S3_BLOCK_SIZE", "S3_FLAGS", "SECRET_ENV", "SECRET_FLAGS",
     "Location", "as_location", "check_access", "configure", "duckdb_connect", "expand", "filesystem",
     "finish_publish", "fingerprint", "is_anonymous", "is_remote", "local_copy", "local_staging", "publish_folder",
-    "read_parquet_metadata",
+    "read_parquet", "read_parquet_metadata",
     "register_env_secrets", "reset", "scheme", "storage_timeout_s", "strip_flags", "unreachable", "write_parquet",
 ]  # fmt: skip

@@ -159,16 +159,13 @@ def finish_publish(final: Location) -> bool:
         return False
     files = {f.relative_to(shadow): f for f in shadow.glob("**")}
     last = "manifest.json"
-    for rel in sorted(files, key=lambda r: (r == last, r)):
-        if rel == last:
-            for old in final.glob("**"):
-                if old.relative_to(final) not in files:
-                    old.unlink()
+    for rel in sorted(r for r in files if r != last):
         files[rel].copy_to(final / rel)
-    if last not in files:
-        for old in final.glob("**"):
-            if old.relative_to(final) not in files:
-                old.unlink()
+    for old in final.glob("**"):
+        if old.relative_to(final) not in files:
+            old.unlink()
+    if last in files:
+        files[last].copy_to(final / last)
     journal.unlink()
     shadow.rmtree()
     return True
@@ -238,6 +235,16 @@ def read_parquet_metadata(loc: Location) -> Any:
         return pq.read_metadata(loc.local)
     with loc.open("rb") as f:
         return pq.read_metadata(f)
+
+
+def read_parquet(loc: Location, columns: list[str] | None = None) -> Any:
+    """One Parquet file as an Arrow table, whole or some columns (remotely streamed, column chunks read by range)."""
+    import pyarrow.parquet as pq
+
+    if not loc.is_remote:
+        return pq.read_table(loc.local, columns=columns)
+    with loc.open("rb") as f:
+        return pq.read_table(f, columns=columns)
 
 
 def write_parquet(table: Any, loc: Location, **kwargs: Any) -> None:

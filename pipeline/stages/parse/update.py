@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc_arrow
 
 from pipeline.core import storage
-from pipeline.core.commit import read, read_all
+from pipeline.core.commit import read_all
 from pipeline.core.records import Reject, SourceVersion, Tombstone, arrow_schema, as_row
 from pipeline.core.storage import Location
 from pipeline.core.workdir import Workdir
@@ -38,8 +38,6 @@ from pipeline.stages.parse import update_journal as journal
 from pipeline.stages.parse.inventory_diff import Delta, diff_inventory
 
 STAGE = "parse"
-# table -> the column naming the article (rejects: the version key or PMCID, matched by prefix)
-ID_COLUMNS = {"articles": "pmcid", "paragraphs": "article_id", "versions": "pmcid"}
 
 
 def diff(state: dict[str, tuple[str, str | None]], entries: Iterable[pc.Entry]) -> Delta:
@@ -74,7 +72,7 @@ def pmcids_in(files: Iterable[Location], wanted: set[str]) -> set[str]:
     value_set = pa.array(sorted(wanted), pa.string())
     found: set[str] = set()
     for f in files:
-        col = read(f, ["pmcid"]).column("pmcid")
+        col = storage.read_parquet(f, ["pmcid"]).column("pmcid")
         found.update(col.filter(pc_arrow.is_in(col, value_set=value_set)).to_pylist())
     return found
 

@@ -24,16 +24,20 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.core import storage
-from pipeline.core.commit import read, read_all, substitute
+from pipeline.core.commit import read_all, substitute
 from pipeline.core.records import Article, Paragraph, Reject, SourceVersion, arrow_schema
 from pipeline.core.workdir import Workdir
 
 log = logging.getLogger(__name__)
 
 STAGE = "parse"
-# Published in this order: an article's row changes after its paragraphs and versions.
-TABLES = (("paragraphs", "article_id", Paragraph), ("versions", "pmcid", SourceVersion),
-          ("rejects", "record_id", Reject), ("articles", "pmcid", Article))
+# (table, the column naming the article, its record, its files, the name prefix of a new file), published
+# in this order: an article's row changes after its paragraphs and versions. Rejects: parse's own files;
+# record_id is a version key or a PMCID, matched by the part before the dot.
+TABLES = (("paragraphs", "article_id", Paragraph, "*.parquet", "part"),
+          ("versions", "pmcid", SourceVersion, "*.parquet", "part"),
+          ("rejects", "record_id", Reject, f"{STAGE}-*.parquet", STAGE),
+          ("articles", "pmcid", Article, "*.parquet", "part"))
 
 
 def _journal(workdir: Workdir) -> storage.Location:
@@ -81,16 +85,12 @@ def publish(workdir: Workdir, stamp: str, affected: set[str]) -> dict[str, int]:
 
 def _publish(workdir: Workdir, stamp: str) -> dict[str, int]:
     staged = staging(workdir, stamp)
-    affected = set(read(staged.root / "affected.parquet").column("pmcid").to_pylist())
+    affected = set(storage.read_parquet(staged.root / "affected.parquet").column("pmcid").to_pylist())
     total = {"files_rewritten": 0, "files_removed": 0, "rows_dropped": 0, "rows_added": 0, "split_keys": 0}
-    for table, column, record in TABLES:
-        if table == "rejects":
-            files, new = workdir.rejects.glob(f"{STAGE}-*.parquet"), workdir.rejects / f"{STAGE}-u{stamp}-new.parquet"
-            rows = read_all(staged.rejects.glob(f"{STAGE}-*.parquet"), arrow_schema(Reject))
-        else:
-            files, new = workdir.table(table).glob("*.parquet"), workdir.table(table) / f"part-u{stamp}-new.parquet"
-            rows = read_all(staged.table(table).glob("*.parquet"), arrow_schema(record))
-        counts = substitute(files, column, affected, rows, new, prefix=table == "rejects")
+    for table, column, record, pattern, name in TABLES:
+        rows = read_all(staged.table(table).glob(pattern), arrow_schema(record))
+        counts = substitute(workdir.table(table).glob(pattern), column, affected, rows,
+                            workdir.table(table) / f"{name}-u{stamp}-new.parquet", prefix=table == "rejects")
         for k, v in counts.items():
             total[k] += v
         if counts["split_keys"]:
@@ -107,19 +107,19 @@ def _close(workdir: Workdir, stamp: str) -> None:
     _journal(workdir).unlink()
 
 
-def _debris(workdir: Workdir) -> list[str]:
-    """Staging folders no journal names (a process killed while removing one)."""
-    names = {f.relative_to(workdir.root / "_staging").split("/")[0] for f in (workdir.root / "_staging").glob("**")}
-    return sorted(n for n in names if n.startswith("parse-u"))
+def _staged(workdir: Workdir) -> list[storage.Location]:
+    """Every update's staging folder in W/_staging (one listing)."""
+    root = workdir.root / "_staging"
+    if not (root.is_remote or root.is_dir()):
+        return []
+    return [e for e in root.iterdir() if e.name.startswith("parse-u")]
 
 
 def finish_pending(workdir: Workdir) -> str | None:
     """Finish what a killed update left (see the module's doc); returns what was done, or None."""
     j = pending(workdir)
     if j is None:
-        for name in _debris(workdir):
-            log.info("parse --update: removing %s, left by a killed run", workdir.root / "_staging" / name)
-            (workdir.root / "_staging" / name).rmtree()
+        discard(workdir)  # staging folders no journal names: a run killed while removing one
         return None
     stamp, phase = j.get("stamp"), j.get("phase")
     if phase == "publishing" and stamp:
@@ -137,6 +137,7 @@ def finish_pending(workdir: Workdir) -> str | None:
 
 def discard(workdir: Workdir) -> None:
     """Remove a pending update's staging folders and journal (a full parse rebuilds every table)."""
-    for name in _debris(workdir):
-        (workdir.root / "_staging" / name).rmtree()
+    for folder in _staged(workdir):
+        log.info("parse --update: removing %s, left by an update that will not be finished", folder)
+        folder.rmtree()
     _journal(workdir).unlink()
