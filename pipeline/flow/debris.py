@@ -29,8 +29,8 @@ from pipeline.flow.lock import alive
 log = logging.getLogger(__name__)
 
 FOLDERS = (*TABLE_NAMES, "subsets", "exports", "model", "reports", "_stages")
-_HIDDEN = re.compile(r"^\..+\.(tmp|old)-\d+(-[0-9a-f]{8})?$")
-_SIBLING = re.compile(r"^[^.].*\.(tmp|old)-\d+$")
+_HIDDEN = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:-[0-9a-f]{8})?$")
+_SIBLING = re.compile(r"^[^.].*\.(?:tmp|old)-(\d+)$")
 
 
 def _entries(folder: Location) -> list[Location]:
@@ -43,33 +43,29 @@ def _entries(folder: Location) -> list[Location]:
 def _dead_tmp(e: Location, pattern: re.Pattern[str]) -> bool:
     """A temporary name whose writer is gone (locally a live PID is still writing: this process's heartbeat)."""
     m = pattern.match(e.name)
-    if not m:
-        return False
-    pid = int(re.search(r"\.(?:tmp|old)-(\d+)", e.name).group(1))
-    return e.is_remote or not alive(pid)
+    return bool(m) and (e.is_remote or not alive(int(m.group(1))))
 
 
-def _folders(wd: Workdir) -> list[Location]:
-    """W, its table and output folders, and each export's folder (W/exports/NAME/FORMAT)."""
-    exports = [e for e in _entries(wd.root / "exports") if not e.name.startswith(".")]
-    return [wd.root, *(wd.root / n for n in FOLDERS), *exports]
+def _listing(wd: Workdir) -> list[tuple[Location, list[Location]]]:
+    """W, its table and output folders and each export's folder (W/exports/NAME/FORMAT), each with its
+    entries: one listing a folder."""
+    top = [(f, _entries(f)) for f in (wd.root, *(wd.root / n for n in FOLDERS))]
+    exports = next(entries for f, entries in top if f.name == "exports")
+    return top + [(e, _entries(e)) for e in exports if not e.name.startswith(".")]
 
 
-def unfinished_publishes(wd: Workdir) -> list[Location]:
+def unfinished_publishes(wd: Workdir, listing: list[tuple[Location, list[Location]]] | None = None) -> list[Location]:
     """Folders whose object-store publish was killed half way (their `.NAME.publishing` journal is left)."""
-    out = []
-    for folder in _folders(wd):
-        for e in _entries(folder):
-            if e.name.startswith(".") and e.name.endswith(storage.PUBLISHING):
-                out.append(folder / e.name[1:-len(storage.PUBLISHING)])
-    return out
+    return [folder / e.name[1:-len(storage.PUBLISHING)] for folder, entries in listing or _listing(wd)
+            for e in entries if e.name.startswith(".") and e.name.endswith(storage.PUBLISHING)]
 
 
-def find(wd: Workdir) -> list[Location]:
-    """The debris of killed runs in W (one listing a folder)."""
-    out = [e for e in _entries(wd.root) if _dead_tmp(e, _SIBLING) or _dead_tmp(e, _HIDDEN)]
-    for folder in _folders(wd)[1:]:
-        out += [e for e in _entries(folder) if e.name.startswith("beam-temp-") or _dead_tmp(e, _HIDDEN)]
+def find(wd: Workdir, listing: list[tuple[Location, list[Location]]] | None = None) -> list[Location]:
+    """The debris of killed runs in W."""
+    (_, top), *folders = listing or _listing(wd)
+    out = [e for e in top if _dead_tmp(e, _SIBLING) or _dead_tmp(e, _HIDDEN)]
+    for _, entries in folders:
+        out += [e for e in entries if e.name.startswith("beam-temp-") or _dead_tmp(e, _HIDDEN)]
     staging = wd.local_cache / "staging"
     if staging.is_dir():
         out += [Location(p) for p in sorted(staging.iterdir())]
@@ -78,11 +74,13 @@ def find(wd: Workdir) -> list[Location]:
 
 def collect(wd: Workdir) -> list[str]:
     """Remove the debris of killed runs; what was removed (logged)."""
-    for final in unfinished_publishes(wd):
+    listing = _listing(wd)
+    finals = unfinished_publishes(wd, listing)
+    for final in finals:
         log.warning("finishing the publish of %s, which a killed run left half done", final)
         storage.finish_publish(final)
     removed = []
-    for loc in find(wd):
+    for loc in find(wd, _listing(wd) if finals else listing):  # a finished publish removed its shadow
         if loc.is_file():
             loc.unlink()
         else:
