@@ -127,17 +127,19 @@ def _status(work: str) -> str:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("point", ["at the third table file", "removing the staging folder"])
-def test_a_killed_update_on_s3(days, s3_workdir, monkeypatch, point) -> None:
-    Location(s3_workdir).upload_from(days["w1"])
+@pytest.mark.parametrize(("store", "point"), [("s3", "at the third table file"), ("s3", "removing the staging folder"),
+                                              ("gcs", "at the third table file")])
+def test_a_killed_update_on_an_object_store(days, request, monkeypatch, store, point) -> None:
+    root = request.getfixturevalue(f"{store}_workdir")
+    Location(root).upload_from(days["w1"])
     op, when, nth = KILLS[point]
     fault = kill_at(monkeypatch, op, when, nth)
     with pytest.raises(Killed):
-        main(["parse", days["root"], "--workdir", s3_workdir, *ARGS, "--update"])
+        main(["parse", days["root"], "--workdir", root, *ARGS, "--update"])
     assert fault.fired, fault.calls
     monkeypatch.undo()
-    check_glob(s3_workdir, days)
-    converges(s3_workdir, days)
+    check_glob(root, days)
+    converges(root, days)
 
 
 def test_a_dry_run_update_writes_nothing_to_w(days, tmp_path) -> None:
