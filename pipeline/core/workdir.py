@@ -16,13 +16,15 @@ W is a local path, `s3://bucket/prefix` or `gs://bucket/prefix`; every location 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.core import records
-from pipeline.core.storage import Location, as_location
+from pipeline.core.storage import Location, as_location, replacing
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,12 @@ TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 
 @dataclass(frozen=True)
 class Workdir:
-    """Locations inside a work directory (local or on an object store)."""
+    """Locations inside a work directory (local or on an object store).
+
+    `outputs`: tables written elsewhere than W/<table> (the new folders of `rewriting`)."""
 
     root: Location
+    outputs: tuple[tuple[str, Location], ...] = ()
 
     @classmethod
     def of(cls, path: str | os.PathLike[str] | Location) -> Workdir:
@@ -65,27 +70,27 @@ class Workdir:
         return self.root.is_remote
 
     def table(self, name: str) -> Location:
-        return self.root / name
+        return next((loc for n, loc in self.outputs if n == name), None) or self.root / name
 
     @property
     def articles(self) -> Location:
-        return self.root / "articles"
+        return self.table("articles")
 
     @property
     def paragraphs(self) -> Location:
-        return self.root / "paragraphs"
+        return self.table("paragraphs")
 
     @property
     def rejects(self) -> Location:
-        return self.root / "rejects"
+        return self.table("rejects")
 
     @property
     def sample(self) -> Location:
-        return self.root / "sample"
+        return self.table("sample")
 
     @property
     def annotations(self) -> Location:
-        return self.root / "annotations"
+        return self.table("annotations")
 
     @property
     def cache(self) -> Location:
@@ -97,7 +102,7 @@ class Workdir:
 
     @property
     def labels(self) -> Location:
-        return self.root / "labels"
+        return self.table("labels")
 
     @property
     def subsets(self) -> Location:
@@ -138,7 +143,8 @@ class Workdir:
         return bool(self.files(name))
 
     def reset_table(self, name: str, prefix: str = "") -> Location:
-        """Remove a table's previous output (only files starting with `prefix` when given) before a re-run."""
+        """Remove a table's previous output (only files starting with `prefix` when given) before a re-run
+        that adds to it in place; a full rewrite goes through `rewriting`."""
         d = self.table(name)
         if prefix:
             for f in d.glob(f"{prefix}*"):
@@ -147,3 +153,15 @@ class Workdir:
             d.rmtree()
         d.mkdir()
         return d
+
+    @contextlib.contextmanager
+    def rewriting(self, names: tuple[str, ...], rejects_prefix: str = "") -> Iterator[Workdir]:
+        """This work directory with the tables `names` written into new folders, which replace the old
+        tables (each one whole: storage.publish) in the order given when the block ends without error.
+        An error or a kill in the block leaves the old tables as they were. W/rejects is shared: only its
+        files starting with `rejects_prefix` (the writer's) are replaced."""
+        if "rejects" in names and not rejects_prefix:
+            raise ValueError("rewriting W/rejects needs the writer's file prefix")
+        finals = [self.root / n for n in names]
+        with replacing(finals, [rejects_prefix if n == "rejects" else "" for n in names]) as new:
+            yield replace(self, outputs=(*self.outputs, *zip(names, new, strict=True)))

@@ -186,9 +186,8 @@ def run_decontaminate(workdir: Workdir, config: DecontaminateConfig, beam_argv: 
     described = index.describe()
     log.info("decontaminate: %d items, index of %d entries (%d bytes) as a side input",
              len(items), described["entries"], described["entry_bytes"])  # fmt: skip
-    workdir.reset_table("contamination")
-    with make_pipeline(beam_argv) as p:
-        build(p, workdir, config, index)
+    with workdir.rewriting(("contamination",)) as out, make_pipeline(beam_argv) as p:  # swapped in whole at the end
+        build(p, out, config, index)
     summary = summarize(workdir)
     summary["index"] = described
     summary["benchmarks"] = [dict(zip(("label", "format", "file"), parse_spec(s), strict=True)) for s in config.benchmarks]

@@ -151,8 +151,8 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, wd: Workdir, orders: dict[str
                 TO '{staging / "part-00000.parquet"}' (FORMAT parquet, COMPRESSION zstd)""",
             {"model": model_id},
         )
-    wd.reset_table("rejects", prefix=f"{STAGE}-")
-    with tempfile.TemporaryDirectory(dir=wd.local_cache) as tmp:
+    with tempfile.TemporaryDirectory(dir=wd.local_cache) as tmp, \
+            storage.replacing([wd.rejects], [f"{STAGE}-"]) as (rejects,):  # this stage's rejects, replaced whole
         out = Path(tmp) / "rejects.parquet"
         con.execute(
             f"""COPY (SELECT _file AS source, '{STAGE}' AS stage, reason, detail,
@@ -160,7 +160,7 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, wd: Workdir, orders: dict[str
                       FROM classified WHERE reason IS NOT NULL ORDER BY source, record_id)
                 TO '{out}' (FORMAT parquet, COMPRESSION zstd)"""
         )
-        (wd.rejects / f"{STAGE}-00000.parquet").write_bytes(out.read_bytes())
+        (rejects / f"{STAGE}-00000.parquet").write_from(out)
 
 
 def _compare(con: duckdb.DuckDBPyConnection, wd: Workdir) -> dict[str, Any]:

@@ -188,12 +188,12 @@ def _count(values: list[str]) -> dict[str, int]:
 
 
 def write_sample(workdir: Workdir, table: pa.Table, summary: dict[str, Any]) -> str:
-    """Replace W/sample with the new sample (one whole-file write: never half a file)."""
-    out = workdir.reset_table("sample")
-    path = out / "part-00000.parquet"
+    """Replace W/sample with the new sample (a new folder swapped in whole: storage.publish)."""
     meta = {b"pmc_curate.sample": json.dumps(summary).encode()}
-    storage.write_parquet(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), path)
-    return str(path)
+    with workdir.rewriting(("sample",)) as out:
+        storage.write_parquet(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}),
+                              out.sample / "part-00000.parquet")  # fmt: skip
+    return str(workdir.sample / "part-00000.parquet")
 
 
 def run(config: SampleConfig, beam_argv: list[str]) -> int:

@@ -23,22 +23,27 @@ Secrets given this way are registered with `pipeline.secrets`, so nothing we wri
 
     settings.py   the settings, the fsspec filesystem of a URL, DuckDB connections that read them
     location.py   Location: join, list, glob, read, write (atomic), exclusive create, remove, upload
-    ops.py        fingerprints, local copies and staging folders, access checks, Parquet files
+    ops.py        fingerprints, local copies, access checks, Parquet files
+    publishing.py replacing a folder whole: built beside it, then an atomic swap or a journaled publish
 """
 
 from pipeline.core.storage.location import Location, as_location, expand
 from pipeline.core.storage.ops import (
-    PUBLISHING,
     check_access,
     fingerprint,
-    finish_publish,
     local_copy,
-    local_staging,
-    publish_folder,
     read_parquet,
     read_parquet_metadata,
     unreachable,
     write_parquet,
+)
+from pipeline.core.storage.publishing import (
+    PUBLISHING,
+    finish_publish,
+    local_staging,
+    publish,
+    publish_folder,
+    replacing,
 )
 from pipeline.core.storage.settings import (
     ACCEPTED,
@@ -63,7 +68,7 @@ from pipeline.core.storage.settings import (
 __all__ = [
     "ACCEPTED", "PUBLISHING", "PUBLIC_S3_BUCKETS", "REMOTE_SCHEMES", "S3_BLOCK_SIZE", "S3_FLAGS", "SECRET_ENV", "SECRET_FLAGS",
     "Location", "as_location", "check_access", "configure", "duckdb_connect", "expand", "filesystem",
-    "finish_publish", "fingerprint", "is_anonymous", "is_remote", "local_copy", "local_staging", "publish_folder",
-    "read_parquet", "read_parquet_metadata",
+    "finish_publish", "fingerprint", "is_anonymous", "is_remote", "local_copy", "local_staging", "publish", "publish_folder",
+    "read_parquet", "read_parquet_metadata", "replacing",
     "register_env_secrets", "reset", "scheme", "storage_timeout_s", "strip_flags", "unreachable", "write_parquet",
 ]  # fmt: skip

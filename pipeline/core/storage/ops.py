@@ -1,4 +1,4 @@
-"""Operations over Locations: fingerprints, local copies and staging, access checks, Parquet files."""
+"""Operations over Locations: fingerprints, local copies, access checks, Parquet files (publishing: publish.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,77 +97,6 @@ def local_copy(location: str | os.PathLike[str] | Location, via_beam: bool = Fal
         _local_copies[(str(loc), via_beam)] = (key, dst)
         downloads += 1
         return dst
-
-
-@contextlib.contextmanager
-def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """A local folder to build output in; on success it replaces `final`.
-
-    Locally the folder is built beside `final` and swapped in by renames (no copy: a reader sees the old
-    folder or the new one); on an object store it is built under `dir` (default: the system's temporary
-    folder) and published with `publish_folder` (a failure leaves the old folder whole).
-    """
-    if not final.is_remote:
-        final.parent.mkdir()
-        staging = final.parent.local / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()  # os.mkdir, not mkdtemp: the folder gets the umask's permissions, like any other
-    else:
-        if dir is not None:
-            os.makedirs(dir, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
-    try:
-        yield staging
-        if final.is_remote:
-            publish_folder(staging, final)
-        else:
-            old = final.parent.local / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            if final.exists():
-                os.replace(final.local, old)
-            os.replace(staging, final.local)
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-PUBLISHING = ".publishing"  # suffix of the journal of a folder being published: `.NAME.publishing`
-
-
-def publish_folder(local: str | os.PathLike[str], final: Location) -> None:
-    """Replace an object-store folder by a locally built one, so that a failure leaves the old one whole.
-
-    1. The upload (the long part) goes to a shadow prefix beside it, `.NAME.tmp-PID-xxxxxxxx`, which
-       `final/**` does not match: killed here, `final` is untouched and the shadow is debris.
-    2. A journal `.NAME.publishing` names the shadow; then each file is copied server-side into `final`
-       (seconds), the files the new folder lacks are removed, `manifest.json` comes last. Killed here,
-       `finish_publish(final)` (the next writer, pipeline/flow/debris.py) completes it from the shadow.
-    An object store replaces one object atomically, not a set of them: during step 2 a glob over `final`
-    can see old and new files together, for the time of the server-side copies.
-    """
-    shadow = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    shadow.upload_from(local)
-    (final.parent / f".{final.name}{PUBLISHING}").write_text(shadow.name)
-    finish_publish(final)
-
-
-def finish_publish(final: Location) -> bool:
-    """Complete the publish a journal `.NAME.publishing` beside `final` records (idempotent); False if none."""
-    journal = final.parent / f".{final.name}{PUBLISHING}"
-    try:
-        shadow = final.parent / journal.read_text().strip()
-    except FileNotFoundError:
-        return False
-    files = {f.relative_to(shadow): f for f in shadow.glob("**")}
-    last = "manifest.json"
-    for rel in sorted(r for r in files if r != last):
-        files[rel].copy_to(final / rel)
-    for old in final.glob("**"):
-        if old.relative_to(final) not in files:
-            old.unlink()
-    if last in files:
-        files[last].copy_to(final / last)
-    journal.unlink()
-    shadow.rmtree()
-    return True
 
 
 # ------------------------------------------------------------------------------------ access checks

@@ -17,7 +17,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from beam_runners.options import make_pipeline
-from pipeline.core import provenance, secrets, tables
+from pipeline.core import provenance, secrets, storage, tables
 from pipeline.core.errors import ConfigError
 from pipeline.core.records import Annotation, Reject, arrow_schema
 from pipeline.core.storage import Location
@@ -89,15 +89,20 @@ def run_annotation(
 ) -> dict[str, Any]:
     """Annotate items (a list, or a Parquet glob) into out_dir/*.parquet and rejects_dir/annotate-*.parquet.
 
-    Previous outputs there are replaced: they are rebuilt from the request cache, so nothing is lost.
+    Previous outputs there are replaced whole once the pipeline has finished (storage.replacing; an error
+    leaves them as they were): they are rebuilt from the request cache, so nothing is paid twice.
     Locations may be local or on an object store (Beam's sinks take str(location)).
     """
-    out_dir.mkdir()
-    for f in out_dir.glob("*.parquet"):
-        f.unlink()
-    rejects_dir.mkdir()
-    for f in rejects_dir.glob(f"{STAGE}-*"):
-        f.unlink()
+    with storage.replacing([out_dir, rejects_dir], ["", f"{STAGE}-"]) as (new_out, new_rejects):
+        counters = _run(items, new_out, new_rejects, teacher, prompt, beam_argv, batch_size)
+    cp = import_checkpoints(teacher)
+    if cp is not None:  # the final checkpoint: every call this run finished is now in the work directory
+        cp.flush()
+    return counters
+
+
+def _run(items: list[dict[str, Any]] | str, out_dir: Location, rejects_dir: Location, teacher: TeacherConfig,
+         prompt: Prompt, beam_argv: list[str], batch_size: int | None) -> dict[str, Any]:  # fmt: skip
     pipeline = make_pipeline(beam_argv)
     if isinstance(items, str):
         source = pipeline | "ReadSample" >> beam.io.ReadFromParquet(items, columns=ITEM_COLUMNS)
@@ -115,14 +120,10 @@ def run_annotation(
     )
     result = pipeline.run()
     result.wait_until_finish()
-    counters = {
+    return {
         r.key.metric.name: r.committed
         for r in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
     }
-    cp = import_checkpoints(teacher)
-    if cp is not None:  # the final checkpoint: every call this run finished is now in the work directory
-        cp.flush()
-    return counters
 
 
 def annotate_and_check(

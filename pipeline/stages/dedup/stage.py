@@ -118,16 +118,16 @@ def run_dedup(workdir: Workdir, config: DedupConfig, beam_argv: list[str] | None
                                           workdir.files("articles")) or (0,))[0])  # fmt: skip
     order = describe_order(has_versions=has_versions, has_scores=scores is not None)
     log.info("dedup: %s", order)
-    workdir.reset_table("duplicates")
     check = workdir.cache / "dedup" / "unconverged"
     for f in check.parent.glob("unconverged*"):
         f.unlink()
-    with make_pipeline(beam_argv) as p:
-        build(p, workdir, config, scores, str(check))
-    out_of_shape = sum(int(f.read_text().strip() or 0) for f in check.parent.glob("unconverged*"))
-    if out_of_shape:
-        raise ConfigError(f"dedup: the connected components did not converge in {config.cc_rounds} rounds "
-                          f"({out_of_shape} nodes out of shape); re-run with a larger --cc-rounds")  # fmt: skip
+    with workdir.rewriting(("duplicates",)) as out:  # swapped in whole once the pipeline has finished
+        with make_pipeline(beam_argv) as p:
+            build(p, out, config, scores, str(check))
+        out_of_shape = sum(int(f.read_text().strip() or 0) for f in check.parent.glob("unconverged*"))
+        if out_of_shape:  # the previous table stays
+            raise ConfigError(f"dedup: the connected components did not converge in {config.cc_rounds} rounds "
+                              f"({out_of_shape} nodes out of shape); re-run with a larger --cc-rounds")  # fmt: skip
     summary = summarize(workdir)
     summary["keep_order"] = order
     summary["scores_from"] = scores

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import logging
 import tempfile
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -103,28 +103,30 @@ def export(config: ExportConfig, beam_argv: list[str] | None = None) -> dict[str
     dtype = token_dtype(config.format, info.vocab_size, config.token_dtype).name  # refuses a vocabulary too large
     plan = P.build(wd, config.subset, config.unit)
     final = output_location(wd, config)
-    if final.is_remote:
-        storage.check_access(final)
-        final.rmtree()  # a previous export's shards would otherwise stay beside the new ones
-        where: Any = nullcontext(Path(tempfile.mkdtemp(prefix="pmc-curate-export-")))
-    else:
-        where = storage.local_staging(final)
-    with where as staging:
-        out = str(final) if final.is_remote else str(staging)
+    # Built beside the previous export, which it replaces whole when complete (storage.publish): locally one
+    # folder swapped in; on an object store the shards go to a shadow prefix, the small files are uploaded
+    # there, then it is published (journal, server-side copies, the manifest last).
+    with ExitStack() as stack:
+        if final.is_remote:
+            storage.check_access(final)
+            (root,) = stack.enter_context(storage.replacing([final]))
+            staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pmc-curate-export-")))
+        else:
+            staging = stack.enter_context(storage.local_staging(final))
+            root = storage.as_location(str(staging))
         source = f"{config.subset}"
         assignments = list(plan.assignments(config.chunk_documents))
         with make_pipeline(beam_argv) as p:
-            _ = p | "Export" >> Export(config, [str(f) for f in plan.data_files], assignments, out,
+            _ = p | "Export" >> Export(config, [str(f) for f in plan.data_files], assignments, str(root),
                                        info.vocab_size, info.eos_id, source)  # fmt: skip
         # what was written, listed where it was written (any runner): the document indexes name the shards
-        root = final if final.is_remote else storage.as_location(str(staging))
         names = sorted(f.relative_to(root) for f in root.glob("*/*.csv.gz"))
         shards = _shards(root, names, config.format, dtype, staging)
         manifest = _finish(config, plan, info, dtype, shards, staging, final)
         if final.is_remote:
-            for f in sorted(staging.rglob("*"), key=lambda f: f.name == "manifest.json"):  # the manifest comes last
+            for f in staging.rglob("*"):
                 if f.is_file():
-                    (final / f.relative_to(staging).as_posix()).write_bytes(f.read_bytes())
+                    (root / f.relative_to(staging).as_posix()).write_from(f)
     log.info("export %s: %d documents, %d tokens in %d shards -> %s", config.subset, manifest["documents"],
              manifest["tokens"], len(manifest["shards"]), final)  # fmt: skip
     return manifest

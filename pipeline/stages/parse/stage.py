@@ -125,10 +125,10 @@ def run(config: Config, beam_argv: list[str]) -> int:
         update_summary = update.run_update(workdir, transform, run_pipeline, dry_run=dry_run)
     elif not dry_run:
         update_journal.discard(workdir)  # a full parse rebuilds every table: a killed update has nothing left to finish
-        for name in (OUT_ARTICLES, OUT_PARAGRAPHS, OUT_VERSIONS, "tombstones"):
-            workdir.reset_table(name)
-        workdir.reset_table("rejects", prefix=f"{STAGE}-")
-        run_pipeline(transform)
+        # new folders beside the tables, swapped in when the pipeline has finished (articles last)
+        with workdir.rewriting((OUT_PARAGRAPHS, OUT_VERSIONS, "tombstones", "rejects", OUT_ARTICLES),
+                               rejects_prefix=f"{STAGE}-") as out:  # fmt: skip
+            run_pipeline(transform, out=out)
     else:
         run_pipeline(transform)  # raises DryRunFinished once the job is written
     s: dict[str, Any] = summarize(workdir)

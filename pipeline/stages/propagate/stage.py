@@ -64,11 +64,12 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
             _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
     if plan.full:
         log.info("propagate: labelling every paragraph (%s)", plan.reason)
-        workdir.reset_table("labels")
-    workdir.reset_table("rejects", prefix=f"{STAGE}-")
-    if plan.full or plan.todo:
-        with make_pipeline(beam_argv) as p:
-            _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
+    # --full: new labels and rejects folders, swapped in whole at the end; a delta adds its label files in
+    # place (delta.py) and replaces this stage's rejects whole
+    with workdir.rewriting(("labels", "rejects") if plan.full else ("rejects",), rejects_prefix=f"{STAGE}-") as out:
+        if plan.full or plan.todo:
+            with make_pipeline(beam_argv) as p:
+                _ = p | "Propagate" >> Propagate(out, config, plan.input_glob)
     summary = summarize(workdir)
     summary["model_dir"] = config.model_dir
     summary["model_fingerprint"] = fingerprint
