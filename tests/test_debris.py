@@ -39,13 +39,16 @@ def test_the_next_writer_collects_the_debris_of_killed_runs(tmp_path: Path) -> N
     (w / "subsets").mkdir(exist_ok=True)
     (w / "subsets" / f".be-base.tmp-{DEAD}-0a1b2c3d").mkdir()
     (w.parent / "w" / f"model.old-{DEAD}").mkdir()
+    shadow = w / f".paragraphs.tmp-{DEAD}-0a1b2c3d"  # a killed full rewrite's new table (Workdir.rewriting)
+    shadow.mkdir()
+    pq.write_table(pa.table({"x": [1]}), shadow / "part-00000-of-00001.parquet")
     live = w / "labels" / f".part.parquet.tmp-{os.getpid()}-0a1b2c3d"  # a live writer's: kept
     live.write_bytes(b"still writing")
     assert _paragraph_rows(str(w)) == rows + 1  # the glob reads the temporary shard
     assert main(["curate", "--workdir", str(w), "--recipe", "be-base", "--threads", "1"]) == 0
     assert not temp.exists() and not (w / "subsets" / f".be-base.tmp-{DEAD}-0a1b2c3d").exists()
     assert not (w / "labels" / f".part.parquet.tmp-{DEAD}-0a1b2c3d").exists() and not (w / f"model.old-{DEAD}").exists()
-    assert live.exists()
+    assert live.exists() and not shadow.exists()
     assert _paragraph_rows(str(w)) == rows
     assert debris.find(Workdir.of(w)) == []
 

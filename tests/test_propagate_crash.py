@@ -1,5 +1,8 @@
 """Propagate's delta plan under faults (issue 18, item 4): no label doubled by a kill, `--full` checks its
-input before removing labels, and the flow's marker no longer hides the stage's own state.
+input before anything is replaced, and the flow's marker no longer hides the stage's own state.
+
+The stage writes the kept labels into a new labels folder that replaces W/labels whole when the run ends
+(`Workdir.rewriting`); `plan_and_publish` below does the same around the plan alone.
 
 The plan (pipeline/stages/propagate/delta.py) is SQL over real Parquet tables, locally and on the S3
 server; kills are injected at a storage operation (tests/faults.py). The model is not needed: the plan
@@ -52,6 +55,12 @@ def _workdir(root: str, labelled: int = N) -> Workdir:
     return wd
 
 
+def plan_and_publish(wd: Workdir, full: bool = False) -> delta.Plan:
+    """The plan inside the labels rewrite, as the stage runs it (no labels computed: the kept ones only)."""
+    with wd.rewriting(("labels",)) as out:
+        return delta.plan(wd, FP, out.labels, full=full)
+
+
 def _ids(wd: Workdir) -> list[str]:
     con = storage.duckdb_connect()
     try:
@@ -65,20 +74,52 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "w") if request.param == "local" else request.getfixturevalue("s3_workdir")
 
 
-def test_a_kill_between_keeping_and_removing_never_doubles_a_label(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_kill_before_the_publish_leaves_the_old_labels(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     wd = _workdir(root, labelled=N - 5)
-    fault = kill_at(monkeypatch, "unlink", when=lambda loc: "/labels/labels-" in str(loc))
+    before = sorted(_ids(wd))
+    fault = kill_at(monkeypatch, "write_from", when=lambda loc: "/cache/propagate/todo" in str(loc))
     with pytest.raises(Killed):
-        delta.plan(wd, FP)
+        plan_and_publish(wd)  # the kept file is in the new folder, the kill comes before the swap
     assert fault.fired
-    left = _ids(wd)
-    assert len(left) > len(set(left))  # the state the kill leaves: kept labels beside old ones
     monkeypatch.undo()
-    p = delta.plan(wd, FP)  # the next run heals first: the kept file names the files it replaced
+    assert sorted(_ids(wd)) == before
+    p = plan_and_publish(wd)
     assert (p.full, p.kept, p.todo) == (False, N - 5, 5)
     ids = _ids(wd)
     assert len(ids) == len(set(ids)) == N - 5
     assert [f.name for f in wd.files("labels")] == [f.name for f in wd.files("labels") if f.name.startswith("kept-")]
+
+
+def test_a_kill_mid_publish_on_s3_is_finished_by_the_next_writer(s3_workdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.flow import debris
+
+    wd = _workdir(s3_workdir, labelled=N - 5)
+    fault = kill_at(monkeypatch, "unlink", when=lambda loc: "/labels/labels-" in str(loc))
+    with pytest.raises(Killed):
+        plan_and_publish(wd)  # the kept file is copied into W/labels, the old files not yet removed
+    assert fault.fired
+    monkeypatch.undo()
+    left = _ids(wd)
+    assert len(left) > len(set(left))  # the window of an object-store publish: old and new files together
+    debris.collect(wd)  # the next writer finishes the journaled publish first
+    ids = _ids(wd)
+    assert len(ids) == len(set(ids)) == N - 5
+    assert all(f.name.startswith("kept-") for f in wd.files("labels"))
+
+
+def test_a_kept_file_beside_the_files_it_superseded_is_healed(tmp_path: Path) -> None:
+    """What an older version's killed run left in place: the next plan removes the superseded files."""
+    wd = _workdir(str(tmp_path / "w"), labelled=N - 5)
+    scratch = storage.Location(tmp_path / "scratch")
+    scratch.mkdir()
+    delta.plan(wd, FP, scratch)
+    kept = scratch.glob("kept-*")[0]
+    kept.copy_to(wd.labels / kept.name)  # the kept file in W/labels, beside the old files it names
+    assert len(_ids(wd)) == 2 * (N - 5)
+    removed = delta.heal(wd)
+    assert sorted(removed) == ["labels-0.parquet", "labels-1.parquet"]
+    ids = _ids(wd)
+    assert len(ids) == len(set(ids)) == N - 5
 
 
 def test_a_labels_table_already_doubled_is_kept_once(tmp_path: Path) -> None:
@@ -88,7 +129,7 @@ def test_a_labels_table_already_doubled_is_kept_once(tmp_path: Path) -> None:
 
     shutil.copy(wd.labels.local / "copy-a.parquet", wd.labels.local / "copy-b.parquet")  # 20 ids twice
     assert len(_ids(wd)) == N + N // 2
-    p = delta.plan(wd, FP)
+    p = plan_and_publish(wd)
     assert (p.kept, p.todo) == (N, 0)
     assert sorted(_ids(wd)) == sorted(set(_ids(wd)))
 
@@ -96,7 +137,7 @@ def test_a_labels_table_already_doubled_is_kept_once(tmp_path: Path) -> None:
 def test_the_kept_file_is_streamed_not_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wd = _workdir(str(tmp_path / "w"), labelled=N - 5)
     read_whole = kill_at(monkeypatch, "write_bytes", when=lambda loc: "kept-" in str(loc) or "todo" in str(loc))
-    delta.plan(wd, FP)
+    plan_and_publish(wd)
     assert not read_whole.calls  # written with write_from (a streamed copy), never as one bytes object
 
 
@@ -123,13 +164,13 @@ def test_the_flow_marker_does_not_hide_the_stage_state(tmp_path: Path) -> None:
 
     wd = _workdir(str(tmp_path / "w"), labelled=N - 5)
     write_marker(wd, "propagate", {"marker_version": MARKER_VERSION, "step": "propagate", "status": "running"})
-    p = delta.plan(wd, FP)
+    p = plan_and_publish(wd)
     assert (p.full, p.reason, p.kept) == (False, "delta", N - 5)
     # An older version's flow kept the stage's summary inside its marker: that is read too.
     wd.state("propagate").unlink()
     write_marker(wd, "propagate", {"marker_version": MARKER_VERSION, "status": "finished",
                                    "summary": {"model_fingerprint": FP, "mode": "full"}})
-    assert delta.plan(wd, FP).reason == "delta"
+    assert plan_and_publish(wd).reason == "delta"
     assert json.loads((wd.stages / "propagate.json").read_text())["status"] == "finished"  # not overwritten
 
 
@@ -137,8 +178,8 @@ def test_corrupt_footer_of_paragraphs_names_the_file(tmp_path: Path) -> None:
     wd = _workdir(str(tmp_path / "w"))
     (wd.paragraphs / "part-0.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(ConfigError, match=r"part-0\.parquet cannot be read"):
-        delta.plan(wd, FP, full=True)
+        plan_and_publish(wd, full=True)
     assert len(_ids(wd)) == N
     with pytest.raises(ConfigError, match=r"part-0\.parquet cannot be read"):  # the delta path, too
-        delta.plan(wd, FP)
+        plan_and_publish(wd)
     assert len(_ids(wd)) == N

@@ -7,11 +7,13 @@ these patterns match was left by a process that died before its own cleanup (`ki
                                   .parquet, so a glob over W/<table>/**/*.parquet would read them
     W/<folder>/.NAME.tmp-PID-*    a file or folder written under a temporary name (Location.write_bytes,
     W/<folder>/.NAME.old-PID-*    storage.local_staging) and the previous copy of a swapped folder
+    W/.NAME.tmp-PID-*             the new folder of a table a stage was rewriting (Workdir.rewriting),
+                                  or the old one it had just swapped out
     W/NAME.tmp-PID, W/NAME.old-PID   the same for Location.upload_from of a local work directory
     local cache staging/*          the local build folders of outputs uploaded to s3:// or gs://
 
 A folder an object-store publish was replacing when killed (`W/<folder>/.NAME.publishing`, see
-`storage.publish_folder`) is first completed from its shadow copy, which is then no longer debris.
+`storage.publish`) is first completed from its shadow copy, which is then no longer debris.
 
 W/_staging/ is not touched here: it belongs to a stage's journal (parse --update finishes or discards it).
 """

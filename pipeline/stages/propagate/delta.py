@@ -7,12 +7,13 @@ classifiers.data.model_input); every other paragraph (new, edited, re-titled, ne
 labelled again. Labels of paragraphs that are gone are dropped with the table's other old files.
 
 The plan is SQL over the tables (DuckDB, local or remote): the kept labels (one row per id) are written
-as one file W/labels/kept-<run>.parquet before any old label file is removed, and the paragraphs to
-label as W/cache/propagate/todo.parquet, which the Beam pipeline reads instead of W/paragraphs. The kept
-file names, in its Parquet metadata (`pmc_curate_supersedes`), the old files it replaces: a run killed
-between writing it and removing them leaves labels twice on disk, and the next run first removes
-those files (`heal`), so no label is ever counted or kept twice. The kept file is streamed to W, never
-read into memory.
+as one file kept-<run>.parquet into the new labels folder the stage is building (`Workdir.rewriting`:
+beside W/labels, swapped in whole when the run has finished, so a reader never sees a label twice or a
+kept label missing), and the paragraphs to label as W/cache/propagate/todo.parquet, which the Beam
+pipeline reads instead of W/paragraphs; its labels go to the same new folder. The kept file is streamed,
+never read into memory. It also names, in its Parquet metadata (`pmc_curate_supersedes`), the old files it
+replaces: labels tables that older versions left with a kept file beside the files it superseded are
+repaired first (`heal`), and a table doubled some other way is kept once (one row per id).
 
 The model fingerprint of the last run lives in the stage's own state file, W/_stages/state/propagate.json
 (`Workdir.state`), not in the flow's marker W/_stages/propagate.json, which the flow rewrites around the
@@ -137,20 +138,21 @@ def check_input(workdir: Workdir) -> None:
         con.close()
 
 
-def plan(workdir: Workdir, fingerprint: str, full: bool = False) -> Plan:
-    """Decide full or delta; for a delta, write the kept labels and the paragraphs to label (see module doc)."""
+def plan(workdir: Workdir, fingerprint: str, kept_to: storage.Location, full: bool = False) -> Plan:
+    """Decide full or delta; for a delta, write the kept labels into the folder `kept_to` (the new labels
+    table) and the paragraphs to label (see module doc). Nothing in W/labels is removed here."""
     heal(workdir)
     if not workdir.has_table("labels"):
         return Plan(True, "no labels yet", input_glob=workdir.glob("paragraphs"))
     previous = previous_state(workdir).get("model_fingerprint")
     if full or previous != fingerprint:
-        # The caller removes every label next: the input is read and checked first.
+        # Every label is replaced when the run ends: the input is read and checked first.
         check_input(workdir)
         why = "--full" if full else "the model or its settings changed" if previous else "the labels predate delta propagation"
         return Plan(True, why, input_glob=workdir.glob("paragraphs"))
     con = storage.duckdb_connect()
     todo_loc = workdir.cache / "propagate" / "todo.parquet"
-    kept_loc = workdir.labels / f"kept-{uuid.uuid4().hex[:12]}.parquet"
+    kept_loc = kept_to / f"kept-{uuid.uuid4().hex[:12]}.parquet"
     old = workdir.files("labels")
     try:
         with tempfile.TemporaryDirectory(prefix="pmc-curate-propagate-") as tmp:
@@ -161,15 +163,13 @@ def plan(workdir: Workdir, fingerprint: str, full: bool = False) -> Plan:
                           "nothing was removed") from e  # fmt: skip
     finally:
         con.close()
-    for f in old:
-        f.unlink()
     log.info("propagate: %d labels kept (same model, same input), %d paragraphs to label", kept, todo)
     return Plan(False, "delta", kept=int(kept), todo=int(todo), input_glob=str(todo_loc))
 
 
 def _write_plan(con: duckdb.DuckDBPyConnection, tmp: Path, workdir: Workdir, old: list[storage.Location],
                 kept_loc: storage.Location, todo_loc: storage.Location) -> tuple[int, int]:
-    """The kept labels and the paragraphs to label, written to W; (kept, todo)."""
+    """The kept labels (to `kept_loc`) and the paragraphs to label (to `todo_loc`); (kept, todo)."""
     params = {"labels": [str(f) for f in old], "paragraphs": workdir.glob("paragraphs")}
     kept_file, todo_file = tmp / "kept.parquet", tmp / "todo.parquet"
     con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
@@ -190,7 +190,7 @@ def _write_plan(con: duckdb.DuckDBPyConnection, tmp: Path, workdir: Workdir, old
     )
     kept, todo = (con.sql("SELECT count(*) FROM read_parquet($f)", params={"f": str(f)}).fetchall()[0][0]
                   for f in (kept_file, todo_file))  # fmt: skip
-    kept_loc.write_from(kept_file)  # the kept labels are safe (and name what they replace) before any old file goes
+    kept_loc.write_from(kept_file)  # streamed
     todo_loc.parent.mkdir()
     todo_loc.write_from(todo_file)
     return int(kept), int(todo)

@@ -58,15 +58,15 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
             raise ConfigError(f"--precision {config.precision} is a CPU path; with --device cuda use auto, fp16, bf16 or fp32")
     fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision,
                                          tuple(config.tfidf_heads))
-    plan = delta.plan(workdir, fingerprint, full=config.full)
     if is_dry_run(beam_argv):  # --dry-run FILE: build the job and write it to FILE (DryRunFinished), W untouched
         with make_pipeline(beam_argv) as p:
-            _ = p | "Propagate" >> Propagate(workdir, config, plan.input_glob)
-    if plan.full:
-        log.info("propagate: labelling every paragraph (%s)", plan.reason)
-    # --full: new labels and rejects folders, swapped in whole at the end; a delta adds its label files in
-    # place (delta.py) and replaces this stage's rejects whole
-    with workdir.rewriting(("labels", "rejects") if plan.full else ("rejects",), rejects_prefix=f"{STAGE}-") as out:
+            _ = p | "Propagate" >> Propagate(workdir, config, workdir.glob("paragraphs"))
+    # New labels and rejects folders beside the tables, swapped in whole when the run has finished: the kept
+    # labels of a delta (delta.py) and the pipeline's labels go there; an error or a kill leaves the old ones.
+    with workdir.rewriting(("labels", "rejects"), rejects_prefix=f"{STAGE}-") as out:
+        plan = delta.plan(workdir, fingerprint, out.labels, full=config.full)
+        if plan.full:
+            log.info("propagate: labelling every paragraph (%s)", plan.reason)
         if plan.full or plan.todo:
             with make_pipeline(beam_argv) as p:
                 _ = p | "Propagate" >> Propagate(out, config, plan.input_glob)
