@@ -143,8 +143,8 @@ class Workdir:
         return bool(self.files(name))
 
     def reset_table(self, name: str, prefix: str = "") -> Location:
-        """Remove a table's previous output (only files starting with `prefix` when given) before a re-run
-        that adds to it in place; a full rewrite goes through `rewriting`."""
+        """Empty a table's folder (only its files starting with `prefix` when given), e.g. to build a test
+        fixture. Not atomic: stages replace their tables through `rewriting`."""
         d = self.table(name)
         if prefix:
             for f in d.glob(f"{prefix}*"):

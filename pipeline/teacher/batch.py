@@ -312,23 +312,20 @@ def write_outputs(outcomes: list[Outcome], out_dir: Location, rejects_dir: Locat
                   prompt: Prompt, batch: str | None = None) -> tuple[int, int]:  # fmt: skip
     """Replace W/annotations/*.parquet and W/rejects/annotate-*.parquet with these outcomes' rows (the
     online path's rows: rows.annotation_row / rows.reject_row); skipped paragraphs have none. (annotated, rejected).
+    Both folders are built beside the old ones and replace them whole (storage.replacing).
     `batch` ("openai" or "jsonl") names the endpoint kind in the annotations' provenance metadata."""
     import pyarrow as pa
 
-    out_dir.mkdir()
-    for f in out_dir.glob("*.parquet"):
-        f.unlink()
-    rejects_dir.mkdir()
-    for f in rejects_dir.glob(f"{STAGE}-*"):
-        f.unlink()
     ann = [annotation_row(o, model, prompt.version, prompt.hash) for o in outcomes if o.status == "annotated"]
     rej = [reject_row(o, STAGE) for o in outcomes if o.status == "rejected"]
-    if ann:
-        record = provenance.teacher_record(model, "", prompt.version, prompt.hash, batch)
-        if batch is None:
-            record["endpoint_kind"] = "batch endpoint (kind not given)"
-        schema = arrow_schema(Annotation, provenance.parquet_metadata(dict(record, tool=provenance.tool())))
-        storage.write_parquet(pa.Table.from_pylist(ann, schema=schema), out_dir / "part-00000-of-00001.parquet")
-    if rej:
-        storage.write_parquet(pa.Table.from_pylist(rej, schema=arrow_schema(Reject)), rejects_dir / f"{STAGE}-00000-of-00001.parquet")
+    with storage.replacing([out_dir, rejects_dir], ["", f"{STAGE}-"]) as (new_out, new_rejects):
+        if ann:
+            record = provenance.teacher_record(model, "", prompt.version, prompt.hash, batch)
+            if batch is None:
+                record["endpoint_kind"] = "batch endpoint (kind not given)"
+            schema = arrow_schema(Annotation, provenance.parquet_metadata(dict(record, tool=provenance.tool())))
+            storage.write_parquet(pa.Table.from_pylist(ann, schema=schema), new_out / "part-00000-of-00001.parquet")
+        if rej:
+            storage.write_parquet(pa.Table.from_pylist(rej, schema=arrow_schema(Reject)),
+                                  new_rejects / f"{STAGE}-00000-of-00001.parquet")  # fmt: skip
     return len(ann), len(rej)
