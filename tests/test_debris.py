@@ -71,3 +71,17 @@ def test_ordinary_names_are_not_debris(tmp_path: Path, name: str) -> None:
     (tmp_path / "w" / "paragraphs").mkdir(parents=True)
     (tmp_path / "w" / "paragraphs" / name).write_bytes(b"x")
     assert debris.find(wd) == []
+
+
+def test_a_folder_a_killed_two_rename_swap_moved_aside_is_put_back(tmp_path: Path) -> None:
+    """Where the system has no atomic exchange, storage.publish renames the table aside, then the new one in:
+    killed between the two, the table is missing and `.NAME.old-PID-*` holds it. The next writer puts it back."""
+    w = tmp_path / "w"
+    aside = w / f".sample.old-{DEAD}-0a1b2c3d"
+    aside.mkdir(parents=True)
+    (aside / "part-00000.parquet").write_bytes(b"the sample")
+    (w / f".sample.tmp-{DEAD}-0a1b2c3d").mkdir()  # the new folder the kill kept from being swapped in
+    assert debris.swapped_out(Workdir.of(w)) == [(Location(aside), Location(w / "sample"))]
+    debris.collect(Workdir.of(w))
+    assert (w / "sample" / "part-00000.parquet").read_bytes() == b"the sample"
+    assert sorted(p.name for p in w.iterdir()) == ["sample"]

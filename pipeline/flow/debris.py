@@ -12,7 +12,8 @@ these patterns match was left by a process that died before its own cleanup (`ki
     W/NAME.tmp-PID, W/NAME.old-PID   the same for Location.upload_from of a local work directory
     local cache staging/*          the local build folders of outputs uploaded to s3:// or gs://
 
-A folder an object-store publish was replacing when killed (`W/<folder>/.NAME.publishing`, see
+A folder a two-rename swap had moved aside (`.NAME.old-PID-*`, where the system lacks an atomic exchange)
+when the kill came, NAME missing, is put back first; a folder an object-store publish was replacing when killed (`W/<folder>/.NAME.publishing`, see
 `storage.publish`) is first completed from its shadow copy, which is then no longer debris.
 
 W/_staging/ is not touched here: it belongs to a stage's journal (parse --update finishes or discards it).
@@ -21,6 +22,7 @@ W/_staging/ is not touched here: it belongs to a stage's journal (parse --update
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 from pipeline.core import storage
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 FOLDERS = (*TABLE_NAMES, "subsets", "exports", "model", "reports", "_stages")
 _HIDDEN = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:-[0-9a-f]{8})?$")
 _SIBLING = re.compile(r"^[^.].*\.(?:tmp|old)-(\d+)$")
+_OLD = re.compile(r"^\.(.+)\.old-(\d+)-[0-9a-f]{8}$")  # a folder swapped out by two renames (storage.publish)
 
 
 def _entries(folder: Location) -> list[Location]:
@@ -74,15 +77,31 @@ def find(wd: Workdir, listing: list[tuple[Location, list[Location]]] | None = No
     return out
 
 
+def swapped_out(wd: Workdir, listing: list[tuple[Location, list[Location]]] | None = None) -> list[tuple[Location, Location]]:
+    """Local folders a two-rename swap moved aside (`.NAME.old-PID-*`) and a kill kept from being replaced:
+    (the folder moved aside, where it belongs), when NAME is missing and PID is gone."""
+    out = []
+    for folder, entries in listing or _listing(wd):
+        for e in entries:
+            m = _OLD.match(e.name)
+            if m and not e.is_remote and not alive(int(m.group(2))) and not (folder / m.group(1)).exists():
+                out.append((e, folder / m.group(1)))
+    return out
+
+
 def collect(wd: Workdir) -> list[str]:
-    """Remove the debris of killed runs; what was removed (logged)."""
+    """Finish what killed runs left half done, then remove their debris; what was removed (logged)."""
     listing = _listing(wd)
+    back = swapped_out(wd, listing)
+    for aside, final in back:
+        log.warning("putting back %s, which a killed run had moved aside to swap in its new version", final)
+        os.replace(aside.local, final.local)
     finals = unfinished_publishes(wd, listing)
     for final in finals:
         log.warning("finishing the publish of %s, which a killed run left half done", final)
         storage.finish_publish(final)
     removed = []
-    for loc in find(wd, _listing(wd) if finals else listing):  # a finished publish removed its shadow
+    for loc in find(wd, _listing(wd) if finals or back else listing):  # what was finished is no longer debris
         if loc.is_file():
             loc.unlink()
         else:

@@ -83,13 +83,18 @@ def _swap_local(new: Path, final: Path, only: str) -> None:
     if only and final.is_dir():  # the other writers' files stay: hard links, no copy
         for f in final.iterdir():
             if f.is_file() and not f.name.startswith(only) and not (new / f.name).exists():
-                os.link(f, new / f.name)
+                try:
+                    os.link(f, new / f.name)
+                except OSError:  # a filesystem without hard links
+                    shutil.copy2(f, new / f.name)
     if not final.exists():
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(new, final)
         return
     if exchange(new, final):
         return
+    # killed between these two renames, `final` is missing and `.NAME.old-*` holds it: the next writer
+    # puts it back (pipeline/flow/debris.py)
     old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.replace(final, old)
     os.replace(new, final)
