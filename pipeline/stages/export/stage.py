@@ -122,7 +122,7 @@ def export(config: ExportConfig, beam_argv: list[str] | None = None) -> dict[str
         # what was written, listed where it was written (any runner): the document indexes name the shards
         names = sorted(f.relative_to(root) for f in root.glob("*/*.csv.gz"))
         shards = _shards(root, names, config.format, dtype, staging)
-        manifest = _finish(config, plan, info, dtype, shards, staging, final)
+        manifest = _finish(config, plan, info, dtype, shards, staging, final, root)
         if final.is_remote:
             for f in staging.rglob("*"):
                 if f.is_file():
@@ -133,8 +133,9 @@ def export(config: ExportConfig, beam_argv: list[str] | None = None) -> dict[str
 
 
 def _finish(config: ExportConfig, plan: P.Plan, info: T.TokenizerInfo, dtype: str, shards: dict[str, list[ShardInfo]],
-            staging: Path, final: storage.Location) -> dict[str, Any]:  # fmt: skip
-    """Mixture files, documents.parquet, manifest.json and README.md into `staging`."""
+            staging: Path, final: storage.Location, written: storage.Location) -> dict[str, Any]:  # fmt: skip
+    """Mixture files, documents.parquet, manifest.json and README.md into `staging`; the files name `final`,
+    where the export is published (the shards are still at `written` meanwhile)."""
     materialized = config.materialize
     comps = [Component(c.name, tuple(shards.get(c.name, ())), 1 if materialized else c.repeat) for c in plan.components]
     budget = (plan.subset_manifest.get("budget") or {})
@@ -165,7 +166,7 @@ def _finish(config: ExportConfig, plan: P.Plan, info: T.TokenizerInfo, dtype: st
         "documents": sum(s.documents for s in all_shards),
         "distinct_documents": plan.documents,
         "tokens": sum(s.tokens for s in all_shards),
-        "bytes": sum(storage.as_location(str(final / s.directory[len(str(staging)) + 1 :] / f)).info()["size"]
+        "bytes": sum((written / s.directory[len(str(staging)) + 1 :] / f).info()["size"]
                      for s in all_shards for f in s.files) if final.is_remote else
                  sum((Path(s.directory) / f).stat().st_size for s in all_shards for f in s.files),  # fmt: skip
         "shards": [{**s.to_dict(), "directory": s.directory[len(str(staging)) + 1 :]} for s in all_shards],
