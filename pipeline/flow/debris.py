@@ -12,9 +12,10 @@ these patterns match was left by a process that died before its own cleanup (`ki
     W/NAME.tmp-PID, W/NAME.old-PID   the same for Location.upload_from of a local work directory
     local cache staging/*          the local build folders of outputs uploaded to s3:// or gs://
 
-A folder a two-rename swap had moved aside (`.NAME.old-PID-*`, where the system lacks an atomic exchange)
-when the kill came, NAME missing, is put back first; a folder an object-store publish was replacing when killed (`W/<folder>/.NAME.publishing`, see
-`storage.publish`) is first completed from its shadow copy, which is then no longer debris.
+First, what a kill left half done is finished: a folder a two-rename swap had moved aside
+(`.NAME.old-PID-*`, where the system lacks an atomic exchange), NAME missing, is put back; a folder an
+object-store publish was replacing (`W/<folder>/.NAME.publishing`, see `storage.publish`) is completed
+from its shadow copy, which is then no longer debris.
 
 W/_staging/ is not touched here: it belongs to a stage's journal (parse --update finishes or discards it).
 """

@@ -1,4 +1,4 @@
-"""Operations over Locations: fingerprints, local copies, access checks, Parquet files (publishing: publish.py)."""
+"""Operations over Locations: fingerprints, local copies, access checks, Parquet files (publishing.py: replacing folders)."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def finish_publish(final: Location) -> bool:
     except FileNotFoundError:
         return False
     shadow = final.parent / lines[0].strip()
-    only = next((line[len(_ONLY) :] for line in lines[1:] if line.startswith(_ONLY)), "")
+    only = next((line[len(_ONLY):] for line in lines[1:] if line.startswith(_ONLY)), "")
     files = {f.relative_to(shadow): f for f in shadow.glob("**")}
     last = "manifest.json"
     for rel in sorted(r for r in files if r != last):
@@ -174,9 +174,7 @@ def replacing(finals: Sequence[Location], only: Sequence[str] = ()) -> Iterator[
 
 
 @contextlib.contextmanager
-def local_staging(
-    final: Location, prefix: str = "pmc-curate-", dir: str | os.PathLike[str] | None = None
-) -> Iterator[Path]:
+def local_staging(final: Location, prefix: str = "pmc-curate-", dir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """A local folder to build output in; on success it replaces `final` (`publish`).
 
     Locally the folder is built beside `final` (no copy); for an object store it is built under `dir`
