@@ -8,13 +8,16 @@ Same real paragraphs (every k-th of ../shared/data/pmc-oa-sample), same max leng
 one process; the paths run interleaved, round after round (a shared machine's load then hits them alike), and
 the best round of each is kept, in CPU seconds (time.process_time) and in wall seconds:
 
-    pipeline     transformers pipeline("text-classification"), batch_size 1: the baseline a user writes
+    pipeline     transformers pipeline("text-classification"), batch_size 1, on --threads torch threads
+    pipeline-default  the same pipeline on torch's default thread count (one per core): the five lines a user
+                 writes, with nothing set; its CPU seconds include the threads' spin-waits
     fp32         classifiers.predict.Predictor, PyTorch fp32 (length-sorted sub-batches)
     int8         the same, nn.Linear dynamically quantized to int8 (per channel)
     onnx         ONNX Runtime, the exported and fused graph, fp32
     onnx-int8    ONNX Runtime, the fused graph with int8 MatMul weights (per channel)
 
-Agreement with fp32 on the same paragraphs: both heads' labels (argmax) and the score's mean absolute error.
+Agreement with fp32, on --agree-limit other paragraphs (every k-th, offset by one; run once, untimed): both heads'
+labels (argmax) and the score's mean absolute error.
 Without --model-dir the student is MiniLM-L6 with heads fitted to the rule teacher's labels of --fit paragraphs
 (logistic regression / ridge on the fp32 pooled embeddings at 128 tokens), so the margins are those of a
 classifier of real labels, not of random heads. Prints the load average before and after; a run whose load
@@ -42,14 +45,25 @@ from classifiers.data import model_input
 from classifiers.predict import Predictor
 from pipeline.teacher.rules import sample_paragraphs
 
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before main() sets --threads: what a user's process gets
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
-PATHS = ("pipeline", "fp32", "int8", "onnx", "onnx-int8")
+PATHS = ("pipeline", "pipeline-default", "fp32", "int8", "onnx", "onnx-int8")
 
 
 def load_line(label: str) -> str:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     flag = f"  ** load above the {cores} cores: CPU-time ratios hold better than wall-time ones **" if load > cores else ""
     return f"{label}: load average {load:.2f} on {cores} cores{flag}"
+
+
+def with_threads(threads: int, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Call fn on `threads` torch threads, then restore the count (the pipeline rows differ only in it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
 
 
 def fitted_student(out: Path, paragraphs, n_fit: int) -> Path:  # type: ignore[no-untyped-def]
@@ -101,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=Path, default=SAMPLE)
     ap.add_argument("--model-dir", default="", help="a trained student (default: MiniLM with fitted heads)")
     ap.add_argument("--limit", type=int, default=150, help="paragraphs timed (every k-th of the sample)")
+    ap.add_argument("--agree-limit", type=int, default=400, help="paragraphs the agreement with fp32 is measured on")
     ap.add_argument("--fit", type=int, default=300, help="paragraphs the stand-in heads are fitted on")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -111,38 +126,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (12 paragraphs, 64 tokens, one round, no onnx fp32)")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.limit, args.fit, args.max_length, args.rounds, args.batch_size = 12, 40, 64, 1, 8
+        args.limit, args.agree_limit, args.fit, args.max_length, args.rounds, args.batch_size = 12, 12, 40, 64, 1, 8
         args.paths = [p for p in args.paths if p != "onnx"]  # one ONNX export is enough to check the path
     print(load_line("start"), flush=True)
     torch.set_num_threads(args.threads)
     paragraphs = sample_paragraphs(args.sample)
     timed_set = paragraphs[:: max(1, len(paragraphs) // args.limit)][: args.limit]
     texts = [model_input(p.text, p.section_title) for p in timed_set]
+    agree_set = paragraphs[1 :: max(1, len(paragraphs) // args.agree_limit)][: args.agree_limit]
+    agree_texts = [model_input(p.text, p.section_title) for p in agree_set]
     cache = tempfile.mkdtemp(prefix="pmc-curate-exp-cpu-")
     os.environ.setdefault("PMC_CURATE_ONNX_CACHE", cache)  # a fresh export: its cost is shown as setup
     model_dir = Path(args.model_dir) if args.model_dir else fitted_student(Path(cache) / "student", paragraphs, args.fit)
 
-    run, setup = {}, {}
+    run, setup, outputs = {}, {}, {}
+    default_threads = TORCH_DEFAULT_THREADS
     for name in args.paths:
         t = time.perf_counter()
-        if name == "pipeline":
+        if name.startswith("pipeline"):
             from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
             clf = pipeline("text-classification", device="cpu", tokenizer=AutoTokenizer.from_pretrained(model_dir),
                            model=AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=4))
-            run[name] = lambda clf=clf: clf(texts, truncation=True, max_length=args.max_length)
+            threads = default_threads if name == "pipeline-default" else args.threads
+            run[name] = lambda clf=clf, threads=threads: with_threads(threads, clf, texts, truncation=True,
+                                                                      max_length=args.max_length)  # fmt: skip
+            run[name]()  # warm-up
         else:
             pred = Predictor.from_dir(model_dir, precision=name, batch_size=args.batch_size, max_length=args.max_length)
             run[name] = lambda pred=pred: pred.predict(texts)
+            outputs[name] = pred.predict(agree_texts)  # warm-up, and the outputs compared with fp32's below
         setup[name] = time.perf_counter() - t
-        run[name]()  # warm-up (and the outputs compared below)
     cpu = {k: [] for k in run}
     wall = {k: [] for k in run}
-    outputs = {}
     for _ in range(args.rounds):
         for name, fn in run.items():
             c, w = time.process_time(), time.perf_counter()
-            outputs[name] = fn()
+            fn()
             cpu[name].append(time.process_time() - c)
             wall[name].append(time.perf_counter() - w)
     print(load_line("end"))
@@ -150,13 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     base = "pipeline" if "pipeline" in run else next(iter(run))
     ref = outputs.get("fp32")
     rows = []
-    print(f"\n{n} paragraphs, max length {args.max_length}, {args.threads} thread(s), best of {args.rounds} rounds; "
-          f"x = ratio to {base}")
-    print(f"{'path':<10} {'par/CPU-s':>9} {'x':>5} {'par/s':>7} {'x':>5} {'setup s':>7} {'labels=fp32':>11} {'score MAE':>9}")
+    print(f"\n{n} paragraphs timed, max length {args.max_length}, {args.threads} thread(s) (pipeline-default: "
+          f"{default_threads}), best of {args.rounds} rounds; x = ratio to {base}; agreement with fp32 on "
+          f"{len(agree_texts)} other paragraphs")
+    dflt = "pipeline-default" if "pipeline-default" in run else None
+    print(f"{'path':<16} {'par/CPU-s':>9} {'x':>5} {'x dflt':>6} {'par/s':>7} {'x':>5} {'setup s':>7} {'labels=fp32':>11} "
+          f"{'score MAE':>9}")
     for name in run:
         per_cpu, per_wall = n / min(cpu[name]), n / min(wall[name])
         agree = mae = None
-        if ref is not None and name != "pipeline":
+        if ref is not None and name in outputs:
             o = outputs[name]
             agree = float(np.mean([(o.probs[h].argmax(1) == ref.probs[h].argmax(1)).mean() for h in ref.probs]))
             mae = float(np.abs(o.educational_score - ref.educational_score).mean())
@@ -164,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                      "x_cpu": per_cpu / (n / min(cpu[base])), "x_wall": per_wall / (n / min(wall[base])),
                      "label_agreement": agree, "score_mae": mae})  # fmt: skip
         r = rows[-1]
-        print(f"{name:<10} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
+        r["x_cpu_default"] = per_cpu / (n / min(cpu[dflt])) if dflt else None
+        xd = "n/a" if dflt is None else f"{r['x_cpu_default']:.2f}"
+        print(f"{name:<16} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {xd:>6} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
               f"{'n/a' if agree is None else f'{agree:.3f}':>11} {'n/a' if mae is None else f'{mae:.4f}':>9}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))
+        Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "n_agree": len(agree_texts), "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))
     import shutil
 
     shutil.rmtree(cache, ignore_errors=True)

@@ -38,6 +38,13 @@ CPU_PRECISIONS = ("int8", "onnx", "onnx-int8")
 ONNX_PRECISIONS = ("onnx", "onnx-int8")
 OUTPUTS = tuple(h.name for h in HEADS)
 CACHE_ENV = "PMC_CURATE_ONNX_CACHE"
+# Fusions left out, offline and in the session: ONNX Runtime's CPU SkipLayerNormalization kernel took 481 ms of
+# 3,752 (13%) over 90 paragraphs at one thread, where the Add + LayerNormalization it replaces take 83 ms; BiasGelu
+# is a little slower than its Add + Gelu. Without both: 1.63x -> 1.88x the PyTorch fp32 student per CPU-second
+# (docs/benchmarks.md). A change here must change EXPORT_RECIPE, so that cached exports are not reused.
+UNFUSED = ("enable_skip_layer_norm", "enable_bias_skip_layer_norm", "enable_bias_gelu")
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion", "BiasGeluFusion")
+EXPORT_RECIPE = "2"
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -80,7 +87,8 @@ def model_key(model_dir: Path, precision: str) -> str:
     """The exported file's identity: the model's files (name, size, mtime) and the versions that shape it."""
     import onnxruntime
 
-    h = hashlib.sha256(f"{precision}|{torch.__version__}|{onnxruntime.__version__}|{model_dir.resolve()}".encode())
+    h = hashlib.sha256(f"{precision}|{EXPORT_RECIPE}|{torch.__version__}|{onnxruntime.__version__}|"
+                       f"{model_dir.resolve()}".encode())
     for f in sorted(model_dir.iterdir()):
         if f.is_file():
             st = f.stat()
@@ -92,6 +100,7 @@ def export_onnx(model: torch.nn.Module, out: Path, precision: str) -> Path:
     """Export, fuse (BERT-family graphs) and, for onnx-int8, quantize; written under a temporary name, then renamed."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +125,11 @@ def export_onnx(model: torch.nn.Module, out: Path, precision: str) -> Path:
         cfg = encoder.config
         kind = cfg.model_type if cfg.model_type in ("bert", "roberta", "xlm-roberta") else None
         if kind:
+            options = FusionOptions("bert")
+            for name in UNFUSED:
+                setattr(options, name, False)
             opt = optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
-                                 hidden_size=cfg.hidden_size)  # fmt: skip
+                                 hidden_size=cfg.hidden_size, optimization_options=options)  # fmt: skip
             opt.save_model_to_file(str(fused))
         else:
             raw.rename(fused)
@@ -137,10 +149,22 @@ def export_onnx(model: torch.nn.Module, out: Path, precision: str) -> Path:
     return out
 
 
+def session_options(ort: Any, threads: int, optimized_to: Path | None = None) -> Any:
+    """One thread pool of `threads`, every graph optimisation (but DISABLED_OPTIMIZERS, given to the session)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized_to is not None:  # the graph the session runs, written out (tests read its operators)
+        so.optimized_model_filepath = str(optimized_to)
+    return so
+
+
 class OnnxRunner:
     """An ONNX Runtime session of the student: (input_ids, attention_mask) int64 arrays -> {head: array}."""
 
-    def __init__(self, model: torch.nn.Module, model_dir: Path, precision: str, threads: int = 0) -> None:
+    def __init__(self, model: torch.nn.Module, model_dir: Path, precision: str, threads: int = 0,
+                 optimized_to: Path | None = None) -> None:  # fmt: skip
         ort = _require_onnxruntime()
         if precision not in ONNX_PRECISIONS:
             raise ConfigError(f"OnnxRunner: precision must be one of {ONNX_PRECISIONS}, not {precision!r}")
@@ -148,11 +172,9 @@ class OnnxRunner:
         if not path.is_file():
             log.info("exporting the student to ONNX (%s) -> %s (once per machine and model version)", precision, path)
             export_onnx(model, path, precision)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or torch.get_num_threads())
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        so = session_options(ort, int(threads or torch.get_num_threads()), optimized_to)
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
         self.path = path
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:

@@ -97,3 +97,20 @@ def test_cpu_paths_refuse_a_gpu(student_dir: Path) -> None:
     if torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CPU path"):
             Predictor(model, tok, max_length=MAX_LENGTH, device="cuda", precision="int8")
+
+
+def test_session_runs_the_unfused_layer_norm_and_gelu(student_dir: Path, tmp_path: Path) -> None:
+    """ONNX Runtime's CPU SkipLayerNormalization is ~6x slower than the Add + LayerNormalization it fuses
+    (docs/benchmarks.md): neither the export nor the session may fuse it back, and the int8 graph stays int8."""
+    import onnx
+
+    from classifiers.cpu_runtime import OnnxRunner
+
+    model = StudentModel.from_dir(student_dir).eval()
+    runner = OnnxRunner(model, student_dir, "onnx-int8", threads=1, optimized_to=tmp_path / "ran.onnx")
+    exported = {n.op_type for n in onnx.load(str(runner.path)).graph.node}
+    ran = {n.op_type for n in onnx.load(str(tmp_path / "ran.onnx")).graph.node}
+    for ops in (exported, ran):
+        assert not ops & {"SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "BiasGelu"}, ops
+        assert "LayerNormalization" in ops and "QAttention" in ops, ops
+    assert "Gelu" in ran and ran & {"MatMulInteger", "DynamicQuantizeMatMul"}, ran
