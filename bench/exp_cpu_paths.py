@@ -15,6 +15,8 @@ the best round of each is kept, in CPU seconds (time.process_time) and in wall s
     int8         the same, nn.Linear dynamically quantized to int8 (per channel)
     onnx         ONNX Runtime, the exported and fused graph, fp32
     onnx-int8    ONNX Runtime, the fused graph with int8 MatMul weights (per channel)
+    +fallback    the same int8 path, with the rows whose labels it cannot call (a head's top two probabilities
+                 closer than --fallback-margin) run again in fp32 (propagate --fallback-margin)
 
 Agreement with fp32, on --agree-limit other paragraphs (every k-th, offset by one; run once, untimed): both heads'
 labels (argmax) and the score's mean absolute error.
@@ -47,7 +49,7 @@ from pipeline.teacher.rules import sample_paragraphs
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before main() sets --threads: what a user's process gets
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pmc-oa-sample"
-PATHS = ("pipeline", "pipeline-default", "fp32", "int8", "onnx", "onnx-int8")
+PATHS = ("pipeline", "pipeline-default", "fp32", "int8", "onnx", "onnx-int8", "int8+fallback", "onnx-int8+fallback")
 
 
 def load_line(label: str) -> str:
@@ -116,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", default="", help="a trained student (default: MiniLM with fitted heads)")
     ap.add_argument("--limit", type=int, default=150, help="paragraphs timed (every k-th of the sample)")
     ap.add_argument("--agree-limit", type=int, default=400, help="paragraphs the agreement with fp32 is measured on")
+    ap.add_argument("--unseen-from", default="", metavar="W",
+                    help="leave the paragraphs of W/annotations (the student's training labels) out of the agreement set")
+    ap.add_argument("--fallback-margin", type=float, default=0.1, help="the +fallback paths' margin")
     ap.add_argument("--fit", type=int, default=300, help="paragraphs the stand-in heads are fitted on")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -133,13 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     paragraphs = sample_paragraphs(args.sample)
     timed_set = paragraphs[:: max(1, len(paragraphs) // args.limit)][: args.limit]
     texts = [model_input(p.text, p.section_title) for p in timed_set]
-    agree_set = paragraphs[1 :: max(1, len(paragraphs) // args.agree_limit)][: args.agree_limit]
+    pool = paragraphs
+    if args.unseen_from:
+        import duckdb
+
+        seen = {r[0] for r in duckdb.sql(f"SELECT id FROM read_parquet('{args.unseen_from}/annotations/*.parquet')").fetchall()}
+        pool = [p for p in paragraphs if p.id not in seen]
+        print(f"agreement on paragraphs the student was not trained on: {len(pool)} of {len(paragraphs)}")
+    agree_set = pool[1 :: max(1, len(pool) // args.agree_limit)][: args.agree_limit]
     agree_texts = [model_input(p.text, p.section_title) for p in agree_set]
     cache = tempfile.mkdtemp(prefix="pmc-curate-exp-cpu-")
     os.environ.setdefault("PMC_CURATE_ONNX_CACHE", cache)  # a fresh export: its cost is shown as setup
     model_dir = Path(args.model_dir) if args.model_dir else fitted_student(Path(cache) / "student", paragraphs, args.fit)
 
-    run, setup, outputs = {}, {}, {}
+    run, setup, outputs, fell_back = {}, {}, {}, {}
     default_threads = TORCH_DEFAULT_THREADS
     for name in args.paths:
         t = time.perf_counter()
@@ -153,9 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                                                                       max_length=args.max_length)  # fmt: skip
             run[name]()  # warm-up
         else:
-            pred = Predictor.from_dir(model_dir, precision=name, batch_size=args.batch_size, max_length=args.max_length)
+            precision, margin = name.split("+")[0], (args.fallback_margin if name.endswith("+fallback") else 0.0)
+            pred = Predictor.from_dir(model_dir, precision=precision, batch_size=args.batch_size,
+                                      max_length=args.max_length, fallback_margin=margin)  # fmt: skip
             run[name] = lambda pred=pred: pred.predict(texts)
             outputs[name] = pred.predict(agree_texts)  # warm-up, and the outputs compared with fp32's below
+            fell_back[name] = pred.fallbacks / max(1, len(agree_texts))
         setup[name] = time.perf_counter() - t
     cpu = {k: [] for k in run}
     wall = {k: [] for k in run}
@@ -174,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{default_threads}), best of {args.rounds} rounds; x = ratio to {base}; agreement with fp32 on "
           f"{len(agree_texts)} other paragraphs")
     dflt = "pipeline-default" if "pipeline-default" in run else None
-    print(f"{'path':<16} {'par/CPU-s':>9} {'x':>5} {'x dflt':>6} {'par/s':>7} {'x':>5} {'setup s':>7} {'labels=fp32':>11} "
-          f"{'score MAE':>9}")
+    print(f"{'path':<18} {'par/CPU-s':>9} {'x':>5} {'x dflt':>6} {'par/s':>7} {'x':>5} {'setup s':>7} {'labels=fp32':>11} "
+          f"{'score MAE':>9} {'fp32 rows':>9}")
     for name in run:
         per_cpu, per_wall = n / min(cpu[name]), n / min(wall[name])
         agree = mae = None
@@ -185,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             mae = float(np.abs(o.educational_score - ref.educational_score).mean())
         rows.append({"path": name, "per_cpu_s": per_cpu, "per_s": per_wall, "setup_s": setup[name],
                      "x_cpu": per_cpu / (n / min(cpu[base])), "x_wall": per_wall / (n / min(wall[base])),
-                     "label_agreement": agree, "score_mae": mae})  # fmt: skip
+                     "label_agreement": agree, "score_mae": mae, "fallback_share": fell_back.get(name)})  # fmt: skip
         r = rows[-1]
         r["x_cpu_default"] = per_cpu / (n / min(cpu[dflt])) if dflt else None
         xd = "n/a" if dflt is None else f"{r['x_cpu_default']:.2f}"
-        print(f"{name:<16} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {xd:>6} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
-              f"{'n/a' if agree is None else f'{agree:.3f}':>11} {'n/a' if mae is None else f'{mae:.4f}':>9}")
+        print(f"{name:<18} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {xd:>6} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
+              f"{'n/a' if agree is None else f'{agree:.3f}':>11} {'n/a' if mae is None else f'{mae:.4f}':>9} "
+              f"{'' if name not in fell_back else f'{fell_back[name]:.1%}':>9}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "n_agree": len(agree_texts), "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))
     import shutil

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CPU_PRECISIONS = ("int8", "onnx", "onnx-int8")
 ONNX_PRECISIONS = ("onnx", "onnx-int8")
+INT8_PRECISIONS = ("int8", "onnx-int8")
 OUTPUTS = tuple(h.name for h in HEADS)
 CACHE_ENV = "PMC_CURATE_ONNX_CACHE"
 # Fusions left out, offline and in the session: ONNX Runtime's CPU SkipLayerNormalization kernel took 481 ms of

@@ -6,7 +6,8 @@ What makes it fast (bench/bench_propagate.py measures it against transformers' p
   longest member, so almost no compute goes to padding;
 - torch.inference_mode(); fp16 (or bf16) autocast on CUDA;
 - on CPU, `precision` int8 / onnx / onnx-int8 select a faster runtime (classifiers.cpu_runtime): the
-  labels' model_id then ends in `+<precision>`.
+  labels' model_id then ends in `+<precision>`; with `fallback_margin`, the rows an int8 path cannot call
+  (a head's top two probabilities closer than the margin) are run again in fp32 (`+fp32-below-<margin>`).
 Truncation at the maximum length is detected per paragraph (and reported, never silent).
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from classifiers.cpu_runtime import CPU_PRECISIONS, OnnxRunner, quantize_int8
+from classifiers.cpu_runtime import CPU_PRECISIONS, INT8_PRECISIONS, OnnxRunner, quantize_int8
 from classifiers.encoding import full_lengths, length_features
 from classifiers.model import StudentModel, load_config
 from pipeline.core import storage
@@ -87,11 +88,21 @@ class Predictor:
         max_tokens: int | None = None,
         tfidf: Any = None,
         tfidf_heads: Sequence[str] = (),
+        fallback_margin: float = 0.0,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
         self.runner: OnnxRunner | None = None
+        if not 0.0 <= fallback_margin < 1.0:
+            raise ConfigError(f"--fallback-margin must be in [0, 1), not {fallback_margin}")
+        if fallback_margin and precision not in INT8_PRECISIONS:
+            raise ConfigError(f"--fallback-margin re-runs an int8 path's uncertain rows in fp32; it needs "
+                              f"--precision {' or '.join(INT8_PRECISIONS)}, not {precision}")  # fmt: skip
+        # the fp32 student for the fallback (the ONNX paths leave self.model in fp32; int8 replaces it)
+        self.fp32_model = self.model if fallback_margin else None
+        self.fallback_margin = float(fallback_margin)
+        self.fallbacks = 0  # rows run again in fp32 so far
         if precision in CPU_PRECISIONS:
             if self.device.type != "cpu":
                 raise ConfigError(f"--precision {precision} is a CPU path; on {self.device} use auto, fp16, bf16 or fp32")
@@ -105,6 +116,8 @@ class Predictor:
                     raise ConfigError(f"--precision {precision} needs the model directory (Predictor.from_dir)")
                 self.runner = OnnxRunner(self.model, Path(model_dir), precision)
             model_id = f"{model_id}+{precision}"
+            if fallback_margin:
+                model_id += f"+fp32-below-{fallback_margin:g}"
         self.tokenizer = tokenizer
         self.batch_size = int(batch_size)
         # GPU: a sub-batch also closes at this many (padded) tokens, so long and short ones fill the device alike
@@ -133,6 +146,7 @@ class Predictor:
         name: str | None = None,
         max_tokens: int | None = None,
         tfidf_heads: Sequence[str] = (),
+        fallback_margin: float = 0.0,
     ) -> Predictor:
         """Load W/model (see classifiers.model); max_length defaults to the one the model was trained with.
 
@@ -169,6 +183,7 @@ class Predictor:
             max_tokens=max_tokens,
             tfidf=tfidf,
             tfidf_heads=heads,
+            fallback_margin=fallback_margin,
         )
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
@@ -210,18 +225,17 @@ class Predictor:
         score = np.zeros(n, dtype=np.float32)
         n_tokens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         with torch.inference_mode(), self._autocast():
-            for idx in self.batches(ids):
-                width = int(n_tokens[idx].max())
-                input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    x = ids[i]
-                    input_ids[row, : len(x)] = x
-                    mask[row, : len(x)] = 1
-                out = self._forward(input_ids, mask, None if feats is None else feats[idx])
-                for name, p in probs.items():
-                    p[idx] = _softmax(out[name] / self.temperature.get(name, 1.0))
-                score[idx] = out["educational_score"].reshape(-1)
+            self._fill(ids, np.arange(n), n_tokens, feats, probs, score, self._forward)
+            if self.fp32_model is not None and n:
+                # labels the int8 path cannot call: a head's top two classes closer than the margin
+                close = np.zeros(n, dtype=bool)
+                for p in probs.values():
+                    top2 = np.partition(p, -2, axis=1)[:, -2:] if p.shape[1] > 1 else np.ones((n, 2))
+                    close |= (top2[:, 1] - top2[:, 0]) < self.fallback_margin
+                rows = np.flatnonzero(close)
+                if rows.size:
+                    self.fallbacks += int(rows.size)
+                    self._fill(ids, rows, n_tokens, feats, probs, score, self._forward_fp32)
         np.clip(score, SCORE_MIN, SCORE_MAX, out=score)
         if self.tfidf_heads:
             t_probs, t_score = self.tfidf.predict(texts)
@@ -232,6 +246,29 @@ class Predictor:
                     score = t_score
         return Predictions(probs=probs, educational_score=score, truncated=truncated, n_tokens=n_tokens)
 
+
+    def _fill(self, ids: Sequence[Sequence[int]], rows: np.ndarray, n_tokens: np.ndarray, feats: np.ndarray | None,
+              probs: dict[str, np.ndarray], score: np.ndarray, forward: Any) -> None:  # fmt: skip
+        """Run `rows` of the batch through `forward` in length-sorted sub-batches; write their outputs in place."""
+        for sub in self.batches([ids[i] for i in rows]):
+            idx = rows[sub]
+            width = int(n_tokens[idx].max())
+            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                x = ids[i]
+                input_ids[row, : len(x)] = x
+                mask[row, : len(x)] = 1
+            out = forward(input_ids, mask, None if feats is None else feats[idx])
+            for name, p in probs.items():
+                p[idx] = _softmax(out[name] / self.temperature.get(name, 1.0))
+            score[idx] = out["educational_score"].reshape(-1)
+
+    def _forward_fp32(self, input_ids: np.ndarray, mask: np.ndarray, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The fallback: the fp32 student in PyTorch (CPU)."""
+        out = self.fp32_model(torch.from_numpy(input_ids), torch.from_numpy(mask),
+                              None if feats is None else torch.from_numpy(feats))  # fmt: skip
+        return {k: v.float().numpy() for k, v in out.items()}
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray, feats: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One padded sub-batch through the model (PyTorch or ONNX Runtime): float32 arrays per head."""

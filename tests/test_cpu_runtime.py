@@ -114,3 +114,31 @@ def test_session_runs_the_unfused_layer_norm_and_gelu(student_dir: Path, tmp_pat
         assert not ops & {"SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "BiasGelu"}, ops
         assert "LayerNormalization" in ops and "QAttention" in ops, ops
     assert "Gelu" in ran and ran & {"MatMulInteger", "DynamicQuantizeMatMul"}, ran
+
+
+@pytest.mark.parametrize("precision", ["int8", "onnx-int8"])
+def test_fallback_reruns_the_uncertain_rows_in_fp32(student_dir: Path, reference, precision: str) -> None:  # type: ignore[no-untyped-def]
+    """--fallback-margin: rows whose top two classes an int8 path puts closer than the margin get fp32's outputs;
+    the others keep the int8 ones; the model id says so."""
+    texts = _texts()
+    plain = Predictor.from_dir(student_dir, precision=precision, batch_size=16).predict(texts)
+    top2 = {h: np.sort(p, axis=1)[:, -2:] for h, p in plain.probs.items()}
+    close = np.any([t[:, 1] - t[:, 0] < 0.2 for t in top2.values()], axis=0)
+    assert 0 < close.sum() < len(texts)  # the margin splits these rows, so both branches are checked
+    p = Predictor.from_dir(student_dir, precision=precision, batch_size=16, fallback_margin=0.2)
+    assert p.model_id == f"s+{precision}+fp32-below-0.2"
+    out = p.predict(texts)
+    assert p.fallbacks == close.sum()
+    for name in reference.probs:
+        np.testing.assert_allclose(out.probs[name][close], reference.probs[name][close], atol=1e-5)
+        np.testing.assert_array_equal(out.probs[name][~close], plain.probs[name][~close])
+    np.testing.assert_allclose(out.educational_score[close], reference.educational_score[close], atol=1e-5)
+    np.testing.assert_array_equal(out.educational_score[~close], plain.educational_score[~close])
+    assert (_labels(out) == _labels(reference)).mean() >= (_labels(plain) == _labels(reference)).mean()
+
+
+def test_fallback_needs_an_int8_path(student_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="needs --precision int8 or onnx-int8, not onnx"):
+        Predictor.from_dir(student_dir, precision="onnx", fallback_margin=0.1)
+    with pytest.raises(ConfigError, match=r"must be in \[0, 1\)"):
+        Predictor.from_dir(student_dir, precision="int8", fallback_margin=1.5)

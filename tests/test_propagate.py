@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from classifiers.data import model_input
 from pipeline.cli import main as cli
+from pipeline.core.errors import ConfigError
 from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.records import Paragraph
 from pipeline.core.workdir import Workdir
@@ -167,7 +169,12 @@ def test_int8_precision_through_the_stage_records_it_in_model_id(tmp_path: Path,
     w = _workdir(tmp_path / "w", paragraphs)
     cfg = PropagateConfig(model_dir=str(model_dir), batch_size=4, max_length=MAX_LENGTH, precision="int8")
     s = run_propagate(w, cfg, [])
-    assert s["labels"] == 12 and s["model_ids"] == ["test-student+int8"]
+    # an int8 path re-runs in fp32 the rows it cannot call (--fallback-margin, 0.05 by default), and says so
+    assert s["labels"] == 12 and s["model_ids"] == ["test-student+int8+fp32-below-0.05"]
+    plain = run_propagate(w, replace(cfg, fallback_margin=0.0), [])
+    assert plain["mode"] == "full" and plain["model_ids"] == ["test-student+int8"]
+    with pytest.raises(ConfigError, match="needs --precision int8 or onnx-int8, not fp32"):
+        run_propagate(w, replace(cfg, precision="fp32", fallback_margin=0.1), [])
     again = run_propagate(w, PropagateConfig(model_dir=str(model_dir), batch_size=4, max_length=MAX_LENGTH,
                                              precision="fp32"), [])  # fmt: skip
     assert again["mode"] == "full" and again["model_ids"] == ["test-student"]

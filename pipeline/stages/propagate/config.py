@@ -8,6 +8,10 @@ from pipeline.core.options import option
 
 # int8 / onnx / onnx-int8: faster CPU paths (classifiers.cpu_runtime); the labels' model_id ends in +<precision>
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "onnx", "onnx-int8")
+INT8_PRECISIONS = ("int8", "onnx-int8")
+# int8 paths: rows whose top two classes of a head are closer than this run again in fp32. At 0.05 the
+# trained bench student's labels agree with fp32 on 99.2% (98.7% without), 4% of rows run twice: docs/benchmarks.md
+DEFAULT_FALLBACK_MARGIN = 0.05
 CPU_MAX_TOKENS = 2048  # padded tokens per forward pass on a CPU, unless --max-tokens says otherwise
 
 
@@ -31,6 +35,10 @@ class PropagateConfig:
     beam_batch_size: int = option(1024, help="paragraphs per Beam batch, sorted by length inside")
     max_length: int | None = option(None, help="tokens (default: the training length)")
     precision: str = option("auto", choices=PRECISIONS, help="inference precision (auto: fp16 on a GPU, fp32 on CPU; int8, onnx, onnx-int8: faster CPU paths)")
+    fallback_margin: float | None = option(None, metavar="M",
+                                           help="int8 paths: run again in fp32 the paragraphs whose two likeliest "
+                                                "classes of a head are closer than M (default 0.05 with --precision "
+                                                "int8/onnx-int8; 0: never)")
     # 0 = torch's default; set 1-2 when running several Beam worker processes.
     torch_threads: int = option(0, speed_only=True, help="torch intra-op threads per worker (0: torch default)")
     # classifiers.tfidf_heads: train saves TF-IDF heads beside the student and says when one beats it
@@ -39,6 +47,13 @@ class PropagateConfig:
                                          "(document_type, domain, educational_score, or auto: the heads on "
                                          "which train found TF-IDF better); model_id names both models")
     full: bool = option(False, help="label every paragraph (default: keep the labels the same model gave the same input)")
+
+
+def fallback_margin(config: PropagateConfig) -> float:
+    """The run's fp32 fallback margin: the flag, else the default for an int8 precision, else none."""
+    if config.fallback_margin is not None:
+        return float(config.fallback_margin)
+    return DEFAULT_FALLBACK_MARGIN if config.precision in INT8_PRECISIONS else 0.0
 
 
 def forward_tokens(config: PropagateConfig) -> int | None:

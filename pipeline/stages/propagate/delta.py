@@ -59,7 +59,8 @@ class Plan:
     input_glob: str = ""  # the paragraphs the pipeline reads
 
 
-def model_fingerprint(model_dir: str, max_length: int | None, precision: str, tfidf_heads: tuple[str, ...] = ()) -> str:
+def model_fingerprint(model_dir: str, max_length: int | None, precision: str, tfidf_heads: tuple[str, ...] = (),
+                      fallback_margin: float = 0.0) -> str:  # fmt: skip
     """The model's identity for reuse: its files' versions (size + mtime / ETag) and the settings that change
     its outputs."""
     loc = storage.as_location(model_dir)
@@ -67,6 +68,8 @@ def model_fingerprint(model_dir: str, max_length: int | None, precision: str, tf
     settings: dict[str, object] = {"files": fp, "max_length": max_length, "precision": precision}
     if tfidf_heads:  # absent when unused: fingerprints of earlier runs stay valid
         settings["tfidf_heads"] = sorted(tfidf_heads)
+    if fallback_margin:  # likewise
+        settings["fallback_margin"] = fallback_margin
     raw = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 

@@ -30,7 +30,7 @@ from pipeline.core.labels import DOCUMENT_TYPES, DOMAINS
 from pipeline.core.logs import Heartbeat
 from pipeline.core.records import Label, Reject, arrow_schema, as_row
 from pipeline.core.workdir import Workdir
-from pipeline.stages.propagate.config import PropagateConfig, forward_tokens
+from pipeline.stages.propagate.config import PropagateConfig, fallback_margin, forward_tokens
 
 STAGE = "propagate"
 METRICS_NAMESPACE = "pmc_curate_propagate"
@@ -78,6 +78,7 @@ class StudentModelHandler(ModelHandler[dict, dict, Any]):
             precision=self.config.precision,
             tfidf_heads=self.config.tfidf_heads,
             max_tokens=forward_tokens(self.config),
+            fallback_margin=fallback_margin(self.config),
         )
 
     def run_inference(
