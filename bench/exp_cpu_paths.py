@@ -68,6 +68,33 @@ def with_threads(threads: int, fn, *args, **kwargs):  # type: ignore[no-untyped-
         torch.set_num_threads(before)
 
 
+def profile_ops(name: str, pred: Predictor, texts: list[str], threads: int) -> None:
+    """ONNX Runtime's own profiler over the timed paragraphs, one at a time: kernel time per operator type."""
+    import collections
+
+    import onnxruntime as ort
+
+    from classifiers.cpu_runtime import DISABLED_OPTIMIZERS, session_options
+
+    so = session_options(ort, threads)
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="pmc-curate-ort-profile-")) / "p")
+    session = ort.InferenceSession(str(pred.runner.path), so, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
+    ids, _ = pred.tokenize(texts)
+    for x in ids:
+        a = np.array([x], dtype=np.int64)
+        session.run(None, {"input_ids": a, "attention_mask": np.ones_like(a)})
+    per_op: collections.Counter[str] = collections.Counter()
+    for e in json.loads(Path(session.end_profiling()).read_text()):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(per_op.values())
+    print(f"\n{name}: ONNX Runtime kernel time over {len(ids)} paragraphs (batch 1): {total / 1e3:.0f} ms")
+    for op, us in per_op.most_common(8):
+        print(f"  {op:<28} {us / 1e3:8.1f} ms {us / total:6.1%}")
+
+
 def fitted_student(out: Path, paragraphs, n_fit: int) -> Path:  # type: ignore[no-untyped-def]
     """MiniLM-L6 with heads fitted to the rule teacher's labels (a stand-in for a trained student)."""
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -127,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paths", nargs="*", choices=PATHS, default=list(PATHS))
+    ap.add_argument("--profile", action="store_true", help="also print ONNX Runtime's time per operator (ONNX paths)")
     ap.add_argument("--json", default="", help="also write the results here")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (12 paragraphs, 64 tokens, one round, no onnx fp32)")
     args = ap.parse_args(argv)
@@ -151,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PMC_CURATE_ONNX_CACHE", cache)  # a fresh export: its cost is shown as setup
     model_dir = Path(args.model_dir) if args.model_dir else fitted_student(Path(cache) / "student", paragraphs, args.fit)
 
-    run, setup, outputs, fell_back = {}, {}, {}, {}
+    run, setup, outputs, fell_back, predictors = {}, {}, {}, {}, {}
     default_threads = TORCH_DEFAULT_THREADS
     for name in args.paths:
         t = time.perf_counter()
@@ -169,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             pred = Predictor.from_dir(model_dir, precision=precision, batch_size=args.batch_size,
                                       max_length=args.max_length, fallback_margin=margin)  # fmt: skip
             run[name] = lambda pred=pred: pred.predict(texts)
+            predictors[name] = pred
             outputs[name] = pred.predict(agree_texts)  # warm-up, and the outputs compared with fp32's below
             fell_back[name] = pred.fallbacks / max(1, len(agree_texts))
         setup[name] = time.perf_counter() - t
@@ -207,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<18} {per_cpu:>9.2f} {r['x_cpu']:>5.2f} {xd:>6} {per_wall:>7.2f} {r['x_wall']:>5.2f} {setup[name]:>7.1f} "
               f"{'n/a' if agree is None else f'{agree:.3f}':>11} {'n/a' if mae is None else f'{mae:.4f}':>9} "
               f"{'' if name not in fell_back else f'{fell_back[name]:.1%}':>9}")
+    if args.profile:
+        for name, pred in predictors.items():
+            if pred.runner is not None:
+                profile_ops(name, pred, texts, args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "n_agree": len(agree_texts), "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))
     import shutil
