@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'' if name not in fell_back else f'{fell_back[name]:.1%}':>9}")
     if args.profile:
         for name, pred in predictors.items():
-            if pred.runner is not None:
+            if pred.runner is not None and not name.endswith("+fallback"):  # the same graph as without
                 profile_ops(name, pred, texts, args.threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "n": n, "n_agree": len(agree_texts), "args": vars(args), "load_end": os.getloadavg()}, indent=2, default=str))

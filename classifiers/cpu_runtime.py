@@ -5,13 +5,15 @@ Selected by `precision` (`propagate --precision`, classifiers.predict.Predictor)
     fp32        PyTorch, float32 (the reference)
     int8        PyTorch dynamic quantization of every nn.Linear (int8 weights per output channel,
                 activations quantized per batch; torch.ao.quantization.quantize_dynamic)
-    onnx        the student exported to ONNX, BERT-style fusions (attention, LayerNorm, GELU) by
-                onnxruntime.transformers' optimizer, run by ONNX Runtime in float32
+    onnx        the student exported to ONNX, BERT-style fusions (attention, embeddings) by
+                onnxruntime.transformers' optimizer, but LayerNorm and GELU left apart from their Adds
+                (UNFUSED: faster on CPU), run by ONNX Runtime in float32
     onnx-int8   the same graph with its MatMul weights quantized to int8 per channel
                 (onnxruntime.quantization.quantize_dynamic): the fastest CPU path measured (bench/exp_cpu_paths.py, docs/benchmarks.md)
 
 The int8 paths change the outputs slightly; their agreement with fp32 (labels, score error) is measured by
 bench/exp_cpu_paths.py and tested in tests/test_cpu_runtime.py. The labels' model_id records the precision.
+Predictor's `fallback_margin` re-runs in fp32 the rows whose labels an int8 path cannot call (classifiers.predict).
 The ONNX file is exported once per machine and model version into a cache folder (export + optimisation +
 quantization take seconds to tens of seconds: a fixed cost per worker, not per batch).
 """
