@@ -107,6 +107,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=0,
                     help="sub-batches of at most this many tokens (padded), length-sorted (default with --gpu: 65536)")
     ap.add_argument("--precision", default="", help="default: fp16 with --gpu, else fp32")
+    ap.add_argument("--fallback-margin", type=float, default=None,
+                    help="int8 precisions: as propagate's --fallback-margin (default: propagate's default)")
     ap.add_argument("--skip", default="", help="comma-separated paths to skip (pipeline,pipeline-bs,beam)")
     ap.add_argument("--json", default="", help="also write the results here")
     ap.add_argument("--smoke", action="store_true",
@@ -151,14 +153,18 @@ def main() -> int:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
         model_dir = build_model(Path(d), args.encoder, args.max_length)
+        from pipeline.stages.propagate.config import PropagateConfig, fallback_margin
+
+        # the margin propagate would use with this precision, so that `ours` and `beam` run the same model
+        margin = fallback_margin(PropagateConfig(precision=args.precision, fallback_margin=args.fallback_margin))
         pred = Predictor.from_dir(model_dir, device=device, batch_size=args.batch_size, max_length=args.max_length,
-                                  precision=args.precision, max_tokens=args.max_tokens or None)
+                                  precision=args.precision, max_tokens=args.max_tokens or None, fallback_margin=margin)
         pred.tokenize(texts[:64])  # warm-up
         tok_s = timed(lambda: pred.tokenize(texts), "tokenize")
         results["tokenize"] = len(texts) / tok_s
         ids, truncated = pred.tokenize(texts)
         n_tokens = sum(len(x) for x in ids)
-        print(f"{len(texts)} paragraphs, {n_tokens} tokens after truncation at {pred.max_length} "
+        print(f"model {pred.model_id}; {len(texts)} paragraphs, {n_tokens} tokens after truncation at {pred.max_length} "
               f"({int(truncated.sum())} truncated), device {device}, torch threads {torch.get_num_threads()}")
         pred.predict(texts[: args.batch_size])  # warm-up
         results["ours"] = len(texts) / timed(lambda: pred.predict(texts), "ours")
@@ -178,14 +184,14 @@ def main() -> int:
         if "beam" not in skip and device == "cpu":
             from pipeline.core.records import Paragraph
             from pipeline.core.workdir import Workdir
-            from pipeline.stages.propagate.config import PropagateConfig
             from pipeline.stages.propagate.stage import run_propagate
             from pipeline.teacher.rules import write_table
 
             w = Workdir.of(Path(d) / "work")
             write_table(paragraphs, Paragraph, w.paragraphs / "part-00000.parquet")
             cfg = PropagateConfig(model_dir=str(model_dir), batch_size=args.batch_size, max_length=args.max_length,
-                                  torch_threads=args.threads, max_tokens=args.max_tokens)
+                                  torch_threads=args.threads, max_tokens=args.max_tokens, precision=args.precision,
+                                  fallback_margin=margin)
             # The stage on a fifth of the paragraphs, then on all: the difference is its steady state,
             # apart from the fixed costs (pipeline construction, model load, Parquet files) both pay.
             small = Workdir.of(Path(d) / "work-small")
