@@ -72,15 +72,10 @@ def profile_ops(name: str, pred: Predictor, texts: list[str], threads: int) -> N
     """ONNX Runtime's own profiler over the timed paragraphs, one at a time: kernel time per operator type."""
     import collections
 
-    import onnxruntime as ort
+    from classifiers.cpu_runtime import open_session
 
-    from classifiers.cpu_runtime import DISABLED_OPTIMIZERS, session_options
-
-    so = session_options(ort, threads)
-    so.enable_profiling = True
-    so.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="pmc-curate-ort-profile-")) / "p")
-    session = ort.InferenceSession(str(pred.runner.path), so, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
+    prefix = str(Path(tempfile.mkdtemp(prefix="pmc-curate-ort-profile-")) / "p")
+    session = open_session(pred.runner.path, threads, profile_prefix=prefix)
     ids, _ = pred.tokenize(texts)
     for x in ids:
         a = np.array([x], dtype=np.int64)

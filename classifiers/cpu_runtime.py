@@ -33,12 +33,10 @@ import torch
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.labels import HEADS
+from pipeline.core.precision import ONNX_PRECISIONS
 
 log = logging.getLogger(__name__)
 
-CPU_PRECISIONS = ("int8", "onnx", "onnx-int8")
-ONNX_PRECISIONS = ("onnx", "onnx-int8")
-INT8_PRECISIONS = ("int8", "onnx-int8")
 OUTPUTS = tuple(h.name for h in HEADS)
 CACHE_ENV = "PMC_CURATE_ONNX_CACHE"
 # Fusions left out, offline and in the session: ONNX Runtime's CPU SkipLayerNormalization kernel took 481 ms of
@@ -152,15 +150,22 @@ def export_onnx(model: torch.nn.Module, out: Path, precision: str) -> Path:
     return out
 
 
-def session_options(ort: Any, threads: int, optimized_to: Path | None = None) -> Any:
-    """One thread pool of `threads`, every graph optimisation (but DISABLED_OPTIMIZERS, given to the session)."""
+def open_session(path: Path, threads: int, optimized_to: Path | None = None, profile_prefix: str = "") -> Any:
+    """An ONNX Runtime CPU session of an exported student: one thread pool of `threads`, every graph
+    optimisation but DISABLED_OPTIMIZERS. `optimized_to`: write the graph the session runs there (tests read
+    its operators); `profile_prefix`: ONNX Runtime's profiler on (bench/exp_cpu_paths.py --profile)."""
+    ort = _require_onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if optimized_to is not None:  # the graph the session runs, written out (tests read its operators)
+    if optimized_to is not None:
         so.optimized_model_filepath = str(optimized_to)
-    return so
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
 
 
 class OnnxRunner:
@@ -168,16 +173,14 @@ class OnnxRunner:
 
     def __init__(self, model: torch.nn.Module, model_dir: Path, precision: str, threads: int = 0,
                  optimized_to: Path | None = None) -> None:  # fmt: skip
-        ort = _require_onnxruntime()
+        _require_onnxruntime()
         if precision not in ONNX_PRECISIONS:
             raise ConfigError(f"OnnxRunner: precision must be one of {ONNX_PRECISIONS}, not {precision!r}")
         path = cache_dir() / f"{model_key(Path(model_dir), precision)}.onnx"
         if not path.is_file():
             log.info("exporting the student to ONNX (%s) -> %s (once per machine and model version)", precision, path)
             export_onnx(model, path, precision)
-        so = session_options(ort, int(threads or torch.get_num_threads()), optimized_to)
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
-                                            disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
+        self.session = open_session(path, int(threads or torch.get_num_threads()), optimized_to)
         self.path = path
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from classifiers.cpu_runtime import CPU_PRECISIONS, INT8_PRECISIONS, OnnxRunner, quantize_int8
+from classifiers.cpu_runtime import OnnxRunner, quantize_int8
 from classifiers.encoding import full_lengths, length_features
 from classifiers.model import StudentModel, load_config
 from pipeline.core import storage
 from pipeline.core.errors import ConfigError
 from pipeline.core.labels import HEADS, SCORE_MAX, SCORE_MIN
+from pipeline.core.precision import CPU_PRECISIONS, check_fallback_margin
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,7 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.precision = precision
         self.runner: OnnxRunner | None = None
-        if not 0.0 <= fallback_margin < 1.0:
-            raise ConfigError(f"--fallback-margin must be in [0, 1), not {fallback_margin}")
-        if fallback_margin and precision not in INT8_PRECISIONS:
-            raise ConfigError(f"--fallback-margin re-runs an int8 path's uncertain rows in fp32; it needs "
-                              f"--precision {' or '.join(INT8_PRECISIONS)}, not {precision}")  # fmt: skip
+        check_fallback_margin(fallback_margin, precision)
         # the fp32 student for the fallback (the ONNX paths leave self.model in fp32; int8 replaces it)
         self.fp32_model = self.model if fallback_margin else None
         self.fallback_margin = float(fallback_margin)
@@ -229,8 +226,8 @@ class Predictor:
             if self.fp32_model is not None and n:
                 # labels the int8 path cannot call: a head's top two classes closer than the margin
                 close = np.zeros(n, dtype=bool)
-                for p in probs.values():
-                    top2 = np.partition(p, -2, axis=1)[:, -2:] if p.shape[1] > 1 else np.ones((n, 2))
+                for p in probs.values():  # every classification head has at least two classes
+                    top2 = np.partition(p, -2, axis=1)[:, -2:]
                     close |= (top2[:, 1] - top2[:, 0]) < self.fallback_margin
                 rows = np.flatnonzero(close)
                 if rows.size:

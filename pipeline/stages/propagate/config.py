@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.core.options import option
+from pipeline.core.precision import INT8_PRECISIONS, PRECISIONS
 
-# int8 / onnx / onnx-int8: faster CPU paths (classifiers.cpu_runtime); the labels' model_id ends in +<precision>
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "onnx", "onnx-int8")
-INT8_PRECISIONS = ("int8", "onnx-int8")
 # int8 paths: rows whose top two classes of a head are closer than this run again in fp32. At 0.05 the
 # trained bench student's labels agree with fp32 on 99.2% (98.7% without), 4% of rows run twice: docs/benchmarks.md
 DEFAULT_FALLBACK_MARGIN = 0.05

@@ -18,9 +18,10 @@ from beam_runners.dryrun import is_dry_run
 from beam_runners.options import make_pipeline
 from pipeline.core import storage, tables
 from pipeline.core.errors import ConfigError
+from pipeline.core.precision import CPU_PRECISIONS, check_fallback_margin
 from pipeline.core.workdir import Workdir
 from pipeline.stages.propagate import delta
-from pipeline.stages.propagate.config import INT8_PRECISIONS, PropagateConfig, fallback_margin
+from pipeline.stages.propagate.config import PropagateConfig, fallback_margin
 from pipeline.stages.propagate.transforms import STAGE, Propagate
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,10 @@ def run_propagate(workdir: Workdir, config: PropagateConfig, beam_argv: list[str
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but torch sees no CUDA device")
-        if config.precision in ("int8", "onnx", "onnx-int8"):
+        if config.precision in CPU_PRECISIONS:
             raise ConfigError(f"--precision {config.precision} is a CPU path; with --device cuda use auto, fp16, bf16 or fp32")
     margin = fallback_margin(config)
-    if not 0.0 <= margin < 1.0:
-        raise ConfigError(f"--fallback-margin must be in [0, 1), not {margin}")
-    if margin and config.precision not in INT8_PRECISIONS:
-        raise ConfigError(f"--fallback-margin re-runs an int8 path's uncertain paragraphs in fp32; it needs "
-                          f"--precision {' or '.join(INT8_PRECISIONS)}, not {config.precision}")  # fmt: skip
+    check_fallback_margin(margin, config.precision)  # here too, so the job fails before its workers start
     fingerprint = delta.model_fingerprint(config.model_dir, config.max_length, config.precision,
                                          tuple(config.tfidf_heads), margin)
     if is_dry_run(beam_argv):  # --dry-run FILE: build the job and write it to FILE (DryRunFinished), W untouched
